@@ -1,0 +1,5 @@
+#ifndef CPGNOTI_OPENSSL_SHIM_H
+#define CPGNOTI_OPENSSL_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+#endif
