@@ -12,8 +12,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
@@ -33,8 +32,7 @@ let package = Package(
             "PGNotiCore", "PGNotiStore", "PGNotiSpool",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "pgnoti", dependencies: [
@@ -43,6 +41,8 @@ let package = Package(
         ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiStore", "PGNotiSpool"]),
-        .testTarget(name: "PGNotiEndToEndTests", dependencies: ["PGNotiServer", "PGNotiCore"]),
+        .testTarget(name: "PGNotiServerTests", dependencies: ["PGNotiServer", "PGNotiStore", "PGNotiSpool", "PGNotiCore"]),
+        // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
+        .testTarget(name: "PGNotiEndToEndTests", dependencies: ["PGNotiServer", "PGNotiStore", "pgnoti"]),
     ]
 )

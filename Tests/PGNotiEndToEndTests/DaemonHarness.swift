@@ -1,0 +1,220 @@
+import Foundation
+import PGNotiServer
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `pgnoti` binary, started as systemd would start it, on a loopback port.
+final class DaemonProcess: @unchecked Sendable {
+    let directory: URL
+    let process = Process()
+    let notifySocket: NotifySocket
+    private let output = LockedLines()
+    private(set) var port = 0
+
+    static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    static var fixtures: URL { packageRoot.appendingPathComponent("fixtures") }
+
+    /// The binary SwiftPM built next to this test bundle (override with PGNOTI_BIN).
+    static var binary: URL {
+        if let explicit = ProcessInfo.processInfo.environment["PGNOTI_BIN"] { return URL(fileURLWithPath: explicit) }
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pgnoti")
+        if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
+        return packageRoot.appendingPathComponent(".build/debug/pgnoti")
+    }
+
+    static func makeDirectory(_ name: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("pgnoti-e2e-\(name)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Writes a config with state inside `directory`; `extra` is appended verbatim.
+    static func writeConfig(in directory: URL, extra: String = "", logLevel: String = "info") throws -> URL {
+        let config = """
+        listen = "127.0.0.1:0"
+        database = "\(directory.path)/state/pgnoti.sqlite"
+        queue = "\(directory.path)/state/queue"
+        log_level = "\(logLevel)"
+
+        [smartro]
+        merchant_keys_file = "\(directory.path)/smartro-keys"
+
+        \(extra)
+        """
+        try "# test keys: Smartro's published test merchant only\nSMTPAY001m=\(Config.smartroTestKey)\n"
+            .write(to: directory.appendingPathComponent("smartro-keys"), atomically: true, encoding: .utf8)
+        let url = directory.appendingPathComponent("pgnoti.toml")
+        try config.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    init(directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws {
+        self.directory = directory
+        notifySocket = try NotifySocket(path: directory.appendingPathComponent("notify-\(UUID().uuidString.prefix(6)).sock").path)
+        process.executableURL = Self.binary
+        process.arguments = arguments ?? ["serve", "--config", directory.appendingPathComponent("pgnoti.toml").path]
+        process.currentDirectoryURL = directory
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = notifySocket.path
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let lines = output
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil; return }
+            lines.append(data)
+        }
+        try process.run()
+    }
+
+    /// Starts and waits for READY=1; the port comes from the READY status line.
+    static func start(_ directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws -> DaemonProcess {
+        let daemon = try DaemonProcess(directory: directory, arguments: arguments, environment: environment)
+        try daemon.waitUntilReady()
+        return daemon
+    }
+
+    func waitUntilReady(timeout: TimeInterval = 60) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let message = notifySocket.receive(timeoutMilliseconds: 200) {
+                if message.contains("READY=1") {
+                    if let range = message.range(of: "listening on port ") {
+                        port = Int(message[range.upperBound...].prefix { $0.isNumber }) ?? 0
+                    }
+                    return
+                }
+            }
+            if !process.isRunning {
+                throw HarnessError("daemon exited with \(process.terminationStatus) before READY=1:\n\(logText)")
+            }
+        }
+        throw HarnessError("no READY=1 within \(timeout)s:\n\(logText)")
+    }
+
+    var logText: String { output.text }
+    var logLines: [String] { output.text.split(separator: "\n").map(String.init) }
+
+    /// Log lines as JSON objects (the daemon writes nothing else to stdout).
+    var logObjects: [[String: Any]] {
+        logLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func send(_ bytes: [UInt8]) throws -> RawHTTPResponse {
+        try RawHTTPClient.exchange(host: "127.0.0.1", port: port, bytes: bytes)
+    }
+
+    func send(fixture request: RawHTTPRequest) throws -> RawHTTPResponse {
+        try send(request.serialized(host: "127.0.0.1:\(port)", target: request.target))
+    }
+
+    @discardableResult
+    func terminate(timeout: TimeInterval = 30) throws -> Int32 {
+        kill(process.processIdentifier, SIGTERM)
+        return try waitForExit(timeout: timeout)
+    }
+
+    func killHard() throws {
+        kill(process.processIdentifier, SIGKILL)
+        _ = try waitForExit(timeout: 30)
+    }
+
+    func waitForExit(timeout: TimeInterval) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        guard !process.isRunning else { throw HarnessError("daemon did not exit within \(timeout)s") }
+        return process.terminationStatus
+    }
+
+    var queueNew: URL { directory.appendingPathComponent("state/queue/new") }
+    var queueTmp: URL { directory.appendingPathComponent("state/queue/tmp") }
+
+    func queueFiles() throws -> [URL] {
+        try FileManager.default.contentsOfDirectory(at: queueNew, includingPropertiesForKeys: nil)
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+final class LockedLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func append(_ chunk: Data) { lock.lock(); data.append(chunk); lock.unlock() }
+    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
+}
+
+/// The test's end of $NOTIFY_SOCKET: a datagram socket systemd would own.
+final class NotifySocket: @unchecked Sendable {
+    let path: String
+    let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw HarnessError("socket() failed") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw HarnessError("bind(\(path)) failed: \(String(cString: strerror(errno)))") }
+    }
+
+    func receive(timeoutMilliseconds: Int32) -> String? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, timeoutMilliseconds) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+    }
+
+    deinit { close(fd); unlink(path) }
+}
+
+/// One fixture: the exact request bytes and what the daemon must do with them.
+struct Fixture: CustomStringConvertible {
+    let name: String
+    let provider: String
+    let request: RawHTTPRequest
+    let expect: [String: Any]
+
+    var description: String { "\(provider)/\(name)" }
+    var expectedStatus: Int { expect["http_status"] as? Int ?? -1 }
+    var expectedAck: String? { expect["ack"] as? String }
+    var isAccepted: Bool { (expect["outcome"] as? String) == "accepted" }
+
+    static func all() throws -> [Fixture] {
+        var fixtures: [Fixture] = []
+        let root = DaemonProcess.fixtures
+        for provider in ["smartro", "tomatopay", "innopay"] {
+            let dir = root.appendingPathComponent(provider)
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".http") }.sorted()
+            for file in files {
+                let name = String(file.dropLast(5))
+                let bytes = Array(try Data(contentsOf: dir.appendingPathComponent(file)))
+                let expectData = try Data(contentsOf: dir.appendingPathComponent(name + ".expect.json"))
+                let expect = try JSONSerialization.jsonObject(with: expectData) as! [String: Any]
+                fixtures.append(Fixture(name: name, provider: provider, request: try RawHTTPRequest(parsing: bytes), expect: expect))
+            }
+        }
+        return fixtures
+    }
+}
