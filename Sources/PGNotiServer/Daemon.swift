@@ -32,9 +32,9 @@ public struct Daemon: Sendable {
         }
         logger.info("starting", metadata: [
             "listen": "\(config.listen)", "database": "\(config.database)", "queue": "\(config.queue)",
-            "providers": .array(enabled.map { .string($0) }), "sandbox": "\(config.sandbox)",
+            "providers": .array(enabled.map { .string($0) }), "sandbox": .stringConvertible(config.sandbox),
             "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
-            "pid": "\(getpid())",
+            "pid": .stringConvertible(Int(getpid())),
         ])
 
         let ledger = try Ledger(path: config.database)
@@ -43,7 +43,7 @@ public struct Daemon: Sendable {
         let relay = OutboxRelay(ledger: ledger, queue: queue, logger: logger)
         // What a crash left between commit and file goes out before new traffic arrives.
         let replayed = try await relay.drain()
-        if replayed > 0 { logger.notice("filed events left in the outbox by the previous run", metadata: ["count": "\(replayed)"]) }
+        if replayed > 0 { logger.notice("filed events left in the outbox by the previous run", metadata: ["count": .stringConvertible(replayed)]) }
 
         let intake = Intake(providers: config.providers, ledger: ledger, relay: relay, logger: logger,
                             rejectedKeep: config.rejectedKeep)
@@ -58,7 +58,7 @@ public struct Daemon: Sendable {
             services: [RelayService(relay: relay)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? -1
-                logger.info("listening", metadata: ["address": "\(channel.localAddress?.ipAddress ?? "?")", "port": "\(port)"])
+                logger.info("listening", metadata: ["address": "\(channel.localAddress?.ipAddress ?? "?")", "port": .stringConvertible(port)])
                 // Only now: the socket accepts connections and the database is open.
                 notifier.notify("READY=1\nSTATUS=listening on port \(port)")
             },
@@ -83,7 +83,7 @@ public struct Daemon: Sendable {
         // The relay drained on its way out; this catches anything committed after that.
         let late = try await relay.drain()
         try ledger.close()
-        logger.info("stopped", metadata: ["filed_at_exit": "\(late)"])
+        logger.info("stopped", metadata: ["filed_at_exit": .stringConvertible(late)])
     }
 }
 

@@ -153,8 +153,8 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     @Test func signAlgorithmSettingRestrictsWhatVerifies() throws {
         let md5Only = Smartro(merchantKeys: ["SMTPAY001m": publishedSmartroKey], signAlgorithm: .md5)
         #expect(throws: Rejection.self) { try md5Only.interpret(smartroPost(extra: [], algorithm: .sha256)) }
-        _ = try md5Only.interpret(smartroPost(extra: [], algorithm: .md5))
-        _ = try smartro.interpret(smartroPost(extra: [], algorithm: .sha256))
+        #expect(try md5Only.interpret(smartroPost(extra: [], algorithm: .md5)).verifiedBy == "signvalue-md5")
+        #expect(try smartro.interpret(smartroPost(extra: [], algorithm: .sha256)).verifiedBy == "signvalue-sha256")
     }
 
     @Test func rejectionTextNeverCarriesTheKey() {

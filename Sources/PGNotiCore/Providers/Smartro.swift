@@ -30,7 +30,7 @@ public struct Smartro: PaymentProvider {
         let mid = try fields.required(Self.mid)
         let tid = try fields.required(Self.tid)
         let resultCode = try fields.required(Self.resultCode)
-        try verifySignature(fields, mid: mid, tid: tid, resultCode: resultCode)
+        let algorithm = try verifySignature(fields, mid: mid, tid: tid, resultCode: resultCode)
 
         let payMethod = fields[Self.payMethod]?.uppercased()
         let state = try Self.state(fields, resultCode: resultCode, payMethod: payMethod)
@@ -76,21 +76,22 @@ public struct Smartro: PaymentProvider {
         if let type = fields["ReceiptType"], type != "0" {
             notification.cashReceipt = CashReceipt(type: type, approvalNumber: fields["RcptAppNo"])
         }
-        notification.verifiedBy = "signvalue"
+        notification.verifiedBy = "signvalue-\(algorithm.rawValue)"
         return notification
     }
 
-    private func verifySignature(_ fields: Fields, mid: String, tid: String, resultCode: String) throws(Rejection) {
+    private func verifySignature(_ fields: Fields, mid: String, tid: String, resultCode: String) throws(Rejection) -> SmartroSignAlgorithm {
         guard let key = merchantKeys[mid] else {
             throw Rejection(.unknownMerchant, "no merchant key configured for MID \(mid)")
         }
         guard let signValue = fields[Self.signValue] else {
             throw Rejection(.signatureMissing, "SignValue is absent")
         }
-        guard SmartroSignature.verify(signValue: signValue, tid: tid, resultCode: resultCode,
-                                      merchantKey: key, allowed: signAlgorithm) != nil else {
+        guard let matched = SmartroSignature.verify(signValue: signValue, tid: tid, resultCode: resultCode,
+                                                    merchantKey: key, allowed: signAlgorithm) else {
             throw Rejection(.signatureMismatch, "SignValue does not match TID, ResultCode and the merchant key for MID \(mid)")
         }
+        return matched
     }
 
     /// StateCd is only sent to the RetryURL (§6.4 note); a ReturnURL-style post carries none, so

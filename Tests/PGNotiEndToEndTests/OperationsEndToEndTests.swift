@@ -1,0 +1,140 @@
+import Foundation
+import PGNotiServer
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite(.serialized)
+struct OperationsEndToEndTests {
+    static func fixture(_ provider: String, _ name: String) throws -> Fixture {
+        try #require(try Fixture.all().first { $0.provider == provider && $0.name == name })
+    }
+
+    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = DaemonProcess.binary
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func sandboxModeNeedsNoConfigAndKnowsSmartrosTestMerchant() throws {
+        let dir = try DaemonProcess.makeDirectory("sandbox")
+        let daemon = try DaemonProcess.start(dir, arguments: ["serve", "--listen", "127.0.0.1:0"])
+        let first = try #require(daemon.logObjects.first)
+        #expect(first["level"] as? String == "warning")
+        #expect((first["msg"] as? String)?.contains("SANDBOX MODE") == true)
+        let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
+        #expect(response.status == 200 && response.bodyText == "OK")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/pgnoti.sqlite").path))
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/queue/tmp").path))
+        let new = dir.appendingPathComponent("var/queue/new").path
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, (try? FileManager.default.contentsOfDirectory(atPath: new).count) != 1 { usleep(50_000) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: new).count == 1)
+        #expect(!daemon.logText.contains(Config.smartroTestKey))
+        #expect(try daemon.terminate() == 0)
+    }
+
+    @Test func sendReplaysAFixtureAndPrintsStatusAndBody() throws {
+        let dir = try DaemonProcess.makeDirectory("send")
+        _ = try DaemonProcess.writeConfig(in: dir)
+        let daemon = try DaemonProcess.start(dir)
+        let file = DaemonProcess.fixtures.appendingPathComponent("innopay/approve-card.http").path
+        let ok = try Self.run(["send", file, "--to", "http://127.0.0.1:\(daemon.port)"], in: dir)
+        #expect(ok.status == 0)
+        #expect(ok.output == "200\n0000\n")
+        let bad = try Self.run(["send", DaemonProcess.fixtures.appendingPathComponent("smartro/reject-bad-signature.http").path,
+                                "--to", "http://127.0.0.1:\(daemon.port)/notify/smartro"], in: dir)
+        #expect(bad.status != 0)
+        #expect(bad.output.hasPrefix("403\n"))
+        #expect(try daemon.terminate() == 0)
+    }
+
+    @Test func checkConfigNamesTheBadKeyAndServeRefusesIt() throws {
+        let dir = try DaemonProcess.makeDirectory("checkconfig")
+        let good = try DaemonProcess.writeConfig(in: dir)
+        let ok = try Self.run(["check-config", "--config", good.path], in: dir)
+        #expect(ok.status == 0, "\(ok.output)")
+        #expect(ok.output.hasPrefix("ok:"))
+        #expect(!ok.output.contains(Config.smartroTestKey))
+
+        let bad = dir.appendingPathComponent("bad.toml")
+        try "[smartro]\nsign_algorithm = \"sha1\"\n[smartro.merchant_keys]\nSMTPAY001m = \"\(Config.smartroTestKey)\"\n"
+            .write(to: bad, atomically: true, encoding: .utf8)
+        let refused = try Self.run(["check-config", "--config", bad.path], in: dir)
+        #expect(refused.status == 78)
+        #expect(refused.output.contains("smartro.sign_algorithm"))
+        #expect(!refused.output.contains(Config.smartroTestKey))
+        let serve = try Self.run(["serve", "--config", bad.path], in: dir)
+        #expect(serve.status == 78)
+        #expect(serve.output.contains("smartro.sign_algorithm"))
+    }
+
+    @Test func debugLogShowsFieldsWithPersonalDataMasked() throws {
+        let dir = try DaemonProcess.makeDirectory("mask")
+        _ = try DaemonProcess.writeConfig(in: dir, logLevel: "debug")
+        let daemon = try DaemonProcess.start(dir)
+        let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
+        #expect(response.status == 200)
+        let line = try #require(daemon.logObjects.first { $0["msg"] as? String == "notification" })
+        let fields = try #require(line["fields"] as? [String: String])
+        #expect(fields["MID"] == "SMTPAY001m")
+        #expect(fields["Name"] == "김똠순")
+        #expect(fields["BuyerTel"] != "010-0000-0001" && fields["BuyerTel"]?.hasSuffix("0001") == true)
+        #expect(fields["BuyerEmail"]?.contains("buyer0001") == false)
+        #expect(fields["pinNo"] != nil && fields["pinNo"] != "53651234****1234")
+        #expect(!daemon.logText.contains("010-0000-0001"))
+        #expect(!daemon.logText.contains("buyer0001@example.com"))
+        #expect(!daemon.logText.contains("YTVkYTRjMDRkYTY0OTFkNzUwODU4ZWQ5YTc2Y2Y5MDY"), "SignValue is masked too")
+        #expect(!daemon.logText.contains(Config.smartroTestKey))
+        #expect(try daemon.terminate() == 0)
+    }
+
+    /// SIGTERM while a PG is halfway through sending: the request still completes, is committed,
+    /// ACKed and filed, and the daemon exits 0.
+    @Test func sigtermFinishesTheInFlightRequestBeforeExiting() throws {
+        let dir = try DaemonProcess.makeDirectory("inflight")
+        _ = try DaemonProcess.writeConfig(in: dir)
+        let daemon = try DaemonProcess.start(dir)
+        let request = try Self.fixture("tomatopay", "approve").request
+        let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
+        let half = bytes.count - 40
+
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(daemon.port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        usleep(200_000)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        usleep(300_000)
+        #expect(daemon.process.isRunning, "waits for the request in flight")
+        _ = bytes[half...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var received: [UInt8] = []
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received += buffer[..<n]
+        }
+        let text = String(decoding: received, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
+        #expect(text.hasSuffix("\r\n\r\nOK"), "\(text)")
+        #expect(try daemon.waitForExit(timeout: 30) == 0)
+        #expect(try daemon.queueFiles().count == 1, "committed before exit, filed before exit")
+    }
+}
