@@ -1,0 +1,142 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A maildir-style drop box: files are written and fsync'd under `tmp/`, then
+/// renamed into `new/`, so a consumer watching `new/` only ever sees
+/// complete files.
+public struct QueueDirectory: Sendable {
+    public let root: URL
+    private var tmpPath: String { root.appendingPathComponent("tmp").path }
+    private var newPath: String { root.appendingPathComponent("new").path }
+
+    public init(root: URL) throws {
+        self.root = root
+        for dir in [root.path, tmpPath, newPath] {
+            try Self.makeDirectory(dir)
+        }
+        // The directories themselves must survive a power cut, or the first
+        // delivered file could vanish along with new/.
+        try Self.syncDirectory(root.path)
+        try Self.syncDirectory(root.deletingLastPathComponent().path)
+    }
+
+    /// Writes `payload` so that it appears atomically as `new/<fileName>`,
+    /// and returns only once both the content and the rename are on disk.
+    /// Delivering the same name again replaces the file, so a replay after a
+    /// crash leaves one file per event, not two.
+    public func deliver(fileName: String, payload: [UInt8]) throws {
+        try Self.validate(fileName)
+        // A private temporary name, so two writers of the same event (say the
+        // daemon and a manual replay) cannot truncate each other's file.
+        let tmp = "\(tmpPath)/\(fileName).\(getpid()).\(UInt64.random(in: 0 ... .max))"
+        let final = "\(newPath)/\(fileName)"
+
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw SpoolError("open", path: tmp, errno: errno) }
+        do {
+            try Self.writeAll(fd: fd, payload, path: tmp)
+            guard fsync(fd) == 0 else { throw SpoolError("fsync", path: tmp, errno: errno) }
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        // close can report a deferred write error (NFS, some FUSE), which
+        // would mean the fsync'd data is not what we think it is.
+        guard close(fd) == 0 else {
+            let code = errno
+            unlink(tmp)
+            throw SpoolError("close", path: tmp, errno: code)
+        }
+        guard rename(tmp, final) == 0 else {
+            let code = errno
+            unlink(tmp)
+            throw SpoolError("rename", path: "\(tmp) -> \(final)", errno: code)
+        }
+        try Self.syncDirectory(newPath)
+    }
+
+    /// Removes what a crash left half-written in `tmp/`. Call at startup,
+    /// before anything delivers. Returns how many files were removed.
+    @discardableResult
+    public func cleanStaleTemporaries() throws -> Int {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: tmpPath)
+        } catch {
+            throw SpoolError("readdir", path: tmpPath, message: "\(error)")
+        }
+        var removed = 0
+        for name in names {
+            let path = "\(tmpPath)/\(name)"
+            if unlink(path) == 0 {
+                removed += 1
+            } else if errno != ENOENT {
+                throw SpoolError("unlink", path: path, errno: errno)
+            }
+        }
+        return removed
+    }
+
+    // MARK: - Helpers
+
+    /// Longest accepted name, in bytes: NAME_MAX (255) minus room for the
+    /// temporary suffix. The ledger's outbox enforces the same bound.
+    public static let maximumFileNameLength = 200
+
+    private static func validate(_ fileName: String) throws {
+        if fileName.isEmpty || fileName == "." || fileName == ".."
+            || fileName.contains("/") || fileName.utf8.contains(0)
+            || fileName.utf8.count > maximumFileNameLength
+        {
+            throw SpoolError("deliver", path: fileName, message: "not a plain file name")
+        }
+    }
+
+    private static func writeAll(fd: Int32, _ payload: [UInt8], path: String) throws {
+        try payload.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw SpoolError("write", path: path, errno: errno)
+                }
+                offset += n
+            }
+        }
+    }
+
+    private static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o750) == 0 { return }
+        let code = errno
+        if code == ENOENT {
+            // Missing parents: let FileManager build the chain, then recheck.
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: path, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o750])
+            } catch {
+                throw SpoolError("mkdir", path: path, message: "\(error)")
+            }
+            return
+        }
+        guard code == EEXIST else { throw SpoolError("mkdir", path: path, errno: code) }
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw SpoolError("stat", path: path, errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw SpoolError("mkdir", path: path, message: "exists and is not a directory")
+        }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError("open", path: path, errno: errno) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw SpoolError("fsync", path: path, errno: errno) }
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+@_spi(Testing) import PGNotiStore
+import Testing
+
+@Suite struct GroupCommitTests {
+    @Test func manyConcurrentRecordsAcceptEachKeyExactlyOnceInFewerTransactions() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            // Each key arrives three times unchanged and once with another amount.
+            var submissions: [(key: Int, entry: LedgerEntry)] = []
+            for key in 0..<200 {
+                for _ in 0..<3 { submissions.append((key, makeEntry(tid: "T\(key)", amount: 1000))) }
+                submissions.append((key, makeEntry(tid: "T\(key)", amount: 2000)))
+            }
+            submissions.shuffle()
+
+            let results = try await withThrowingTaskGroup(of: (Int, LedgerEntry, RecordOutcome).self) { group in
+                for (key, entry) in submissions {
+                    group.addTask { (key, entry, try await ledger.record(entry)) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+
+            var conflicts = 0
+            for (key, outcomes) in Dictionary(grouping: results, by: \.0) {
+                let accepted = outcomes.filter { $0.2 == .accepted(eventID: $0.1.eventID) }
+                #expect(accepted.count == 1, "key \(key)")
+                guard let winner = accepted.first?.1 else { continue }
+                for (_, entry, outcome) in outcomes where outcome != .accepted(eventID: entry.eventID) {
+                    if entry.fingerprint == winner.fingerprint {
+                        #expect(outcome == .duplicate(eventID: winner.eventID))
+                    } else {
+                        conflicts += 1
+                        #expect(outcome == .conflict(eventID: winner.eventID, storedFingerprint: winner.fingerprint))
+                    }
+                }
+            }
+
+            let counts = try await ledger.counts()
+            #expect(counts.notifications == 200 && counts.outbox == 200 && counts.conflicts == conflicts)
+            let stats = ledger.writerStats
+            #expect(stats.committedEntries == 800)
+            #expect(stats.committedBatches < 800)
+            #expect(stats.largestBatch > 1)
+            #expect(stats.failedBatches == 0)
+        }
+    }
+
+    @Test func recordsQueuedDuringACommitShareOneTransactionAndActSequentially() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            let a = makeEntry(tid: "A")
+            let b = makeEntry(tid: "B")
+            let release = ledger.holdWriter()
+            let t1 = try await submit(a, to: ledger)
+            let t2 = try await submit(a, to: ledger)
+            let t3 = try await submit(makeEntry(tid: "A", amount: 7), to: ledger)
+            let t4 = try await submit(b, to: ledger)
+            release()
+
+            #expect(try await t1.value == .accepted(eventID: a.eventID))
+            #expect(try await t2.value == .duplicate(eventID: a.eventID))
+            #expect(try await t3.value == .conflict(eventID: a.eventID, storedFingerprint: a.fingerprint))
+            #expect(try await t4.value == .accepted(eventID: b.eventID))
+            #expect(ledger.writerStats == WriterStats(
+                committedBatches: 1, committedEntries: 4, failedBatches: 0, largestBatch: 4))
+            #expect(try await ledger.counts().outbox == 2)
+        }
+    }
+
+    @Test func batchesAreCappedAtMaxBatch() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path, maxBatch: 2)
+            defer { try? ledger.close() }
+            let release = ledger.holdWriter()
+            var tasks: [Task<RecordOutcome, any Error>] = []
+            for i in 0..<5 { tasks.append(try await submit(makeEntry(tid: "T\(i)"), to: ledger)) }
+            release()
+            for task in tasks { _ = try await task.value }
+            #expect(ledger.writerStats.committedBatches == 3)
+            #expect(ledger.writerStats.largestBatch == 2)
+        }
+    }
+
+    @Test func aConstraintFailureUndoesOnlyThatEntry() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            // The notification row of `bad` is written before its outbox row
+            // trips the file-name CHECK; the savepoint must take both back.
+            let bad = makeEntry(tid: "BAD", fileName: "../escape.json")
+            let release = ledger.holdWriter()
+            let before = try await submit(makeEntry(tid: "X"), to: ledger)
+            let failing = try await submit(bad, to: ledger)
+            let after = try await submit(makeEntry(tid: "Y"), to: ledger)
+            release()
+
+            #expect(try await before.value == .accepted(eventID: makeEntry(tid: "X").eventID))
+            await #expect(throws: (any Error).self) { try await failing.value }
+            #expect(try await after.value == .accepted(eventID: makeEntry(tid: "Y").eventID))
+            #expect(try await ledger.notifications(limit: 10).map(\.tid) == ["X", "Y"])
+            #expect(ledger.writerStats.committedBatches == 1)
+
+            // Had the half-written entry stuck, this retry would be a "duplicate"
+            // with no outbox row: an ACKed event that never reaches the queue.
+            var fixed = bad
+            fixed.queueFileName = "inicis-BAD-paid.json"
+            #expect(try await ledger.record(fixed) == .accepted(eventID: bad.eventID))
+            #expect(try await ledger.pendingOutbox(limit: 10).map(\.fileName).contains("inicis-BAD-paid.json"))
+        }
+    }
+
+    @Test(arguments: ["", "..", "a/b.json", String(repeating: "x", count: 201)])
+    func queueFileNamesTheSpoolWouldRefuseAreRejectedAtRecord(name: String) async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            await #expect(throws: (any Error).self) { try await ledger.record(makeEntry(tid: "T1", fileName: name)) }
+            #expect(try await ledger.counts().notifications == 0)
+            #expect(try await ledger.record(makeEntry(tid: "T1", fileName: String(repeating: "x", count: 200)))
+                == .accepted(eventID: makeEntry(tid: "T1").eventID))
+        }
+    }
+}
+
+@Suite struct StoreFailureTests {
+    @Test func failedCommitFailsEveryCallerInTheBatchAndKeepsNothing() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            // A deferred foreign key is only checked by COMMIT, so every
+            // statement succeeds and the commit itself is what fails.
+            try await ledger.executeOnWriter("""
+                CREATE TABLE test_parent (id INTEGER PRIMARY KEY);
+                CREATE TABLE test_child (parent INTEGER REFERENCES test_parent (id) DEFERRABLE INITIALLY DEFERRED);
+                CREATE TRIGGER test_fail_commit AFTER INSERT ON notifications
+                BEGIN INSERT INTO test_child (parent) VALUES (42); END;
+                """)
+            let entries = (0..<3).map { makeEntry(tid: "T\($0)") }
+            let release = ledger.holdWriter()
+            var tasks: [Task<RecordOutcome, any Error>] = []
+            for entry in entries { tasks.append(try await submit(entry, to: ledger)) }
+            release()
+
+            for task in tasks {
+                await #expect(throws: (any Error).self) { try await task.value }
+            }
+            #expect(ledger.writerStats.failedBatches == 1)
+            #expect(ledger.writerStats.committedBatches == 0)
+            let counts = try await ledger.counts()
+            #expect(counts.notifications == 0 && counts.outbox == 0)
+
+            try await ledger.executeOnWriter("DROP TRIGGER test_fail_commit")
+            for entry in entries {
+                #expect(try await ledger.record(entry) == .accepted(eventID: entry.eventID))
+            }
+        }
+    }
+
+    @Test func missingTableIsAnErrorNotALostEvent() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            try await ledger.executeOnWriter("DROP TABLE outbox")
+            await #expect(throws: (any Error).self) { try await ledger.record(makeEntry(tid: "T1")) }
+            // The notification insert preceded the failing outbox insert and
+            // must have been rolled back with it.
+            #expect(try await ledger.notifications(limit: 10).isEmpty)
+        }
+    }
+
+    @Test func readOnlyDatabaseSurfacesAsError() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            defer { try? ledger.close() }
+            let entry = makeEntry(tid: "T1")
+            try await ledger.executeOnWriter("PRAGMA query_only = 1")
+            let error = await #expect(throws: (any Error).self) { try await ledger.record(entry) }
+            #expect(String(describing: error).contains("readonly"))
+
+            try await ledger.executeOnWriter("PRAGMA query_only = 0")
+            #expect(try await ledger.record(entry) == .accepted(eventID: entry.eventID))
+        }
+    }
+
+    @Test func lockHeldByAnotherConnectionSurfacesAfterBusyTimeout() async throws {
+        try await withTemporaryDirectory { dir in
+            let path = dir.appendingPathComponent("ledger.sqlite").path
+            let ledger = try Ledger(path: path, busyTimeout: .milliseconds(200))
+            defer { try? ledger.close() }
+            let otherProcess = try Ledger(path: path)
+            defer { try? otherProcess.close() }
+
+            let release = try await otherProcess.holdWriteLock()
+            let entry = makeEntry(tid: "T1")
+            let started = ContinuousClock.now
+            let error = await #expect(throws: (any Error).self) { try await ledger.record(entry) }
+            release()
+            #expect(String(describing: error).contains("locked"))
+            #expect(ContinuousClock.now - started >= .milliseconds(150))
+
+            #expect(try await ledger.record(entry) == .accepted(eventID: entry.eventID))
+        }
+    }
+
+    @Test func unusablePathFailsAtOpen() async throws {
+        try await withTemporaryDirectory { dir in
+            // Root ignores permission bits, but not a regular file used as a directory.
+            let file = dir.appendingPathComponent("not-a-directory")
+            try Data("x".utf8).write(to: file)
+            #expect(throws: (any Error).self) {
+                try Ledger(path: file.appendingPathComponent("ledger.sqlite").path)
+            }
+            // SQLite treats a file shorter than a page as an empty database.
+            let garbage = dir.appendingPathComponent("garbage.sqlite")
+            try Data(repeating: 0x78, count: 8192).write(to: garbage)
+            #expect(throws: (any Error).self) { try Ledger(path: garbage.path) }
+        }
+    }
+}
