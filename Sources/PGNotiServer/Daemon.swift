@@ -77,12 +77,12 @@ public struct Daemon: Sendable {
         } catch {
             logger.error("stopped on error", metadata: ["error": "\(error)"])
             _ = try? await relay.drain()
-            try? ledger.close()
+            try? await ledger.close()
             throw error
         }
         // The relay drained on its way out; this catches anything committed after that.
         let late = try await relay.drain()
-        try ledger.close()
+        try await ledger.close()
         logger.info("stopped", metadata: ["filed_at_exit": .stringConvertible(late)])
     }
 }

@@ -345,9 +345,16 @@ public final class Ledger: Sendable {
 
     /// Refuses new records, lets every record already queued finish (so no
     /// caller is left hanging), then closes the connections.
-    public func close() throws {
+    ///
+    /// Waits for the writer without blocking a thread: the cooperative pool
+    /// may be two threads wide, and a caller parked on `writerQueue.sync`
+    /// while the writer waits on work that needs that pool deadlocks.
+    /// Connections also close when the ledger is deallocated.
+    public func close() async throws {
         writer.withLock { $0.closed = true }
-        writerQueue.sync {}
+        await withCheckedContinuation { (drained: CheckedContinuation<Void, Never>) in
+            writerQueue.async { drained.resume() }
+        }
         try pool.close()
     }
 

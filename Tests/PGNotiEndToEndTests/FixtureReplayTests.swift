@@ -9,7 +9,7 @@ import Glibc
 /// Speaks to the real daemon exactly as the PGs do: raw request bytes from fixtures/.
 @Suite(.serialized)
 struct FixtureReplayTests {
-    @Test func everyFixtureTwiceYieldsOneQueueFileAndTheDocumentedAckEveryTime() throws {
+    @Test func everyFixtureTwiceYieldsOneQueueFileAndTheDocumentedAckEveryTime() async throws {
         let fixtures = try Fixture.all()
         #expect(fixtures.count >= 20)
         let dir = try DaemonProcess.makeDirectory("replay")
@@ -71,12 +71,12 @@ struct FixtureReplayTests {
 
         // Rejected requests were kept for inspection with their exact bytes.
         let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
-        let rejected = try awaitSync { try await ledger.rejected(limit: 1000) }
+        let rejected = try await ledger.rejected(limit: 1000)
         #expect(rejected.count == fixtures.filter { !$0.isAccepted }.count * 2)
         for fixture in fixtures where !fixture.isAccepted {
             #expect(rejected.contains { $0.rawBody == fixture.request.body && $0.reason == fixture.expect["reason"] as? String }, "\(fixture) kept")
         }
-        try ledger.close()
+        try await ledger.close()
     }
 
     @Test func dedupSurvivesARestart() throws {
@@ -118,7 +118,7 @@ struct FixtureReplayTests {
         #expect(try daemon.terminate() == 0)
     }
 
-    @Test func endpointAnswersUnknownProviderWrongMethodAndOversizedBodies() throws {
+    @Test func endpointAnswersUnknownProviderWrongMethodAndOversizedBodies() async throws {
         let dir = try DaemonProcess.makeDirectory("http")
         _ = try DaemonProcess.writeConfig(in: dir)
         let daemon = try DaemonProcess.start(dir)
@@ -145,9 +145,9 @@ struct FixtureReplayTests {
         #expect(try daemon.terminate() == 0)
 
         let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
-        let rejected = try awaitSync { try await ledger.rejected(limit: 10) }
+        let rejected = try await ledger.rejected(limit: 10)
         #expect(rejected.filter { $0.reason == "body_too_large" }.count == 2)
-        try ledger.close()
+        try await ledger.close()
     }
 
     @Test func readyArrivesOnlyOnceThePortAcceptsAndStoppingOnSigterm() throws {
@@ -157,16 +157,8 @@ struct FixtureReplayTests {
         try daemon.waitUntilReady()
         #expect(daemon.port > 0)
         // The very first thing after READY=1: a connection, which must be accepted.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(daemon.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let fd = try connectLoopback(port: daemon.port)
         close(fd)
-        #expect(rc == 0)
         kill(daemon.process.processIdentifier, SIGTERM)
         var stopping = false
         let deadline = Date().addingTimeInterval(20)
@@ -186,20 +178,4 @@ func waitForQueue(_ daemon: DaemonProcess, count: Int, timeout: TimeInterval = 2
         usleep(50_000)
     }
     throw HarnessError("queue has \((try? daemon.queueFiles().count) ?? -1) files, expected \(count)")
-}
-
-/// Bridges an async store query into these synchronous tests.
-func awaitSync<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let semaphore = DispatchSemaphore(value: 0)
-    Task {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-        semaphore.signal()
-    }
-    semaphore.wait()
-    return try box.result!.get()
-}
-
-final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
 }

@@ -108,16 +108,8 @@ struct OperationsEndToEndTests {
         let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
         let half = bytes.count - 40
 
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try connectLoopback(port: daemon.port)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(daemon.port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0)
         _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         usleep(200_000)
         kill(daemon.process.processIdentifier, SIGTERM)

@@ -31,7 +31,7 @@ struct IntakeTests {
         #expect(again.eventID == first.eventID)
 
         // The store goes away (closed, as after a fatal I/O error): no ACK, a retryable 500.
-        try ledger.close()
+        try await ledger.close()
         let failed = await intake.handle(request("MID=tomato001m&TID=T2&StateCd=0&Amt=1000&ResultCode=3001"))
         #expect(failed.status == 500)
         #expect(failed.outcome == .error)

@@ -6,7 +6,6 @@ import Testing
     @Test func manyConcurrentRecordsAcceptEachKeyExactlyOnceInFewerTransactions() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             // Each key arrives three times unchanged and once with another amount.
             var submissions: [(key: Int, entry: LedgerEntry)] = []
             for key in 0..<200 {
@@ -50,7 +49,6 @@ import Testing
     @Test func recordsQueuedDuringACommitShareOneTransactionAndActSequentially() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let a = makeEntry(tid: "A")
             let b = makeEntry(tid: "B")
             let release = ledger.holdWriter()
@@ -73,7 +71,6 @@ import Testing
     @Test func batchesAreCappedAtMaxBatch() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path, maxBatch: 2)
-            defer { try? ledger.close() }
             let release = ledger.holdWriter()
             var tasks: [Task<RecordOutcome, any Error>] = []
             for i in 0..<5 { tasks.append(try await submit(makeEntry(tid: "T\(i)"), to: ledger)) }
@@ -87,7 +84,6 @@ import Testing
     @Test func aConstraintFailureUndoesOnlyThatEntry() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             // The notification row of `bad` is written before its outbox row
             // trips the file-name CHECK; the savepoint must take both back.
             let bad = makeEntry(tid: "BAD", fileName: "../escape.json")
@@ -116,7 +112,6 @@ import Testing
     func queueFileNamesTheSpoolWouldRefuseAreRejectedAtRecord(name: String) async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             await #expect(throws: (any Error).self) { try await ledger.record(makeEntry(tid: "T1", fileName: name)) }
             #expect(try await ledger.counts().notifications == 0)
             #expect(try await ledger.record(makeEntry(tid: "T1", fileName: String(repeating: "x", count: 200)))
@@ -129,7 +124,6 @@ import Testing
     @Test func failedCommitFailsEveryCallerInTheBatchAndKeepsNothing() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             // A deferred foreign key is only checked by COMMIT, so every
             // statement succeeds and the commit itself is what fails.
             try await ledger.executeOnWriter("""
@@ -162,7 +156,6 @@ import Testing
     @Test func missingTableIsAnErrorNotALostEvent() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             try await ledger.executeOnWriter("DROP TABLE outbox")
             await #expect(throws: (any Error).self) { try await ledger.record(makeEntry(tid: "T1")) }
             // The notification insert preceded the failing outbox insert and
@@ -174,7 +167,6 @@ import Testing
     @Test func readOnlyDatabaseSurfacesAsError() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let entry = makeEntry(tid: "T1")
             try await ledger.executeOnWriter("PRAGMA query_only = 1")
             let error = await #expect(throws: (any Error).self) { try await ledger.record(entry) }
@@ -189,9 +181,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let path = dir.appendingPathComponent("ledger.sqlite").path
             let ledger = try Ledger(path: path, busyTimeout: .milliseconds(200))
-            defer { try? ledger.close() }
             let otherProcess = try Ledger(path: path)
-            defer { try? otherProcess.close() }
 
             let release = try await otherProcess.holdWriteLock()
             let entry = makeEntry(tid: "T1")

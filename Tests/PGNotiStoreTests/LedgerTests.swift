@@ -6,7 +6,6 @@ import Testing
     @Test func firstIsAcceptedRetryIsDuplicateChangedRetryIsConflict() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let first = makeEntry(tid: "T1", amount: 1000)
             let changed = makeEntry(tid: "T1", amount: 9999, rawBody: Array("P_AMT=9999".utf8))
 
@@ -35,7 +34,6 @@ import Testing
     @Test func outboxRowOnlyForAcceptedEntries() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let a = makeEntry(tid: "A")
             let b = makeEntry(tid: "B")
             _ = try await ledger.record(a)
@@ -57,7 +55,6 @@ import Testing
     @Test func storedNotificationRoundTripsEveryField() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             // Empty bodies happen (a PG pinging with GET) and must not trip NOT NULL.
             let entry = makeEntry(tid: "T9", rawBody: [], contentType: nil)
             _ = try await ledger.record(entry)
@@ -81,7 +78,6 @@ import Testing
     @Test func notificationsPageByRowID() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             for i in 0..<5 { _ = try await ledger.record(makeEntry(tid: "T\(i)")) }
 
             let firstPage = try await ledger.notifications(limit: 2)
@@ -96,7 +92,6 @@ import Testing
     @Test func journalIsWALWithFullSync() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let settings = try await ledger.journalSettings()
             #expect(settings.journalMode == "wal")
             #expect(settings.synchronous == 2)  // FULL
@@ -107,7 +102,6 @@ import Testing
         try await withTemporaryDirectory { dir in
             let path = dir.appendingPathComponent("var/lib/pgnoti/ledger.sqlite").path
             let ledger = try Ledger(path: path)
-            defer { try? ledger.close() }
             _ = try await ledger.record(makeEntry(tid: "T1"))
             #expect(FileManager.default.fileExists(atPath: path))
         }
@@ -120,10 +114,9 @@ import Testing
             do {
                 let ledger = try Ledger(path: path)
                 #expect(try await ledger.record(entry) == .accepted(eventID: entry.eventID))
-                try ledger.close()
+                try await ledger.close()
             }
             let reopened = try Ledger(path: path)
-            defer { try? reopened.close() }
             #expect(try await reopened.record(entry) == .duplicate(eventID: entry.eventID))
             #expect(try await reopened.record(makeEntry(tid: "T1", amount: 1))
                 == .conflict(eventID: entry.eventID, storedFingerprint: entry.fingerprint))
@@ -135,7 +128,6 @@ import Testing
     @Test func removingManyIDsAtOnceStaysUnderSQLiteParameterLimit() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             _ = try await ledger.record(makeEntry(tid: "T1"))
             _ = try await ledger.record(makeEntry(tid: "T2"))
             // Above the 250_000 some distributions compile in, not just the 32_766 default.
@@ -151,7 +143,7 @@ import Testing
             let entry = makeEntry(tid: "T1")
             let release = ledger.holdWriter()
             let pending = try await submit(entry, to: ledger)
-            let closing = Task.detached { try ledger.close() }
+            let closing = Task.detached { try await ledger.close() }
             try await Task.sleep(for: .milliseconds(50))
             release()
 
@@ -160,7 +152,6 @@ import Testing
             await #expect(throws: LedgerError.closed) { try await ledger.record(makeEntry(tid: "T2")) }
 
             let reopened = try Ledger(path: path)
-            defer { try? reopened.close() }
             #expect(try await reopened.notifications(limit: 10).map(\.tid) == ["T1"])
         }
     }
@@ -168,7 +159,7 @@ import Testing
     @Test func recordAfterCloseThrows() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            try ledger.close()
+            try await ledger.close()
             await #expect(throws: LedgerError.closed) { try await ledger.record(makeEntry(tid: "T1")) }
             await #expect(throws: LedgerError.closed) { try await ledger.counts() }
         }
@@ -179,7 +170,6 @@ import Testing
     @Test func keepsOnlyTheNewestRows() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             for i in 0..<12 {
                 try await ledger.recordRejected(
                     RejectedRequest(provider: "toss", reason: "r\(i)", detail: "bad signature",
