@@ -15,8 +15,10 @@ public struct QueueDirectory: Sendable {
 
     public init(root: URL) throws {
         self.root = root
-        for dir in [root.path, tmpPath, newPath] {
-            try Self.makeDirectory(dir)
+        // Consumers in the daemon's group take files by moving them out of new/, so new/ is
+        // group-writable; tmp/ is the daemon's alone.
+        for (dir, mode) in [(root.path, Self.rootMode), (tmpPath, Self.rootMode), (newPath, Self.newMode)] {
+            try Self.makeDirectory(dir, mode: mode)
         }
         // The directories themselves must survive a power cut, or the first
         // delivered file could vanish along with new/.
@@ -35,9 +37,11 @@ public struct QueueDirectory: Sendable {
         let tmp = "\(tmpPath)/\(fileName).\(getpid()).\(UInt64.random(in: 0 ... .max))"
         let final = "\(newPath)/\(fileName)"
 
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, Self.fileMode)
         guard fd >= 0 else { throw SpoolError("open", path: tmp, errno: errno) }
         do {
+            // Group consumers must be able to read it whatever umask the daemon runs under.
+            guard fchmod(fd, Self.fileMode) == 0 else { throw SpoolError("fchmod", path: tmp, errno: errno) }
             try Self.writeAll(fd: fd, payload, path: tmp)
             guard fsync(fd) == 0 else { throw SpoolError("fsync", path: tmp, errno: errno) }
         } catch {
@@ -111,18 +115,28 @@ public struct QueueDirectory: Sendable {
         }
     }
 
-    private static func makeDirectory(_ path: String) throws {
-        if mkdir(path, 0o750) == 0 { return }
+    static let rootMode: mode_t = 0o750
+    static let newMode: mode_t = 0o770
+    static let fileMode: mode_t = 0o640
+
+    /// Creates `path` with exactly `mode` (the umask would otherwise strip group write);
+    /// an existing directory keeps the mode its operator gave it.
+    private static func makeDirectory(_ path: String, mode: mode_t) throws {
+        if mkdir(path, mode) == 0 {
+            guard chmod(path, mode) == 0 else { throw SpoolError("chmod", path: path, errno: errno) }
+            return
+        }
         let code = errno
         if code == ENOENT {
             // Missing parents: let FileManager build the chain, then recheck.
             do {
                 try FileManager.default.createDirectory(
                     atPath: path, withIntermediateDirectories: true,
-                    attributes: [.posixPermissions: 0o750])
+                    attributes: [.posixPermissions: Self.rootMode])
             } catch {
                 throw SpoolError("mkdir", path: path, message: "\(error)")
             }
+            guard chmod(path, mode) == 0 else { throw SpoolError("chmod", path: path, errno: errno) }
             return
         }
         guard code == EEXIST else { throw SpoolError("mkdir", path: path, errno: code) }

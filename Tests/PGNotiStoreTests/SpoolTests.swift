@@ -1,19 +1,31 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 @_spi(Testing) import PGNotiStore
 import PGNotiSpool
 import Testing
 
 @Suite struct QueueDirectoryTests {
-    @Test func createsTmpAndNewWithRestrictedMode() async throws {
+    @Test func createsTmpPrivateAndNewGroupWritable() async throws {
         try await withTemporaryDirectory { dir in
             let root = dir.appendingPathComponent("spool/queue")
             let queue = try QueueDirectory(root: root)
-            for sub in ["tmp", "new"] {
+            // Under a umask stricter than the unit's 0027, group consumers must still be able
+            // to read files and move them out of new/. (umask is process-wide; no other test
+            // asserts a mode, and the daemon sets every mode it relies on explicitly.)
+            let previous = umask(0o077)
+            defer { umask(previous) }
+            let strict = try QueueDirectory(root: dir.appendingPathComponent("strict/queue"))
+            try strict.deliver(fileName: "e.json", payload: Array("{}".utf8))
+            let file = try FileManager.default.attributesOfItem(atPath: strict.root.appendingPathComponent("new/e.json").path)
+            #expect((file[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o640)
+            for (q, sub, mode) in [(queue, "tmp", 0o750), (queue, "new", 0o770), (strict, "tmp", 0o750), (strict, "new", 0o770)] {
                 let attributes = try FileManager.default.attributesOfItem(
-                    atPath: queue.root.appendingPathComponent(sub).path)
+                    atPath: q.root.appendingPathComponent(sub).path)
                 #expect(attributes[.type] as? FileAttributeType == .typeDirectory)
-                #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o750)
+                #expect((attributes[.posixPermissions] as? Int).map { $0 & 0o777 } == mode, "\(sub)")
             }
             _ = try QueueDirectory(root: root)  // reopening an existing queue is fine
         }
@@ -100,7 +112,6 @@ import Testing
     @Test func drainFilesEveryAcceptedEventAndEmptiesTheOutbox() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             // batchSize 2 makes the relay loop over several outbox pages.
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0, batchSize: 2)
@@ -133,11 +144,10 @@ import Testing
                 let queue = try QueueDirectory(root: queueRoot)
                 try queue.deliver(fileName: entries[0].queueFileName, payload: entries[0].eventJSON)
                 try Data([0x7b]).write(to: queueRoot.appendingPathComponent("tmp/\(entries[1].queueFileName).99.1"))
-                try ledger.close()
+                try await ledger.close()
             }
 
             let ledger = try Ledger(path: path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: queueRoot)
             try queue.cleanStaleTemporaries()
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
@@ -164,7 +174,6 @@ import Testing
     @Test func runFilesOnWakeWithoutWaitingForThePoll() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
@@ -182,7 +191,6 @@ import Testing
     @Test func runPollsWhenNobodyWakesIt() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
@@ -199,7 +207,6 @@ import Testing
     @Test func cancelledRunDrainsOnceMoreBeforeReturning() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
@@ -221,7 +228,6 @@ import Testing
     @Test func concurrentDrainsNeverFileARowTwice() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
             for i in 0..<40 { _ = try await ledger.record(makeEntry(tid: "T\(i)")) }
@@ -237,7 +243,6 @@ import Testing
     @Test func aFailedDeliveryKeepsItsRowAndForgetsTheOnesBeforeIt() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
@@ -260,7 +265,6 @@ import Testing
     @Test func runLogsFailuresAndKeepsGoing() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
-            defer { try? ledger.close() }
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             try FileManager.default.removeItem(at: newDir)
