@@ -40,9 +40,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
-        .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiStore", "PGNotiSpool"]),
+        .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiCore", "PGNotiStore", "PGNotiSpool"]),
         .testTarget(name: "PGNotiServerTests", dependencies: ["PGNotiServer", "PGNotiStore", "PGNotiSpool", "PGNotiCore"]),
         // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
-        .testTarget(name: "PGNotiEndToEndTests", dependencies: ["PGNotiServer", "PGNotiStore", "pgnoti"]),
+        .testTarget(name: "PGNotiEndToEndTests", dependencies: ["PGNotiCore", "PGNotiServer", "PGNotiStore", "pgnoti"]),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import PGNotiCore
 
 /// The durable record of every notification pgnoti has acknowledged.
 ///

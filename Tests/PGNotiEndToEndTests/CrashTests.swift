@@ -1,4 +1,5 @@
 import Foundation
+import PGNotiCore
 import PGNotiServer
 import Testing
 #if canImport(Glibc)
@@ -25,16 +26,17 @@ struct CrashTests {
         let daemon = try DaemonProcess.start(dir)
         let port = daemon.port
 
-        let acked = LockedSet()
-        let killed = LockedFlag()
+        let acked = Locked(Set<Int>())
+        let killed = Locked(false)
         let killAfter = 250
         DispatchQueue.concurrentPerform(iterations: 16) { worker in
             var n = worker
             while n < total {
                 if let response = try? RawHTTPClient.exchange(host: "127.0.0.1", port: port, bytes: Self.tomatoApproval(n, port: port), timeoutSeconds: 5),
                    response.status == 200, response.bodyText == "OK" {
-                    let count = acked.insert(n)
-                    if count == killAfter && killed.set() {
+                    let count = acked.withLock { $0.insert(n); return $0.count }
+                    // Exactly one worker flips the flag and kills.
+                    if count == killAfter && killed.withLock({ done in defer { done = true }; return !done }) {
                         kill(daemon.process.processIdentifier, SIGKILL)
                     }
                 }
@@ -43,7 +45,7 @@ struct CrashTests {
         }
         _ = try daemon.waitForExit(timeout: 30)
         #expect(daemon.process.terminationReason == .uncaughtSignal)
-        let ackedBeforeKill = acked.values
+        let ackedBeforeKill = acked.withLock { $0 }
         #expect(ackedBeforeKill.count >= killAfter)
         #expect(ackedBeforeKill.count < total, "the kill landed mid-burst")
 
@@ -69,18 +71,4 @@ struct CrashTests {
         #expect(Set(finalTids).count == total)
         #expect(try restarted.terminate() == 0)
     }
-}
-
-final class LockedSet: @unchecked Sendable {
-    private let lock = NSLock()
-    private var set = Set<Int>()
-    func insert(_ value: Int) -> Int { lock.lock(); defer { lock.unlock() }; set.insert(value); return set.count }
-    var values: Set<Int> { lock.lock(); defer { lock.unlock() }; return set }
-}
-
-final class LockedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = false
-    /// True for the one caller that flips it.
-    func set() -> Bool { lock.lock(); defer { lock.unlock() }; if done { return false }; done = true; return true }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import PGNotiCore
 @_spi(Testing) import PGNotiStore
 import PGNotiSpool
 import Testing

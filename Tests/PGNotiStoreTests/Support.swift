@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PGNotiCore
 @_spi(Testing) import PGNotiStore
 import Testing
 
@@ -86,15 +87,4 @@ struct CapturingLogHandler: LogHandler {
 func capturingLogger() -> (Logger, CapturingLogHandler.Box) {
     let box = CapturingLogHandler.Box()
     return (Logger(label: "test", factory: { _ in CapturingLogHandler(box: box) }), box)
-}
-
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
 }
