@@ -1,4 +1,5 @@
 import Foundation
+import PGNotiCore
 import PGNotiServer
 import Testing
 #if canImport(Glibc)
@@ -10,7 +11,8 @@ final class DaemonProcess: @unchecked Sendable {
     let directory: URL
     let process = Process()
     let notifySocket: NotifySocket
-    private let output = LockedLines()
+    private let output = Locked(Data())
+    private let outputEnded = Locked(false)
     private(set) var port = 0
 
     static var packageRoot: URL {
@@ -67,10 +69,15 @@ final class DaemonProcess: @unchecked Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         let lines = output
+        let ended = outputEnded
         pipe.fileHandleForReading.readabilityHandler = { handle in
             let data = handle.availableData
-            if data.isEmpty { handle.readabilityHandler = nil; return }
-            lines.append(data)
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                ended.withLock { $0 = true }
+                return
+            }
+            lines.withLock { $0.append(data) }
         }
         try process.run()
     }
@@ -100,12 +107,31 @@ final class DaemonProcess: @unchecked Sendable {
         throw HarnessError("no READY=1 within \(timeout)s:\n\(logText)")
     }
 
-    var logText: String { output.text }
-    var logLines: [String] { output.text.split(separator: "\n").map(String.init) }
+    var logText: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
+    var logLines: [String] { logText.split(separator: "\n").map(String.init) }
 
     /// Log lines as JSON objects (the daemon writes nothing else to stdout).
     var logObjects: [[String: Any]] {
         logLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// The log objects matching `predicate`, once there are at least `count` of them or
+    /// `timeout` has passed. A line reaches the pipe a moment after its HTTP response,
+    /// so reading the log right after a send races the daemon.
+    func waitForLog(
+        count: Int = 1, timeout: TimeInterval = 10, where predicate: ([String: Any]) -> Bool
+    ) -> [[String: Any]] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let found = logObjects.filter(predicate)
+            if found.count >= count || Date() >= deadline { return found }
+            usleep(20_000)
+        }
+    }
+
+    /// The per-request lines (`"msg": "notification"`), waiting for `count` of them.
+    func notificationLines(count: Int) -> [[String: Any]] {
+        waitForLog(count: count) { $0["msg"] as? String == "notification" }
     }
 
     func send(_ bytes: [UInt8]) throws -> RawHTTPResponse {
@@ -131,6 +157,8 @@ final class DaemonProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         guard !process.isRunning else { throw HarnessError("daemon did not exit within \(timeout)s") }
+        // The pipe can still hold the last lines when the process is gone; read them all.
+        while !outputEnded.withLock({ $0 }) && Date() < deadline { usleep(10_000) }
         return process.terminationStatus
     }
 
@@ -167,13 +195,6 @@ func connectLoopback(port: Int) throws -> Int32 {
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-final class LockedLines: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func append(_ chunk: Data) { lock.lock(); data.append(chunk); lock.unlock() }
-    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
 }
 
 /// The test's end of $NOTIFY_SOCKET: a datagram socket systemd would own.

@@ -60,7 +60,7 @@ struct FixtureReplayTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.queueTmp.path).isEmpty)
 
         // One log line per request; the merchant key never appears.
-        let requestLines = daemon.logObjects.filter { $0["msg"] as? String == "notification" }
+        let requestLines = daemon.notificationLines(count: fixtures.count * 2)
         #expect(requestLines.count == fixtures.count * 2)
         #expect(!daemon.logText.contains(Config.smartroTestKey))
         #expect(!daemon.logText.contains("0/4GFsSd7ERVRGX9WHOzJ96"))
@@ -94,7 +94,7 @@ struct FixtureReplayTests {
             #expect(response.status == 200)
             #expect(response.body == Array((fixture.expectedAck ?? "?").utf8))
         }
-        let outcomes = daemon.logObjects.filter { $0["msg"] as? String == "notification" }.compactMap { $0["outcome"] as? String }
+        let outcomes = daemon.notificationLines(count: fixtures.count).compactMap { $0["outcome"] as? String }
         #expect(outcomes.count == fixtures.count)
         #expect(outcomes.allSatisfy { $0 == "duplicate" }, "\(outcomes)")
         #expect(try daemon.queueFiles().count == fixtures.count)
@@ -110,12 +110,12 @@ struct FixtureReplayTests {
         #expect(response.status == 403)
         #expect(response.bodyText != "OK")
         #expect(!response.bodyText.contains("OK"))
-        usleep(300_000)
-        #expect(try daemon.queueFiles().isEmpty)
-        let line = try #require(daemon.logObjects.first { $0["msg"] as? String == "notification" })
+        let line = try #require(daemon.notificationLines(count: 1).first)
         #expect(line["outcome"] as? String == "rejected")
         #expect(line["reason"] as? String == "signature_mismatch")
+        // The relay files everything committed before the daemon exits, so the queue is final now.
         #expect(try daemon.terminate() == 0)
+        #expect(try daemon.queueFiles().isEmpty)
     }
 
     @Test func endpointAnswersUnknownProviderWrongMethodAndOversizedBodies() async throws {

@@ -28,7 +28,7 @@ struct OperationsEndToEndTests {
     @Test func sandboxModeNeedsNoConfigAndKnowsSmartrosTestMerchant() throws {
         let dir = try DaemonProcess.makeDirectory("sandbox")
         let daemon = try DaemonProcess.start(dir, arguments: ["serve", "--listen", "127.0.0.1:0"])
-        let first = try #require(daemon.logObjects.first)
+        let first = try #require(daemon.waitForLog { _ in true }.first)
         #expect(first["level"] as? String == "warning")
         #expect((first["msg"] as? String)?.contains("SANDBOX MODE") == true)
         let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
@@ -84,7 +84,7 @@ struct OperationsEndToEndTests {
         let daemon = try DaemonProcess.start(dir)
         let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
         #expect(response.status == 200)
-        let line = try #require(daemon.logObjects.first { $0["msg"] as? String == "notification" })
+        let line = try #require(daemon.notificationLines(count: 1).first)
         let fields = try #require(line["fields"] as? [String: String])
         #expect(fields["MID"] == "SMTPAY001m")
         #expect(fields["Name"] == "김똠순")
@@ -111,7 +111,7 @@ struct OperationsEndToEndTests {
         let fd = try connectLoopback(port: daemon.port)
         defer { close(fd) }
         _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        usleep(200_000)
+        usleep(500_000)  // long enough for the server to accept and start reading, even on a loaded machine
         kill(daemon.process.processIdentifier, SIGTERM)
         usleep(300_000)
         #expect(daemon.process.isRunning, "waits for the request in flight")
