@@ -110,25 +110,15 @@ public actor OutboxRelay {
         while true {
             let items = try await ledger.pendingOutbox(limit: batchSize)
             if items.isEmpty { return total }
-            let (delivered, failure) = await withCheckedContinuation { done in
+            let (count, failure) = await withCheckedContinuation { done in
                 ioQueue.async {
-                    var delivered: [Int64] = []
-                    for item in items {
-                        do {
-                            try queue.deliver(fileName: item.fileName, payload: item.payload)
-                            delivered.append(item.id)
-                        } catch {
-                            done.resume(returning: (delivered, error as (any Error)?))
-                            return
-                        }
-                    }
-                    done.resume(returning: (delivered, nil))
+                    done.resume(returning: queue.deliver(items.map { ($0.fileName, $0.payload) }))
                 }
             }
             // Forget what did reach the queue even if a later item failed, so
             // a retry does not replay it.
-            try await ledger.removeFromOutbox(ids: delivered)
-            total += delivered.count
+            try await ledger.removeFromOutbox(ids: items.prefix(count).map(\.id))
+            total += count
             if let failure { throw failure }
         }
     }

@@ -31,6 +31,42 @@ public struct QueueDirectory: Sendable {
     /// Delivering the same name again replaces the file, so a replay after a
     /// crash leaves one file per event, not two.
     public func deliver(fileName: String, payload: [UInt8]) throws {
+        try place(fileName: fileName, payload: payload)
+        try Self.syncDirectory(newPath)
+    }
+
+    /// Delivers `items` in order like `deliver(fileName:payload:)`, but syncs
+    /// `new/` once for the lot instead of once per file: at a busy hour that
+    /// halves the fsyncs the relay spends per event. Stops at the first
+    /// failure; the items before it are on disk all the same.
+    ///
+    /// - Returns: how many leading items are now durably in `new/`, and the
+    ///   error that stopped the rest, if any.
+    public func deliver(_ items: [(fileName: String, payload: [UInt8])]) -> (delivered: Int, failure: (any Error)?) {
+        var placed = 0
+        var failure: (any Error)?
+        for item in items {
+            do {
+                try place(fileName: item.fileName, payload: item.payload)
+                placed += 1
+            } catch {
+                failure = error
+                break
+            }
+        }
+        guard placed > 0 else { return (0, failure) }
+        do {
+            try Self.syncDirectory(newPath)
+        } catch {
+            // Renamed but not known to be durable: report none, so they are filed again.
+            return (0, error)
+        }
+        return (placed, failure)
+    }
+
+    /// Writes and fsyncs the file under `tmp/` and renames it into `new/`;
+    /// the rename is durable only once the caller has synced `new/`.
+    private func place(fileName: String, payload: [UInt8]) throws {
         try Self.validate(fileName)
         // A private temporary name, so two writers of the same event (say the
         // daemon and a manual replay) cannot truncate each other's file.
@@ -61,7 +97,6 @@ public struct QueueDirectory: Sendable {
             unlink(tmp)
             throw SpoolError("rename", path: "\(tmp) -> \(final)", errno: code)
         }
-        try Self.syncDirectory(newPath)
     }
 
     /// Removes what a crash left half-written in `tmp/`. Call at startup,

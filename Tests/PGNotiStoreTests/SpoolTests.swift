@@ -49,6 +49,25 @@ import Testing
         }
     }
 
+    @Test func batchDeliveryFilesInOrderAndStopsAtTheFirstFailure() async throws {
+        try await withTemporaryDirectory { dir in
+            let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
+            let newDir = queue.root.appendingPathComponent("new")
+            let whole = queue.deliver([("1.json", Array("one".utf8)), ("2.json", Array("two".utf8))])
+            #expect(whole.delivered == 2 && whole.failure == nil)
+            #expect(try String(decoding: Data(contentsOf: newDir.appendingPathComponent("2.json")), as: UTF8.self) == "two")
+
+            // rename(2) cannot replace a directory with a file, even for root.
+            try FileManager.default.createDirectory(at: newDir.appendingPathComponent("4.json"), withIntermediateDirectories: false)
+            let cut = queue.deliver([("3.json", [3]), ("4.json", [4]), ("5.json", [5])])
+            #expect(cut.delivered == 1)
+            #expect((cut.failure as? SpoolError)?.operation == "rename")
+            #expect(try files(in: newDir).sorted() == ["1.json", "2.json", "3.json", "4.json"])
+            #expect(try files(in: queue.root.appendingPathComponent("tmp")).isEmpty)
+            #expect(queue.deliver([]).delivered == 0)
+        }
+    }
+
     @Test(arguments: ["", ".", "..", "../escape.json", "a/b.json", String(repeating: "x", count: 201)])
     func refusesNamesThatAreNotPlainFileNames(name: String) async throws {
         try await withTemporaryDirectory { dir in
