@@ -39,17 +39,11 @@ public struct HTTPFront: Sendable {
         let segments = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
         guard segments.count == 2, segments[0] == "notify",
               let provider = ProviderID(rawValue: String(segments[1])), intake.isEnabled(provider) else {
-            logger.info("no such endpoint", metadata: [
-                "request_id": "\(requestID)", "path": "\(request.uri.path)", "method": "\(request.method)",
-                "http_status": .stringConvertible(404), "remote": "\(context.remoteAddress ?? "-")",
-            ])
+            logRouteRefusal("no such endpoint", status: .notFound, request, context, requestID)
             return Self.text(.notFound, "not found\n")
         }
         guard request.method == .post else {
-            logger.info("method not allowed", metadata: [
-                "request_id": "\(requestID)", "path": "\(request.uri.path)", "method": "\(request.method)",
-                "http_status": .stringConvertible(405), "remote": "\(context.remoteAddress ?? "-")",
-            ])
+            logRouteRefusal("method not allowed", status: .methodNotAllowed, request, context, requestID)
             var response = Self.text(.methodNotAllowed, "method not allowed: use POST\n")
             response.headers[.allow] = "POST"
             return response
@@ -97,6 +91,15 @@ public struct HTTPFront: Sendable {
         return (bytes, false)
     }
 
+    /// A request that never reached a provider (wrong path or method): logged, not kept.
+    func logRouteRefusal(_ message: Logger.Message, status: HTTPResponse.Status, _ request: Request,
+                         _ context: NotifyRequestContext, _ requestID: String) {
+        logger.info(message, metadata: [
+            "request_id": "\(requestID)", "path": "\(request.uri.path)", "method": "\(request.method)",
+            "http_status": .stringConvertible(status.code), "remote": "\(context.remoteAddress ?? "-")",
+        ])
+    }
+
     /// The one line per notification that operators alert on.
     func log(_ result: IntakeResult, provider: ProviderID, requestID: String, remote: String?, since: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - since
@@ -132,16 +135,12 @@ public struct HTTPFront: Sendable {
 enum RequestID {
     /// Random per process, then a counter: unique across restarts without a clock.
     static let prefix = String(UInt32.random(in: .min ... .max), radix: 16)
-    static let counter = ManagedCounter()
-    static func next() -> String { "\(prefix)-\(String(counter.increment(), radix: 16))" }
-}
-
-final class ManagedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: UInt64 = 0
-    func increment() -> UInt64 {
-        lock.lock(); defer { lock.unlock() }
-        value += 1
-        return value
+    static let counter = Locked<UInt64>(0)
+    static func next() -> String {
+        let n = counter.withLock { value in
+            value += 1
+            return value
+        }
+        return "\(prefix)-\(String(n, radix: 16))"
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PGNotiCore
 import PGNotiStore
 
 /// Moves committed events from the ledger's outbox into the queue directory.
@@ -125,20 +126,19 @@ public actor OutboxRelay {
 }
 
 /// Bridges `wake()` (any thread, never blocks) to the stream `run` consumes.
-private final class WakeSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var continuation: AsyncStream<Void>.Continuation?
+private struct WakeSignal: Sendable {
+    private let continuation = Locked<AsyncStream<Void>.Continuation?>(nil)
 
     func attach(_ continuation: AsyncStream<Void>.Continuation) {
-        lock.withLock { self.continuation = continuation }
+        self.continuation.withLock { $0 = continuation }
     }
 
     func detach() {
-        lock.withLock { continuation = nil }
+        continuation.withLock { $0 = nil }
     }
 
     func signal() {
-        let continuation = lock.withLock { self.continuation }
-        continuation?.yield()
+        // Yield outside our lock, so it is never held while the stream takes its own.
+        continuation.withLock { $0 }?.yield()
     }
 }

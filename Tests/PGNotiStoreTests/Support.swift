@@ -62,11 +62,10 @@ func files(in directory: URL) throws -> [String] {
 
 /// Keeps log messages so tests can check that failures are reported.
 struct CapturingLogHandler: LogHandler {
-    final class Box: @unchecked Sendable {
-        private let lock = NSLock()
-        private var entries: [(Logger.Level, String)] = []
-        func append(_ entry: (Logger.Level, String)) { lock.withLock { entries.append(entry) } }
-        var all: [(Logger.Level, String)] { lock.withLock { entries } }
+    struct Box: Sendable {
+        private let entries = Locked<[(Logger.Level, String)]>([])
+        func append(_ entry: (Logger.Level, String)) { entries.withLock { $0.append(entry) } }
+        var all: [(Logger.Level, String)] { entries.withLock { $0 } }
     }
 
     let box: Box
