@@ -5,7 +5,7 @@ let package = Package(
     name: "pgnoti",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "pgnoti", targets: ["pgnoti"]),
+        .executable(name: "pgnoti", targets: ["pgnoti"])
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -20,29 +20,39 @@ let package = Package(
         .systemLibrary(name: "CPGNotiOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Pure logic: bytes in, values out. No files, sockets or clocks.
         .target(name: "PGNotiCore", dependencies: ["CPGNotiOpenSSL"]),
-        .target(name: "PGNotiStore", dependencies: [
-            "PGNotiCore",
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
-        .target(name: "PGNotiSpool", dependencies: [
-            "PGNotiCore", "PGNotiStore",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .target(name: "PGNotiServer", dependencies: [
-            "PGNotiCore", "PGNotiStore", "PGNotiSpool",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
-        .executableTarget(name: "pgnoti", dependencies: [
-            "PGNotiServer",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "PGNotiStore",
+            dependencies: [
+                "PGNotiCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        .target(
+            name: "PGNotiSpool",
+            dependencies: [
+                "PGNotiCore", "PGNotiStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "PGNotiServer",
+            dependencies: [
+                "PGNotiCore", "PGNotiStore", "PGNotiSpool",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "pgnoti",
+            dependencies: [
+                "PGNotiServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiCore", "PGNotiStore", "PGNotiSpool"]),
-        .testTarget(name: "PGNotiServerTests", dependencies: ["PGNotiServer", "PGNotiStore", "PGNotiSpool", "PGNotiCore"]),
+        .testTarget(
+            name: "PGNotiServerTests", dependencies: ["PGNotiServer", "PGNotiStore", "PGNotiSpool", "PGNotiCore"]),
         // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
-        .testTarget(name: "PGNotiEndToEndTests", dependencies: ["PGNotiCore", "PGNotiServer", "PGNotiStore", "pgnoti"]),
+        .testTarget(
+            name: "PGNotiEndToEndTests", dependencies: ["PGNotiCore", "PGNotiServer", "PGNotiStore", "pgnoti"]),
     ]
 )

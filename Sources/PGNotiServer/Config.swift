@@ -7,7 +7,10 @@ import TOMLKit
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
     public let key: String
     public let problem: String
-    public init(_ key: String, _ problem: String) { self.key = key; self.problem = problem }
+    public init(_ key: String, _ problem: String) {
+        self.key = key
+        self.problem = problem
+    }
     public var description: String { "\(key): \(problem)" }
 }
 
@@ -15,12 +18,16 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
 
-    public init(host: String, port: Int) { self.host = host; self.port = port }
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
 
     /// `127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:80`.
     public init?(parsing text: String) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port) else { return nil }
+            (0...65535).contains(port)
+        else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty else { return nil }
@@ -67,7 +74,8 @@ public struct Config: Sendable {
     /// Smartro's published test merchant (WEBLink manual v5.2 §4.4). The manual's table wraps
     /// the key over three lines; Base64 has no spaces.
     public static let smartroTestMID = "SMTPAY001m"
-    public static let smartroTestKey = "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
+    public static let smartroTestKey =
+        "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
 
     /// What `pgnoti serve` runs on with no config at all: loopback only, state under ./var.
     public static func sandbox(directory: String = "./var") -> Config {
@@ -82,8 +90,10 @@ public struct Config: Sendable {
     public var providers: [any PaymentProvider] {
         var list: [any PaymentProvider] = []
         if smartro.enabled {
-            list.append(Smartro(merchantKeys: smartro.merchantKeys, signAlgorithm: smartro.signAlgorithm,
-                                defaultCharset: smartro.charset))
+            list.append(
+                Smartro(
+                    merchantKeys: smartro.merchantKeys, signAlgorithm: smartro.signAlgorithm,
+                    defaultCharset: smartro.charset))
         }
         if tomatopay.enabled { list.append(TomatoPay(ackBody: tomatopay.ackBody, defaultCharset: tomatopay.charset)) }
         if innopay.enabled { list.append(Innopay(defaultCharset: innopay.charset)) }
@@ -99,9 +109,11 @@ public struct ConfigLoader {
 
     public static let credentialName = "smartro-merchant-keys"
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment,
-                readFile: @escaping (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) },
-                fileExists: @escaping (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) {
+    public init(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        readFile: @escaping (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) },
+        fileExists: @escaping (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }
+    ) {
         self.environment = environment
         self.readFile = readFile
         self.fileExists = fileExists
@@ -109,7 +121,9 @@ public struct ConfigLoader {
 
     public func load(path: String) throws(ConfigError) -> Config {
         let text: String
-        do { text = try readFile(path) } catch { throw ConfigError("config", "cannot read \(path): \(error.localizedDescription)") }
+        do { text = try readFile(path) } catch {
+            throw ConfigError("config", "cannot read \(path): \(error.localizedDescription)")
+        }
         return try parse(text)
     }
 
@@ -122,22 +136,29 @@ public struct ConfigLoader {
         }
         var config = Config()
         let reader = TableReader(table: table, path: "")
-        try reader.allow(["listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
-                          "smartro", "tomatopay", "innopay"])
+        try reader.allow([
+            "listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
+            "smartro", "tomatopay", "innopay",
+        ])
         if let listen = try reader.string("listen") {
-            guard let address = ListenAddress(parsing: listen) else { throw ConfigError("listen", "expected HOST:PORT, got \"\(listen)\"") }
+            guard let address = ListenAddress(parsing: listen) else {
+                throw ConfigError("listen", "expected HOST:PORT, got \"\(listen)\"")
+            }
             config.listen = address
         }
         if let database = try reader.string("database") { config.database = database }
         if let queue = try reader.string("queue") { config.queue = queue }
         if let level = try reader.string("log_level") {
             guard let parsed = Logger.Level(rawValue: level) else {
-                throw ConfigError("log_level", "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ConfigError(
+                    "log_level", "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             config.logLevel = parsed
         }
         if let max = try reader.int("max_body_bytes") {
-            guard (1024...(1 << 20)).contains(max) else { throw ConfigError("max_body_bytes", "must be between 1024 and 1048576") }
+            guard (1024...(1 << 20)).contains(max) else {
+                throw ConfigError("max_body_bytes", "must be between 1024 and 1048576")
+            }
             config.maxBodyBytes = max
         }
         if let keep = try reader.int("rejected_keep") {
@@ -175,7 +196,10 @@ public struct ConfigLoader {
             }
         }
         if config.smartro.enabled && config.smartro.merchantKeys.isEmpty {
-            throw ConfigError("smartro.merchant_keys", "Smartro is enabled but no merchant key is configured (merchant_keys, merchant_keys_file or the \(Self.credentialName) credential)")
+            throw ConfigError(
+                "smartro.merchant_keys",
+                "Smartro is enabled but no merchant key is configured (merchant_keys, merchant_keys_file or the \(Self.credentialName) credential)"
+            )
         }
 
         if let tomato = try reader.table("tomatopay") {
@@ -201,7 +225,9 @@ public struct ConfigLoader {
     /// `=` separates.
     func readKeyFile(_ path: String, key: String) throws(ConfigError) -> [String: String] {
         let text: String
-        do { text = try readFile(path) } catch { throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)") }
+        do { text = try readFile(path) } catch {
+            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+        }
         var keys: [String: String] = [:]
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -211,7 +237,9 @@ public struct ConfigLoader {
             }
             let mid = line[..<eq].trimmingCharacters(in: .whitespaces)
             let secret = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            guard !mid.isEmpty, !secret.isEmpty else { throw ConfigError(key, "\(path) line \(number + 1): expected MID=KEY") }
+            guard !mid.isEmpty, !secret.isEmpty else {
+                throw ConfigError(key, "\(path) line \(number + 1): expected MID=KEY")
+            }
             keys[mid] = secret
         }
         return keys

@@ -26,16 +26,20 @@ public struct Daemon: Sendable {
     public func run() async throws {
         let enabled = config.providers.map(\.id.rawValue)
         if config.sandbox {
-            logger.warning("SANDBOX MODE: no --config given; using embedded defaults with Smartro's published test merchant \(Config.smartroTestMID). Not for production.", metadata: [
-                "database": "\(config.database)", "queue": "\(config.queue)",
-            ])
+            logger.warning(
+                "SANDBOX MODE: no --config given; using embedded defaults with Smartro's published test merchant \(Config.smartroTestMID). Not for production.",
+                metadata: [
+                    "database": "\(config.database)", "queue": "\(config.queue)",
+                ])
         }
-        logger.info("starting", metadata: [
-            "listen": "\(config.listen)", "database": "\(config.database)", "queue": "\(config.queue)",
-            "providers": .array(enabled.map { .string($0) }), "sandbox": .stringConvertible(config.sandbox),
-            "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
-            "pid": .stringConvertible(Int(getpid())),
-        ])
+        logger.info(
+            "starting",
+            metadata: [
+                "listen": "\(config.listen)", "database": "\(config.database)", "queue": "\(config.queue)",
+                "providers": .array(enabled.map { .string($0) }), "sandbox": .stringConvertible(config.sandbox),
+                "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
+                "pid": .stringConvertible(Int(getpid())),
+            ])
 
         let ledger = try Ledger(path: config.database)
         let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
@@ -43,10 +47,15 @@ public struct Daemon: Sendable {
         let relay = OutboxRelay(ledger: ledger, queue: queue, logger: logger)
         // What a crash left between commit and file goes out before new traffic arrives.
         let replayed = try await relay.drain()
-        if replayed > 0 { logger.notice("filed events left in the outbox by the previous run", metadata: ["count": .stringConvertible(replayed)]) }
+        if replayed > 0 {
+            logger.notice(
+                "filed events left in the outbox by the previous run", metadata: ["count": .stringConvertible(replayed)]
+            )
+        }
 
-        let intake = Intake(providers: config.providers, ledger: ledger, relay: relay, logger: logger,
-                            rejectedKeep: config.rejectedKeep)
+        let intake = Intake(
+            providers: config.providers, ledger: ledger, relay: relay, logger: logger,
+            rejectedKeep: config.rejectedKeep)
         let front = HTTPFront(intake: intake, logger: logger, maxBodyBytes: config.maxBodyBytes)
         var quietLogger = logger
         quietLogger.logLevel = .warning
@@ -54,24 +63,32 @@ public struct Daemon: Sendable {
         let logger = self.logger
         let app = Application(
             responder: front.responder,
-            configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "pgnoti"),
+            configuration: .init(
+                address: .hostname(config.listen.host, port: config.listen.port), serverName: "pgnoti"),
             services: [RelayService(relay: relay)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? -1
-                logger.info("listening", metadata: ["address": "\(channel.localAddress?.ipAddress ?? "?")", "port": .stringConvertible(port)])
+                logger.info(
+                    "listening",
+                    metadata: [
+                        "address": "\(channel.localAddress?.ipAddress ?? "?")", "port": .stringConvertible(port),
+                    ])
                 // Only now: the socket accepts connections and the database is open.
                 notifier.notify("READY=1\nSTATUS=listening on port \(port)")
             },
             logger: quietLogger)
 
-        let group = ServiceGroup(configuration: .init(
-            services: [
-                .init(service: app),
-                .init(service: ShutdownAnnouncer(notifier: notifier, logger: logger), successTerminationBehavior: .ignore),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            cancellationSignals: [],
-            logger: quietLogger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: app),
+                    .init(
+                        service: ShutdownAnnouncer(notifier: notifier, logger: logger),
+                        successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: quietLogger))
         do {
             try await group.run()
         } catch {

@@ -38,7 +38,8 @@ public struct HTTPFront: Sendable {
         let requestID = RequestID.next()
         let segments = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
         guard segments.count == 2, segments[0] == "notify",
-              let provider = ProviderID(rawValue: String(segments[1])), intake.isEnabled(provider) else {
+            let provider = ProviderID(rawValue: String(segments[1])), intake.isEnabled(provider)
+        else {
             logRouteRefusal("no such endpoint", status: .notFound, request, context, requestID)
             return Self.text(.notFound, "not found\n")
         }
@@ -66,10 +67,12 @@ public struct HTTPFront: Sendable {
                     result = await intake.handle(incoming)
                 }
             } catch {
-                logger.warning("request body could not be read", metadata: [
-                    "request_id": "\(requestID)", "provider": "\(provider.rawValue)", "error": "\(error)",
-                    "remote": "\(context.remoteAddress ?? "-")",
-                ])
+                logger.warning(
+                    "request body could not be read",
+                    metadata: [
+                        "request_id": "\(requestID)", "provider": "\(provider.rawValue)", "error": "\(error)",
+                        "remote": "\(context.remoteAddress ?? "-")",
+                    ])
                 return Self.text(.badRequest, "unreadable body\n")
             }
         }
@@ -92,16 +95,22 @@ public struct HTTPFront: Sendable {
     }
 
     /// A request that never reached a provider (wrong path or method): logged, not kept.
-    func logRouteRefusal(_ message: Logger.Message, status: HTTPResponse.Status, _ request: Request,
-                         _ context: NotifyRequestContext, _ requestID: String) {
-        logger.info(message, metadata: [
-            "request_id": "\(requestID)", "path": "\(request.uri.path)", "method": "\(request.method)",
-            "http_status": .stringConvertible(status.code), "remote": "\(context.remoteAddress ?? "-")",
-        ])
+    func logRouteRefusal(
+        _ message: Logger.Message, status: HTTPResponse.Status, _ request: Request,
+        _ context: NotifyRequestContext, _ requestID: String
+    ) {
+        logger.info(
+            message,
+            metadata: [
+                "request_id": "\(requestID)", "path": "\(request.uri.path)", "method": "\(request.method)",
+                "http_status": .stringConvertible(status.code), "remote": "\(context.remoteAddress ?? "-")",
+            ])
     }
 
     /// The one line per notification that operators alert on.
-    func log(_ result: IntakeResult, provider: ProviderID, requestID: String, remote: String?, since: ContinuousClock.Instant) {
+    func log(
+        _ result: IntakeResult, provider: ProviderID, requestID: String, remote: String?, since: ContinuousClock.Instant
+    ) {
         let elapsed = ContinuousClock.now - since
         let latencyMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         var metadata: Logger.Metadata = [
@@ -127,8 +136,9 @@ public struct HTTPFront: Sendable {
     }
 
     static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"],
-                 body: .init(byteBuffer: ByteBuffer(string: body)))
+        Response(
+            status: status, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }
 

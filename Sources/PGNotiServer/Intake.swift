@@ -18,10 +18,16 @@ public struct IncomingRequest: Sendable {
     public var requestID: String
     public var receivedAt: Date
 
-    public init(provider: ProviderID, body: [UInt8], contentType: String?, remoteAddress: String?,
-                requestID: String, receivedAt: Date) {
-        self.provider = provider; self.body = body; self.contentType = contentType
-        self.remoteAddress = remoteAddress; self.requestID = requestID; self.receivedAt = receivedAt
+    public init(
+        provider: ProviderID, body: [UInt8], contentType: String?, remoteAddress: String?,
+        requestID: String, receivedAt: Date
+    ) {
+        self.provider = provider
+        self.body = body
+        self.contentType = contentType
+        self.remoteAddress = remoteAddress
+        self.requestID = requestID
+        self.receivedAt = receivedAt
     }
 }
 
@@ -53,8 +59,10 @@ public struct Intake: Sendable {
     let logger: Logger
     let rejectedKeep: Int
 
-    public init(providers: [any PaymentProvider], ledger: Ledger, relay: OutboxRelay?, logger: Logger,
-                rejectedKeep: Int = 10_000) {
+    public init(
+        providers: [any PaymentProvider], ledger: Ledger, relay: OutboxRelay?, logger: Logger,
+        rejectedKeep: Int = 10_000
+    ) {
         self.providers = Dictionary(providers.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         self.ledger = ledger
         self.relay = relay
@@ -84,12 +92,15 @@ public struct Intake: Sendable {
         return await commit(notification, request, provider)
     }
 
-    static func interpret(_ request: IncomingRequest, with provider: any PaymentProvider) throws(Rejection) -> PaymentNotification {
+    static func interpret(_ request: IncomingRequest, with provider: any PaymentProvider) throws(Rejection)
+        -> PaymentNotification
+    {
         if let contentType = request.contentType {
             let mediaType = contentType.split(separator: ";", maxSplits: 1)[0]
                 .trimmingCharacters(in: .whitespaces).lowercased()
             guard mediaType.isEmpty || mediaType == "application/x-www-form-urlencoded" else {
-                throw Rejection(.unsupportedMediaType, "Content-Type \(mediaType) is not application/x-www-form-urlencoded")
+                throw Rejection(
+                    .unsupportedMediaType, "Content-Type \(mediaType) is not application/x-www-form-urlencoded")
             }
         }
         var charset = provider.defaultCharset
@@ -106,27 +117,34 @@ public struct Intake: Sendable {
     private func reject(_ request: IncomingRequest, _ rejection: Rejection) async -> IntakeResult {
         var stored = true
         do {
-            try await ledger.recordRejected(RejectedRequest(
-                provider: request.provider.rawValue, reason: rejection.reason.rawValue, detail: rejection.detail,
-                rawBody: request.body, contentType: request.contentType, remoteAddress: request.remoteAddress,
-                receivedAt: request.receivedAt), keep: rejectedKeep)
+            try await ledger.recordRejected(
+                RejectedRequest(
+                    provider: request.provider.rawValue, reason: rejection.reason.rawValue, detail: rejection.detail,
+                    rawBody: request.body, contentType: request.contentType, remoteAddress: request.remoteAddress,
+                    receivedAt: request.receivedAt), keep: rejectedKeep)
         } catch {
             stored = false
-            logger.error("could not keep rejected request", metadata: [
-                "request_id": "\(request.requestID)", "error": "\(error)",
-            ])
+            logger.error(
+                "could not keep rejected request",
+                metadata: [
+                    "request_id": "\(request.requestID)", "error": "\(error)",
+                ])
         }
-        var result = IntakeResult(status: rejection.httpStatus, body: "rejected: \(rejection.reason.rawValue)\n",
-                                  outcome: .rejected, reason: rejection.reason.rawValue)
+        var result = IntakeResult(
+            status: rejection.httpStatus, body: "rejected: \(rejection.reason.rawValue)\n",
+            outcome: .rejected, reason: rejection.reason.rawValue)
         result.detail = stored ? rejection.detail : rejection.detail + " (and it could not be kept)"
         return result
     }
 
-    private func commit(_ notification: PaymentNotification, _ request: IncomingRequest,
-                        _ provider: any PaymentProvider) async -> IntakeResult {
-        var result = IntakeResult(status: 500, body: "error: not stored, retry later\n", outcome: .error,
-                                  merchantID: notification.merchantID, tid: notification.tid,
-                                  state: notification.state, kind: notification.kind.rawValue)
+    private func commit(
+        _ notification: PaymentNotification, _ request: IncomingRequest,
+        _ provider: any PaymentProvider
+    ) async -> IntakeResult {
+        var result = IntakeResult(
+            status: 500, body: "error: not stored, retry later\n", outcome: .error,
+            merchantID: notification.merchantID, tid: notification.tid,
+            state: notification.state, kind: notification.kind.rawValue)
         let event = Event(notification: notification, receivedAt: request.receivedAt)
         result.eventID = event.id
         if logger.logLevel <= .debug { result.maskedFields = LogRedaction.masked(notification.rawFields) }

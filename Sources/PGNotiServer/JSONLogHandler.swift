@@ -1,8 +1,9 @@
 import Foundation
 import Logging
 import PGNotiCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One JSON object per line, written with a single write(2) so lines from concurrent requests
@@ -33,7 +34,10 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in self.metadata { object[key] = Self.json(value) }
         for (key, value) in event.metadata ?? [:] { object[key] = Self.json(value) }
         if let error = event.error { object["error"] = "\(error)" }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+        guard
+            var data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else {
             return
         }
         data.append(0x0A)
@@ -57,7 +61,6 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-
 /// Where log lines go: stdout for the daemon, a buffer for tests.
 public final class LogSink: @unchecked Sendable {
     private let lock = NSLock()
@@ -70,13 +73,20 @@ public final class LogSink: @unchecked Sendable {
     public static func memory() -> LogSink { LogSink(fd: nil) }
 
     func write(_ data: Data) {
-        lock.lock(); defer { lock.unlock() }
-        guard let fd else { buffer.append(data); return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard let fd else {
+            buffer.append(data)
+            return
+        }
         data.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
                 let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; return }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
                 offset += n
             }
         }
@@ -84,7 +94,8 @@ public final class LogSink: @unchecked Sendable {
 
     /// Captured lines (memory sinks only).
     public var lines: [String] {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         return String(decoding: buffer, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A PG's request as it appears on the wire, read from a fixture file.
@@ -32,12 +33,16 @@ public struct RawHTTPRequest: Sendable, Equatable {
         method = String(requestLine[0])
         target = String(requestLine[1])
         headers = try lines.map { line in
-            guard let colon = line.firstIndex(of: ":") else { throw ParseError(description: "header without colon: \(line)") }
+            guard let colon = line.firstIndex(of: ":") else {
+                throw ParseError(description: "header without colon: \(line)")
+            }
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
         }
         let rest = Array(bytes[split.upperBound...])
         if let length = headers.first(where: { $0.name.lowercased() == "content-length" }).flatMap({ Int($0.value) }) {
-            guard rest.count >= length else { throw ParseError(description: "body shorter than Content-Length \(length)") }
+            guard rest.count >= length else {
+                throw ParseError(description: "body shorter than Content-Length \(length)")
+            }
             body = Array(rest.prefix(length))
         } else {
             body = rest
@@ -53,7 +58,12 @@ public struct RawHTTPRequest: Sendable, Equatable {
         var out = "\(method) \(target) HTTP/1.1\r\n"
         var sawHost = false
         for (name, value) in headers {
-            if name.lowercased() == "host" { out += "Host: \(host)\r\n"; sawHost = true } else { out += "\(name): \(value)\r\n" }
+            if name.lowercased() == "host" {
+                out += "Host: \(host)\r\n"
+                sawHost = true
+            } else {
+                out += "\(name): \(value)\r\n"
+            }
         }
         if !sawHost { out += "Host: \(host)\r\n" }
         out += "\r\n"
@@ -73,7 +83,9 @@ public struct RawHTTPResponse: Sendable {
 public enum RawHTTPClient {
     public struct Failure: Error, CustomStringConvertible { public let description: String }
 
-    public static func exchange(host: String, port: Int, bytes: [UInt8], timeoutSeconds: Int = 10) throws -> RawHTTPResponse {
+    public static func exchange(host: String, port: Int, bytes: [UInt8], timeoutSeconds: Int = 10) throws
+        -> RawHTTPResponse
+    {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -94,14 +106,20 @@ public enum RawHTTPClient {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "send: \(String(cString: strerror(errno)))")
+            }
             offset += n
         }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         while true {
             let n = recv(fd, &buffer, buffer.count, 0)
-            if n < 0 { if errno == EINTR { continue }; throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "recv: \(String(cString: strerror(errno)))")
+            }
             if n == 0 { break }
             received.append(contentsOf: buffer[..<n])
             if let response = try? parseResponse(received), response.complete { return response.value }
@@ -113,10 +131,14 @@ public enum RawHTTPClient {
     }
 
     static func parseResponse(_ bytes: [UInt8]) throws -> (value: RawHTTPResponse, complete: Bool) {
-        guard let split = bytes.firstRange(of: [13, 10, 13, 10] as [UInt8]) else { throw Failure(description: "incomplete head") }
+        guard let split = bytes.firstRange(of: [13, 10, 13, 10] as [UInt8]) else {
+            throw Failure(description: "incomplete head")
+        }
         let lines = String(decoding: bytes[..<split.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
         let statusParts = lines[0].split(separator: " ", maxSplits: 2)
-        guard statusParts.count >= 2, let status = Int(statusParts[1]) else { throw Failure(description: "bad status line \(lines[0])") }
+        guard statusParts.count >= 2, let status = Int(statusParts[1]) else {
+            throw Failure(description: "bad status line \(lines[0])")
+        }
         let headers = lines.dropFirst().compactMap { line -> (String, String)? in
             guard let colon = line.firstIndex(of: ":") else { return nil }
             return (String(line[..<colon]), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
@@ -124,6 +146,9 @@ public enum RawHTTPClient {
         let body = Array(bytes[split.upperBound...])
         let length = headers.first { $0.0.lowercased() == "content-length" }.flatMap { Int($0.1) }
         let complete = length.map { body.count >= $0 } ?? false
-        return (RawHTTPResponse(status: status, headers: headers, body: length.map { Array(body.prefix($0)) } ?? body), complete)
+        return (
+            RawHTTPResponse(status: status, headers: headers, body: length.map { Array(body.prefix($0)) } ?? body),
+            complete
+        )
     }
 }

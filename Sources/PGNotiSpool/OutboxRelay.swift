@@ -22,8 +22,10 @@ public actor OutboxRelay {
     static let initialBackoff: Duration = .milliseconds(100)
     static let maximumBackoff: Duration = .seconds(30)
 
-    public init(ledger: Ledger, queue: QueueDirectory, logger: Logger,
-                batchSize: Int = 128, pollInterval: Duration = .seconds(1)) {
+    public init(
+        ledger: Ledger, queue: QueueDirectory, logger: Logger,
+        batchSize: Int = 128, pollInterval: Duration = .seconds(1)
+    ) {
         precondition(batchSize > 0, "batchSize must be positive")
         self.ledger = ledger
         self.queue = queue
@@ -84,9 +86,11 @@ public actor OutboxRelay {
                     if Task.isCancelled { break }
                     let delay = backoff.map { min($0 * 2, Self.maximumBackoff) } ?? Self.initialBackoff
                     backoff = delay
-                    logger.error("outbox drain failed; retrying", metadata: [
-                        "error": "\(error)", "retryIn": "\(delay)",
-                    ])
+                    logger.error(
+                        "outbox drain failed; retrying",
+                        metadata: [
+                            "error": "\(error)", "retryIn": "\(delay)",
+                        ])
                     do { try await Task.sleep(for: delay) } catch { break }
                     // Retry after the backoff even if nobody woke us meanwhile.
                     continuation.yield()
@@ -105,8 +109,10 @@ public actor OutboxRelay {
         }
     }
 
-    private static func drainPass(ledger: Ledger, queue: QueueDirectory, ioQueue: DispatchQueue,
-                                  batchSize: Int) async throws -> Int {
+    private static func drainPass(
+        ledger: Ledger, queue: QueueDirectory, ioQueue: DispatchQueue,
+        batchSize: Int
+    ) async throws -> Int {
         var total = 0
         while true {
             let items = try await ledger.pendingOutbox(limit: batchSize)

@@ -59,7 +59,8 @@ public final class Ledger: Sendable {
             let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode")
             let sync = try Int.fetchOne(db, sql: "PRAGMA synchronous")
             guard mode == "wal", sync == 2 else {
-                throw DatabaseError(message: "\(path): expected journal_mode=wal, synchronous=FULL; got \(mode ?? "?"), \(sync ?? -1)")
+                throw DatabaseError(
+                    message: "\(path): expected journal_mode=wal, synchronous=FULL; got \(mode ?? "?"), \(sync ?? -1)")
             }
         }
         try Schema.migrator.migrate(pool)
@@ -164,10 +165,11 @@ public final class Ledger: Sendable {
     private static func apply(_ entry: LedgerEntry, in db: Database) throws -> RecordOutcome {
         let key: StatementArguments = [entry.provider, entry.merchantID, entry.tid, entry.state]
         let existing = try Row.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT id, event_id, fingerprint FROM notifications
-                WHERE provider = ? AND merchant_id = ? AND tid = ? AND state = ?
-                """),
+            db.cachedStatement(
+                sql: """
+                    SELECT id, event_id, fingerprint FROM notifications
+                    WHERE provider = ? AND merchant_id = ? AND tid = ? AND state = ?
+                    """),
             arguments: key)
         let receivedAt = entry.receivedAt.unixMicroseconds
 
@@ -176,16 +178,21 @@ public final class Ledger: Sendable {
             let storedEventID: String = existing["event_id"]
             let storedFingerprint: String = existing["fingerprint"]
             if storedFingerprint == entry.fingerprint {
-                try db.cachedStatement(sql: """
-                    UPDATE notifications SET retries = retries + 1, last_seen_at = ? WHERE id = ?
-                    """).execute(arguments: [receivedAt, storedID])
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE notifications SET retries = retries + 1, last_seen_at = ? WHERE id = ?
+                        """
+                ).execute(arguments: [receivedAt, storedID])
                 return .duplicate(eventID: storedEventID)
             }
-            try db.cachedStatement(sql: """
-                INSERT INTO conflicts (provider, merchant_id, tid, state, event_id,
-                    stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, received_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, ?, ?)
-                """).execute(arguments: key + [
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO conflicts (provider, merchant_id, tid, state, event_id,
+                        stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, received_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, ?, ?)
+                    """
+            ).execute(
+                arguments: key + [
                     storedEventID, storedFingerprint, entry.fingerprint, Data(entry.rawBody),
                     entry.contentType, entry.remoteAddress, receivedAt,
                 ])
@@ -194,18 +201,23 @@ public final class Ledger: Sendable {
 
         // GRDB binds an empty Data as NULL; coalesce keeps empty bodies storable
         // without loosening the NOT NULL constraints.
-        try db.cachedStatement(sql: """
-            INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id,
-                event_json, queue_file_name, raw_body, content_type, remote_address, received_at)
-            VALUES (?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, coalesce(?, x''), ?, ?, ?)
-            """).execute(arguments: key + [
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id,
+                    event_json, queue_file_name, raw_body, content_type, remote_address, received_at)
+                VALUES (?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, coalesce(?, x''), ?, ?, ?)
+                """
+        ).execute(
+            arguments: key + [
                 entry.fingerprint, entry.eventID, Data(entry.eventJSON), entry.queueFileName,
                 Data(entry.rawBody), entry.contentType, entry.remoteAddress, receivedAt,
             ])
         let notificationID = db.lastInsertedRowID
-        try db.cachedStatement(sql: """
-            INSERT INTO outbox (file_name, payload, notification_id) VALUES (?, coalesce(?, x''), ?)
-            """).execute(arguments: [entry.queueFileName, Data(entry.eventJSON), notificationID])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO outbox (file_name, payload, notification_id) VALUES (?, coalesce(?, x''), ?)
+                """
+        ).execute(arguments: [entry.queueFileName, Data(entry.eventJSON), notificationID])
         return .accepted(eventID: entry.eventID)
     }
 
@@ -243,9 +255,11 @@ public final class Ledger: Sendable {
     public func pendingOutbox(limit: Int) async throws -> [OutboxItem] {
         try checkOpen()
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, file_name, payload FROM outbox ORDER BY id LIMIT ?",
-                             arguments: [limit])
-                .map { OutboxItem(id: $0["id"], fileName: $0["file_name"], payload: $0.bytes("payload")) }
+            try Row.fetchAll(
+                db, sql: "SELECT id, file_name, payload FROM outbox ORDER BY id LIMIT ?",
+                arguments: [limit]
+            )
+            .map { OutboxItem(id: $0["id"], fileName: $0["file_name"], payload: $0.bytes("payload")) }
         }
     }
 
@@ -259,8 +273,9 @@ public final class Ledger: Sendable {
                 let chunk = rest.prefix(500)
                 rest = rest.dropFirst(chunk.count)
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try db.execute(sql: "DELETE FROM outbox WHERE id IN (\(marks))",
-                               arguments: StatementArguments(Array(chunk)))
+                try db.execute(
+                    sql: "DELETE FROM outbox WHERE id IN (\(marks))",
+                    arguments: StatementArguments(Array(chunk)))
             }
         }
     }
@@ -271,20 +286,23 @@ public final class Ledger: Sendable {
     public func notifications(limit: Int, afterRowID: Int64? = nil) async throws -> [StoredNotification] {
         try checkOpen()
         return try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT * FROM notifications WHERE id > ? ORDER BY id LIMIT ?
-                """, arguments: [afterRowID ?? 0, limit])
-                .map { row in
-                    StoredNotification(
-                        rowID: row["id"], provider: row["provider"], merchantID: row["merchant_id"],
-                        tid: row["tid"], state: row["state"], eventID: row["event_id"],
-                        fingerprint: row["fingerprint"],
-                        receivedAt: Date(unixMicroseconds: row["received_at"]),
-                        eventJSON: row.bytes("event_json"), rawBody: row.bytes("raw_body"),
-                        contentType: row["content_type"], remoteAddress: row["remote_address"],
-                        retries: row["retries"],
-                        lastSeenAt: (row["last_seen_at"] as Int64?).map(Date.init(unixMicroseconds:)))
-                }
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM notifications WHERE id > ? ORDER BY id LIMIT ?
+                    """, arguments: [afterRowID ?? 0, limit]
+            )
+            .map { row in
+                StoredNotification(
+                    rowID: row["id"], provider: row["provider"], merchantID: row["merchant_id"],
+                    tid: row["tid"], state: row["state"], eventID: row["event_id"],
+                    fingerprint: row["fingerprint"],
+                    receivedAt: Date(unixMicroseconds: row["received_at"]),
+                    eventJSON: row.bytes("event_json"), rawBody: row.bytes("raw_body"),
+                    contentType: row["content_type"], remoteAddress: row["remote_address"],
+                    retries: row["retries"],
+                    lastSeenAt: (row["last_seen_at"] as Int64?).map(Date.init(unixMicroseconds:)))
+            }
         }
     }
 
@@ -323,10 +341,12 @@ public final class Ledger: Sendable {
     public func counts() async throws -> (notifications: Int, outbox: Int, rejected: Int, conflicts: Int) {
         try checkOpen()
         return try await pool.read { db in
-            let row = try Row.fetchOne(db, sql: """
-                SELECT (SELECT count(*) FROM notifications) AS n, (SELECT count(*) FROM outbox) AS o,
-                       (SELECT count(*) FROM rejected) AS r, (SELECT count(*) FROM conflicts) AS c
-                """)!
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT (SELECT count(*) FROM notifications) AS n, (SELECT count(*) FROM outbox) AS o,
+                           (SELECT count(*) FROM rejected) AS r, (SELECT count(*) FROM conflicts) AS c
+                    """)!
             return (notifications: row["n"], outbox: row["o"], rejected: row["r"], conflicts: row["c"])
         }
     }

@@ -140,7 +140,7 @@ public enum LedgerError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .closed: return "ledger is closed"
-        case let .cannotCreateDirectory(path, reason): return "cannot create directory \(path): \(reason)"
+        case .cannotCreateDirectory(let path, let reason): return "cannot create directory \(path): \(reason)"
         }
     }
 }

@@ -12,9 +12,12 @@ struct PGNoti: AsyncParsableCommand {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the notification listener (under systemd: Type=notify).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the notification listener (under systemd: Type=notify).")
 
-    @Option(name: .long, help: "Path to pgnoti.toml. Without it pgnoti runs in sandbox mode on 127.0.0.1:8080 with state under ./var.")
+    @Option(
+        name: .long,
+        help: "Path to pgnoti.toml. Without it pgnoti runs in sandbox mode on 127.0.0.1:8080 with state under ./var.")
     var config: String?
 
     @Option(name: .long, help: "Override the listen address (HOST:PORT; port 0 picks a free port).")
@@ -45,7 +48,8 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct CheckConfig: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check-config", abstract: "Validate a configuration file; exits non-zero naming the bad key.")
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a configuration file; exits non-zero naming the bad key.")
 
     @Option(name: .long, help: "Path to pgnoti.toml.")
     var config: String
@@ -54,7 +58,9 @@ struct CheckConfig: ParsableCommand {
         do {
             let loaded = try ConfigLoader().load(path: config)
             let providers = loaded.providers.map(\.id.rawValue).joined(separator: ", ")
-            print("ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant key(s)")
+            print(
+                "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant key(s)"
+            )
         } catch {
             FileHandle.standardError.write(Data("pgnoti: \(error)\n".utf8))
             throw ExitCode(78)
@@ -63,7 +69,8 @@ struct CheckConfig: ParsableCommand {
 }
 
 struct Send: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Replay a fixture (raw HTTP request bytes) as the PG would; prints status and body.")
+    static let configuration = CommandConfiguration(
+        abstract: "Replay a fixture (raw HTTP request bytes) as the PG would; prints status and body.")
 
     @Argument(help: "A .http fixture file.")
     var file: String
@@ -79,7 +86,8 @@ struct Send: ParsableCommand {
         let port = url.port ?? 80
         let target = url.path.isEmpty || url.path == "/" ? request.target : url.path
         let hostHeader = url.port.map { "\(host):\($0)" } ?? host
-        let response = try RawHTTPClient.exchange(host: host, port: port, bytes: request.serialized(host: hostHeader, target: target))
+        let response = try RawHTTPClient.exchange(
+            host: host, port: port, bytes: request.serialized(host: hostHeader, target: target))
         print("\(response.status)")
         print(response.bodyText)
         if !(200..<300).contains(response.status) { throw ExitCode(1) }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PGNotiCore
 
 @Test func md5KnownVectors() {
@@ -9,10 +10,12 @@ import Testing
 }
 
 @Test func sha256KnownVectors() {
-    #expect(Digest.hex(Digest.sha256(Array("abc".utf8)))
-        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    #expect(Digest.hex(Digest.sha256([UInt8]()))
-        == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    #expect(
+        Digest.hex(Digest.sha256(Array("abc".utf8)))
+            == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    #expect(
+        Digest.hex(Digest.sha256([UInt8]()))
+            == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     #expect(Digest.sha256("abc".utf8).count == 32)
 }
 

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PGNotiCore
 
 private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
@@ -61,7 +62,8 @@ private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
 }
 
 @Test func decodesValuesWithTheGivenCharset() {
-    let body = FormBody(parsing: Array("Name=".utf8) + [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF] + Array("&GoodsName=%8Cc".utf8))
+    let body = FormBody(
+        parsing: Array("Name=".utf8) + [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF] + Array("&GoodsName=%8Cc".utf8))
     let f = Fields(body, charset: .cp949)
     #expect(f[.name] == "홍길동")
     #expect(f["GoodsName"] == "똠")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PGNotiCore
 
 private func parse(_ s: String) -> [(String, [UInt8])] {
@@ -50,8 +51,9 @@ private func strings(_ s: String) -> [String] {
 }
 
 @Test func repeatedNamesAreKeptInArrivalOrder() {
-    #expect(strings("goodsCodeArray[]=A&x=1&goodsCodeArray[]=B")
-        == ["goodsCodeArray[]=A", "x=1", "goodsCodeArray[]=B"])
+    #expect(
+        strings("goodsCodeArray[]=A&x=1&goodsCodeArray[]=B")
+            == ["goodsCodeArray[]=A", "x=1", "goodsCodeArray[]=B"])
     #expect(parse("goodsCodeArray%5B%5D=A")[0].0 == "goodsCodeArray[]")
 }
 

@@ -1,12 +1,13 @@
 import Testing
+
 @testable import PGNotiCore
 
 // Expected bytes produced with python3: '똠'.encode('cp949') etc.
-private let ttom: [UInt8] = [0x8C, 0x63]          // 똠 (UHC-only)
-private let haeng: [UInt8] = [0xC1, 0x64]         // 햏 (UHC-only)
-private let bwelk: [UInt8] = [0x94, 0xEE]         // 뷁 (UHC-only)
-private let gyeoljewallyo: [UInt8] = [0xB0, 0xE1, 0xC1, 0xA6, 0xBF, 0xCF, 0xB7, 0xE1] // 결제완료
-private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]               // 홍길동
+private let ttom: [UInt8] = [0x8C, 0x63]  // 똠 (UHC-only)
+private let haeng: [UInt8] = [0xC1, 0x64]  // 햏 (UHC-only)
+private let bwelk: [UInt8] = [0x94, 0xEE]  // 뷁 (UHC-only)
+private let gyeoljewallyo: [UInt8] = [0xB0, 0xE1, 0xC1, 0xA6, 0xBF, 0xCF, 0xB7, 0xE1]  // 결제완료
+private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]  // 홍길동
 
 @Test func decodesEucKrKoreanAsCP949() {
     #expect(KoreanText.decode(gyeoljewallyo, as: .cp949) == DecodedText(text: "결제완료", isLossy: false))
@@ -32,10 +33,13 @@ private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]         
 }
 
 @Test func invalidByteIsReplacedOnceAndDecodingContinues() {
-    #expect(KoreanText.decode([0x41, 0x80, 0x42] + ttom, as: .cp949) == DecodedText(text: "A\u{FFFD}B똠", isLossy: true))
+    #expect(
+        KoreanText.decode([0x41, 0x80, 0x42] + ttom, as: .cp949) == DecodedText(text: "A\u{FFFD}B똠", isLossy: true))
     #expect(KoreanText.decode([0xFF, 0xFF], as: .cp949) == DecodedText(text: "\u{FFFD}\u{FFFD}", isLossy: true))
     // A lead byte whose trail is not a valid trail byte must not swallow the ASCII after it.
-    #expect(KoreanText.decode([0xC7, 0x20, 0x41] + hongGildong, as: .cp949) == DecodedText(text: "\u{FFFD} A홍길동", isLossy: true))
+    #expect(
+        KoreanText.decode([0xC7, 0x20, 0x41] + hongGildong, as: .cp949)
+            == DecodedText(text: "\u{FFFD} A홍길동", isLossy: true))
 }
 
 @Test func asciiIsNeverLossy() {
@@ -53,8 +57,10 @@ private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]         
 }
 
 @Test func charsetLabelsMapToCharsets() {
-    for label in ["euc-kr", "EUC-KR", "euckr", "euc_kr", "ks_c_5601-1987", "KS_C_5601-1987", "ksc5601",
-                  "cp949", "CP949", "ms949", "x-windows-949", "windows-949", "uhc", "\"euc-kr\"", " 'EUC-KR' "] {
+    for label in [
+        "euc-kr", "EUC-KR", "euckr", "euc_kr", "ks_c_5601-1987", "KS_C_5601-1987", "ksc5601",
+        "cp949", "CP949", "ms949", "x-windows-949", "windows-949", "uhc", "\"euc-kr\"", " 'EUC-KR' ",
+    ] {
         #expect(TextCharset(label: label) == .cp949, "\(label)")
     }
     for label in ["utf-8", "UTF-8", "utf8", "\"utf-8\"", " Utf-8 "] {

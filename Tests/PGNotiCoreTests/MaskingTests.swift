@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PGNotiCore
 
 @Test func cardNumberKeepsFirstSixAndLastFour() {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import PGNotiCore
 
 /// Builds the Fields a PG post would produce. Values are given as text and encoded as CP949
@@ -33,19 +34,24 @@ func percentEncodedCP949(_ text: String) -> String {
 let publishedSmartroKey = "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
 let smartro = Smartro(merchantKeys: ["SMTPAY001m": publishedSmartroKey])
 
-func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: String = "3001", extra: [(String, String)],
-                 algorithm: SmartroSignAlgorithm = .md5) -> Fields {
-    let sign = SmartroSignature.make(tid: tid, resultCode: resultCode, merchantKey: publishedSmartroKey, algorithm: algorithm)
+func smartroPost(
+    tid: String = "SMTPAY001m01012411231530001234", resultCode: String = "3001", extra: [(String, String)],
+    algorithm: SmartroSignAlgorithm = .md5
+) -> Fields {
+    let sign = SmartroSignature.make(
+        tid: tid, resultCode: resultCode, merchantKey: publishedSmartroKey, algorithm: algorithm)
     return fields([("MID", "SMTPAY001m"), ("TID", tid), ("ResultCode", resultCode)] + extra + [("SignValue", sign)])
 }
 
 @Suite struct SmartroMappingTests {
     @Test func cardApprovalMapsEveryFact() throws {
-        let n = try smartro.interpret(smartroPost(extra: [
-            ("PayMethod", "CARD"), ("Amt", "15000"), ("Name", "홍길똠"), ("GoodsName", "사과"), ("OID", "ORD-1"),
-            ("AuthDate", "241123153000"), ("AuthCode", "30012345"), ("StateCd", "0"), ("FnCd", "04"),
-            ("pinNo", "53651234****1234"), ("CardQuota", "03"), ("BuyerEmail", "a@example.com"), ("MallUserID", "u1"),
-        ]))
+        let n = try smartro.interpret(
+            smartroPost(extra: [
+                ("PayMethod", "CARD"), ("Amt", "15000"), ("Name", "홍길똠"), ("GoodsName", "사과"), ("OID", "ORD-1"),
+                ("AuthDate", "241123153000"), ("AuthCode", "30012345"), ("StateCd", "0"), ("FnCd", "04"),
+                ("pinNo", "53651234****1234"), ("CardQuota", "03"), ("BuyerEmail", "a@example.com"),
+                ("MallUserID", "u1"),
+            ]))
         #expect(n.kind == .paymentApproved)
         #expect(n.state == "0")
         #expect(n.amount == 15000)
@@ -65,7 +71,10 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
 
     @Test(arguments: [("1", EventKind.paymentCanceled), ("2", .paymentCanceled), ("3", .vbankIssued)])
     func stateCodesMapToKinds(state: String, kind: EventKind) throws {
-        let n = try smartro.interpret(smartroPost(extra: [("StateCd", state), ("PayMethod", state == "3" ? "VBANK" : "CARD"), ("AuthDate", "241124091500")]))
+        let n = try smartro.interpret(
+            smartroPost(extra: [
+                ("StateCd", state), ("PayMethod", state == "3" ? "VBANK" : "CARD"), ("AuthDate", "241124091500"),
+            ]))
         #expect(n.kind == kind)
         #expect(n.state == state)
         if kind == .paymentCanceled {
@@ -75,8 +84,10 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func partialCancelCarriesTheOriginalTID() throws {
-        let n = try smartro.interpret(smartroPost(tid: "SMTPAY001m01012411241000009999", resultCode: "2001",
-                                                   extra: [("StateCd", "2"), ("OTID", "SMTPAY001m01012411231530001234"), ("Amt", "5000")]))
+        let n = try smartro.interpret(
+            smartroPost(
+                tid: "SMTPAY001m01012411241000009999", resultCode: "2001",
+                extra: [("StateCd", "2"), ("OTID", "SMTPAY001m01012411231530001234"), ("Amt", "5000")]))
         #expect(n.kind == .paymentPartiallyCanceled)
         #expect(n.originalTID == "SMTPAY001m01012411231530001234")
         #expect(n.amount == 5000)
@@ -84,16 +95,22 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
 
     @Test func fullCancelWithOTIDEqualToTIDIsNotPartial() throws {
         let tid = "SMTPAY001m01012411231530001234"
-        let n = try smartro.interpret(smartroPost(tid: tid, resultCode: "2001", extra: [("StateCd", "2"), ("OTID", tid)]))
+        let n = try smartro.interpret(
+            smartroPost(tid: tid, resultCode: "2001", extra: [("StateCd", "2"), ("OTID", tid)]))
         #expect(n.kind == .paymentCanceled)
         #expect(n.originalTID == nil)
     }
 
     @Test func virtualAccountIssueAndDepositAreDistinctStates() throws {
-        let issued = try smartro.interpret(smartroPost(resultCode: "4100", extra: [
-            ("PayMethod", "VBANK"), ("StateCd", "3"), ("FnCd", "004"), ("VbankNum", "12345678901234"), ("VbankName", "사과"),
-        ]))
-        let deposited = try smartro.interpret(smartroPost(resultCode: "4110", extra: [("PayMethod", "VBANK"), ("StateCd", "0")]))
+        let issued = try smartro.interpret(
+            smartroPost(
+                resultCode: "4100",
+                extra: [
+                    ("PayMethod", "VBANK"), ("StateCd", "3"), ("FnCd", "004"), ("VbankNum", "12345678901234"),
+                    ("VbankName", "사과"),
+                ]))
+        let deposited = try smartro.interpret(
+            smartroPost(resultCode: "4110", extra: [("PayMethod", "VBANK"), ("StateCd", "0")]))
         #expect(issued.kind == .vbankIssued)
         #expect(issued.virtualAccount?.accountNumber == "12345678901234")
         #expect(issued.virtualAccount?.bankCode == "004")
@@ -101,9 +118,11 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
         #expect(issued.state != deposited.state)
     }
 
-    @Test(arguments: [("3001", "CARD", "0", EventKind.paymentApproved), ("4100", "VBANK", "3", .vbankIssued),
-                      ("4110", "VBANK", "0", .vbankDeposited), ("4000", "BANK", "0", .paymentApproved),
-                      ("2001", "CARD", "2", .paymentCanceled), ("3011", "CARD", "F", .paymentFailed)])
+    @Test(arguments: [
+        ("3001", "CARD", "0", EventKind.paymentApproved), ("4100", "VBANK", "3", .vbankIssued),
+        ("4110", "VBANK", "0", .vbankDeposited), ("4000", "BANK", "0", .paymentApproved),
+        ("2001", "CARD", "2", .paymentCanceled), ("3011", "CARD", "F", .paymentFailed),
+    ])
     func absentStateCdIsDerivedFromResultCode(code: String, method: String, state: String, kind: EventKind) throws {
         let n = try smartro.interpret(smartroPost(resultCode: code, extra: [("PayMethod", method)]))
         #expect(n.state == state)
@@ -111,9 +130,11 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func returnURLSpellingsAndLowercaseVariantsAreRead() throws {
-        let n = try smartro.interpret(smartroPost(extra: [
-            ("PayMethod", "CARD"), ("BuyerName", "홍길동"), ("mallUserID", "u9"), ("fn_cd", "06"), ("fn_name", "사과"), ("state_cd", "0"),
-        ]))
+        let n = try smartro.interpret(
+            smartroPost(extra: [
+                ("PayMethod", "CARD"), ("BuyerName", "홍길동"), ("mallUserID", "u9"), ("fn_cd", "06"), ("fn_name", "사과"),
+                ("state_cd", "0"),
+            ]))
         #expect(n.buyer.name == "홍길동")
         #expect(n.buyer.userID == "u9")
         #expect(n.card?.issuerCode == "06")
@@ -124,9 +145,12 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
         #expect(throws: Rejection(.missingField, "required field TID is absent or empty")) {
             try smartro.interpret(fields([("MID", "SMTPAY001m"), ("ResultCode", "3001")]))
         }
-        #expect(throws: Rejection.self) { try smartro.interpret(fields([("MID", "SMTPAY001m"), ("TID", "x"), ("ResultCode", "3001")])) }
+        #expect(throws: Rejection.self) {
+            try smartro.interpret(fields([("MID", "SMTPAY001m"), ("TID", "x"), ("ResultCode", "3001")]))
+        }
         do {
-            _ = try smartro.interpret(fields([("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001")]))
+            _ = try smartro.interpret(
+                fields([("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001")]))
             Issue.record("unsigned accepted")
         } catch { #expect(error.reason == .signatureMissing) }
         do {
@@ -135,8 +159,15 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
         } catch { #expect(error.reason == .unknownMerchant) }
         do {
             var tampered = smartroPost(extra: [])
-            tampered = fields([("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3002"),
-                               ("SignValue", SmartroSignature.make(tid: "SMTPAY001m01012411231530001234", resultCode: "3001", merchantKey: publishedSmartroKey, algorithm: .md5))])
+            tampered = fields([
+                ("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3002"),
+                (
+                    "SignValue",
+                    SmartroSignature.make(
+                        tid: "SMTPAY001m01012411231530001234", resultCode: "3001", merchantKey: publishedSmartroKey,
+                        algorithm: .md5)
+                ),
+            ])
             _ = try smartro.interpret(tampered)
             Issue.record("tampered result accepted")
         } catch { #expect(error.reason == .signatureMismatch) }
@@ -159,7 +190,11 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
 
     @Test func rejectionTextNeverCarriesTheKey() {
         do {
-            _ = try smartro.interpret(fields([("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001"), ("SignValue", "AAAA")]))
+            _ = try smartro.interpret(
+                fields([
+                    ("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001"),
+                    ("SignValue", "AAAA"),
+                ]))
         } catch {
             #expect(!error.description.contains(publishedSmartroKey))
             #expect(!error.detail.contains("0/4GF"))
@@ -171,9 +206,11 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     let tomato = TomatoPay()
 
     @Test func approvalAndBothCancels() throws {
-        let base: [(String, String)] = [("PayMethod", "CARD"), ("MID", "tomato001m"), ("Amt", "3000"), ("Name", "홍길동"),
-                                        ("TID", "T1"), ("OID", "O1"), ("AuthDate", "241123100000"), ("CancelDate", "241124110000"),
-                                        ("FnCd", "04"), ("AcquCo", "04"), ("CardQuota", "00"), ("ResultCode", "3001")]
+        let base: [(String, String)] = [
+            ("PayMethod", "CARD"), ("MID", "tomato001m"), ("Amt", "3000"), ("Name", "홍길동"),
+            ("TID", "T1"), ("OID", "O1"), ("AuthDate", "241123100000"), ("CancelDate", "241124110000"),
+            ("FnCd", "04"), ("AcquCo", "04"), ("CardQuota", "00"), ("ResultCode", "3001"),
+        ]
         let approved = try tomato.interpret(fields(base + [("StateCd", "0")]))
         #expect(approved.kind == .paymentApproved)
         #expect(approved.buyer.name == "홍길동")
@@ -186,10 +223,16 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
             #expect(canceled.state == state)
             #expect(canceled.canceledAt == "2024-11-24T11:00:00+09:00")
         }
-        do { _ = try tomato.interpret(fields(base + [("StateCd", "3")])); Issue.record("StateCd 3 accepted") } catch {
+        do {
+            _ = try tomato.interpret(fields(base + [("StateCd", "3")]))
+            Issue.record("StateCd 3 accepted")
+        } catch {
             #expect(error.reason == .invalidField)
         }
-        do { _ = try tomato.interpret(fields(base)); Issue.record("no StateCd accepted") } catch {
+        do {
+            _ = try tomato.interpret(fields(base))
+            Issue.record("no StateCd accepted")
+        } catch {
             #expect(error.reason == .missingField)
         }
     }
@@ -205,7 +248,8 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     let approval: [(String, String)] = [
         ("transSeq", "S1"), ("moid", "M1"), ("goodsName", "사과"), ("buyerName", "홍길동"), ("payMethod", "02"),
         ("pgMid", "testpay01m"), ("status", "25"), ("pgResultCode", "3001"), ("pgAppDate", "20241123"),
-        ("pgAppTime", "153012"), ("pgTid", "P1"), ("approvalAmt", "39000"), ("approvalNo", "A1"), ("cardNo", "536512******1234"),
+        ("pgAppTime", "153012"), ("pgTid", "P1"), ("approvalAmt", "39000"), ("approvalNo", "A1"),
+        ("cardNo", "536512******1234"),
         ("cardQuota", "00"), ("cardIssueCode", "04"),
         ("goodsSize", "2"), ("goodsCodeArray[]", "G1"), ("goodsNameArray[]", "사과"), ("goodsAmtArray[]", "10000"),
         ("goodsCntArray[]", "1"), ("totalAmtArray[]", "10000"), ("goodsCodeArray[]", "G2"), ("goodsNameArray[]", "홍길동"),
@@ -229,15 +273,24 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func fullAndPartialCancelsAreSeparateEvents() throws {
-        let full = try innopay.interpret(fields(approval.filter { $0.0 != "status" } + [
-            ("status", "85"), ("cancelAmt", "39000"), ("cancelPgTid", "C1"), ("cancelAppDate", "20241124"), ("cancelAppTime", "091533"),
-        ]))
+        let full = try innopay.interpret(
+            fields(
+                approval.filter { $0.0 != "status" } + [
+                    ("status", "85"), ("cancelAmt", "39000"), ("cancelPgTid", "C1"), ("cancelAppDate", "20241124"),
+                    ("cancelAppTime", "091533"),
+                ]))
         #expect(full.kind == .paymentCanceled)
         #expect(full.state == "85:C1")
         #expect(full.cancelTID == "C1")
         #expect(full.canceledAt == "2024-11-24T09:15:33+09:00")
-        let partial1 = try innopay.interpret(fields(approval.filter { $0.0 != "status" } + [("status", "85"), ("cancelAmt", "9000"), ("cancelPgTid", "C2")]))
-        let partial2 = try innopay.interpret(fields(approval.filter { $0.0 != "status" } + [("status", "85"), ("cancelAmt", "9000"), ("cancelPgTid", "C3")]))
+        let partial1 = try innopay.interpret(
+            fields(
+                approval.filter { $0.0 != "status" } + [("status", "85"), ("cancelAmt", "9000"), ("cancelPgTid", "C2")])
+        )
+        let partial2 = try innopay.interpret(
+            fields(
+                approval.filter { $0.0 != "status" } + [("status", "85"), ("cancelAmt", "9000"), ("cancelPgTid", "C3")])
+        )
         #expect(partial1.kind == .paymentPartiallyCanceled)
         #expect(partial1.amount == 9000)
         #expect(partial1.state != partial2.state)
@@ -249,10 +302,16 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func missingStatusOrUnknownStatusIsRejected() {
-        do { _ = try innopay.interpret(fields(approval.filter { $0.0 != "status" })); Issue.record("accepted") } catch {
+        do {
+            _ = try innopay.interpret(fields(approval.filter { $0.0 != "status" }))
+            Issue.record("accepted")
+        } catch {
             #expect(error.reason == .missingField)
         }
-        do { _ = try innopay.interpret(fields(approval.filter { $0.0 != "status" } + [("status", "99")])); Issue.record("accepted") } catch {
+        do {
+            _ = try innopay.interpret(fields(approval.filter { $0.0 != "status" } + [("status", "99")]))
+            Issue.record("accepted")
+        } catch {
             #expect(error.reason == .invalidField)
         }
         #expect(innopay.ackBody == "0000")
@@ -277,7 +336,8 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func schemaV1DocumentHasStableShapeAndKoreanTime() throws {
-        let n = try smartro.interpret(smartroPost(extra: [("PayMethod", "CARD"), ("Amt", "15000"), ("StateCd", "0"), ("Name", "홍길동")]))
+        let n = try smartro.interpret(
+            smartroPost(extra: [("PayMethod", "CARD"), ("Amt", "15000"), ("StateCd", "0"), ("Name", "홍길동")]))
         let event = Event(notification: n, receivedAt: Date(timeIntervalSince1970: 1_732_343_400))
         let json = try JSONSerialization.jsonObject(with: Data(event.jsonBytes())) as! [String: Any]
         #expect(json["schema"] as? String == "pgnoti.event.v1")
@@ -318,8 +378,10 @@ func smartroPost(tid: String = "SMTPAY001m01012411231530001234", resultCode: Str
     }
 
     @Test func logRedactionMasksPersonalData() {
-        let f = fields([("pinNo", "5365123456781234"), ("BuyerTel", "010-1234-5678"), ("BuyerEmail", "hong@example.com"),
-                        ("BuyerAuthNum", "8001011"), ("Amt", "1000")])
+        let f = fields([
+            ("pinNo", "5365123456781234"), ("BuyerTel", "010-1234-5678"), ("BuyerEmail", "hong@example.com"),
+            ("BuyerAuthNum", "8001011"), ("Amt", "1000"),
+        ])
         let masked = LogRedaction.masked(f.all)
         #expect(masked["Amt"] == "1000")
         #expect(masked["pinNo"] != "5365123456781234")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PGNotiCore
 
 /// Smartro's published test key for MID SMTPAY001m (WEBLink manual v5.2 §4.4).
@@ -14,12 +15,15 @@ private let md5SignUpperHex = "NUE4RDJCMTJBNjBDQUREQ0QwRDU2RTU1NjIyMUVFMDQ="
 private let sha256Sign = "f1RuYk/u/ebrIUnkkWryGPVVVuYkWTHQkdFiLTGX8RY="
 
 @Test func signedTextSplicesKeyIntoTID() {
-    #expect(SmartroSignature.signedText(tid: tid, resultCode: "3001", merchantKey: testKey)
-        == "SMTPAY001m3001010120/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow==501011230001234")
+    #expect(
+        SmartroSignature.signedText(tid: tid, resultCode: "3001", merchantKey: testKey)
+            == "SMTPAY001m3001010120/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow==501011230001234"
+    )
 }
 
 @Test func signedTextWithShortTID() {
-    #expect(SmartroSignature.signedText(tid: "ABCDEFGHIJKL", resultCode: "0000", merchantKey: "K") == "ABCDEFGHIJ0000KLK")
+    #expect(
+        SmartroSignature.signedText(tid: "ABCDEFGHIJKL", resultCode: "0000", merchantKey: "K") == "ABCDEFGHIJ0000KLK")
     #expect(SmartroSignature.signedText(tid: "ABC", resultCode: "3001", merchantKey: "K") == "ABC3001K")
     #expect(SmartroSignature.signedText(tid: "", resultCode: "3001", merchantKey: "K") == "3001K")
 }
@@ -30,8 +34,10 @@ private let sha256Sign = "f1RuYk/u/ebrIUnkkWryGPVVVuYkWTHQkdFiLTGX8RY="
     #expect(SmartroSignature.make(tid: tid, resultCode: "3001", merchantKey: testKey, algorithm: .either) == sha256Sign)
 }
 
-private func verify(_ sign: String, tid: String = tid, resultCode: String = "3001", key: String = testKey,
-                    _ allowed: SmartroSignAlgorithm) -> SmartroSignAlgorithm? {
+private func verify(
+    _ sign: String, tid: String = tid, resultCode: String = "3001", key: String = testKey,
+    _ allowed: SmartroSignAlgorithm
+) -> SmartroSignAlgorithm? {
     SmartroSignature.verify(signValue: sign, tid: tid, resultCode: resultCode, merchantKey: key, allowed: allowed)
 }
 

@@ -2,16 +2,20 @@ import Foundation
 import PGNotiCore
 import PGNotiServer
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite(.serialized)
 struct CrashTests {
     static func tomatoApproval(_ n: Int, port: Int) -> [UInt8] {
         let tid = "tomato001m" + String(format: "%020d", n)
-        let body = "PayMethod=CARD&MID=tomato001m&Amt=\(1000 + n)&Name=%C8%AB%B1%E6%B5%BF&GoodsName=burst&TID=\(tid)&OID=ORD\(n)&AuthDate=241123153000&AuthCode=1&StateCd=0&ResultCode=3001&ResultMsg=ok"
-        return Array("POST /notify/tomatopay HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)".utf8)
+        let body =
+            "PayMethod=CARD&MID=tomato001m&Amt=\(1000 + n)&Name=%C8%AB%B1%E6%B5%BF&GoodsName=burst&TID=\(tid)&OID=ORD\(n)&AuthDate=241123153000&AuthCode=1&StateCd=0&ResultCode=3001&ResultMsg=ok"
+        return Array(
+            "POST /notify/tomatopay HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+                .utf8)
     }
 
     static func tid(ofQueueFile url: URL) throws -> String {
@@ -32,11 +36,21 @@ struct CrashTests {
         DispatchQueue.concurrentPerform(iterations: 16) { worker in
             var n = worker
             while n < total {
-                if let response = try? RawHTTPClient.exchange(host: "127.0.0.1", port: port, bytes: Self.tomatoApproval(n, port: port), timeoutSeconds: 5),
-                   response.status == 200, response.bodyText == "OK" {
-                    let count = acked.withLock { $0.insert(n); return $0.count }
+                if let response = try? RawHTTPClient.exchange(
+                    host: "127.0.0.1", port: port, bytes: Self.tomatoApproval(n, port: port), timeoutSeconds: 5),
+                    response.status == 200, response.bodyText == "OK"
+                {
+                    let count = acked.withLock {
+                        $0.insert(n)
+                        return $0.count
+                    }
                     // Exactly one worker flips the flag and kills.
-                    if count == killAfter && killed.withLock({ done in defer { done = true }; return !done }) {
+                    if count == killAfter
+                        && killed.withLock({ done in
+                            defer { done = true }
+                            return !done
+                        })
+                    {
                         kill(daemon.process.processIdentifier, SIGKILL)
                     }
                 }
@@ -61,7 +75,8 @@ struct CrashTests {
 
         // The PGs retry everything they did not hear an ACK for (and some they did).
         for n in 0..<total {
-            let response = try RawHTTPClient.exchange(host: "127.0.0.1", port: restarted.port, bytes: Self.tomatoApproval(n, port: restarted.port))
+            let response = try RawHTTPClient.exchange(
+                host: "127.0.0.1", port: restarted.port, bytes: Self.tomatoApproval(n, port: restarted.port))
             #expect(response.status == 200 && response.bodyText == "OK", "\(n)")
         }
         try waitForQueue(restarted, count: total, timeout: 60)

@@ -2,8 +2,9 @@ import Foundation
 import PGNotiCore
 import PGNotiServer
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The real `pgnoti` binary, started as systemd would start it, on a loopback port.
@@ -16,7 +17,8 @@ final class DaemonProcess: @unchecked Sendable {
     private(set) var port = 0
 
     static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     static var fixtures: URL { packageRoot.appendingPathComponent("fixtures") }
@@ -24,13 +26,15 @@ final class DaemonProcess: @unchecked Sendable {
     /// The binary SwiftPM built next to this test bundle (override with PGNOTI_BIN).
     static var binary: URL {
         if let explicit = ProcessInfo.processInfo.environment["PGNOTI_BIN"] { return URL(fileURLWithPath: explicit) }
-        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pgnoti")
+        let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            .appendingPathComponent("pgnoti")
         if FileManager.default.isExecutableFile(atPath: besideTests.path) { return besideTests }
         return packageRoot.appendingPathComponent(".build/debug/pgnoti")
     }
 
     static func makeDirectory(_ name: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("pgnoti-e2e-\(name)-\(UUID().uuidString.prefix(8))")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "pgnoti-e2e-\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
@@ -38,16 +42,16 @@ final class DaemonProcess: @unchecked Sendable {
     /// Writes a config with state inside `directory`; `extra` is appended verbatim.
     static func writeConfig(in directory: URL, extra: String = "", logLevel: String = "info") throws -> URL {
         let config = """
-        listen = "127.0.0.1:0"
-        database = "\(directory.path)/state/pgnoti.sqlite"
-        queue = "\(directory.path)/state/queue"
-        log_level = "\(logLevel)"
+            listen = "127.0.0.1:0"
+            database = "\(directory.path)/state/pgnoti.sqlite"
+            queue = "\(directory.path)/state/queue"
+            log_level = "\(logLevel)"
 
-        [smartro]
-        merchant_keys_file = "\(directory.path)/smartro-keys"
+            [smartro]
+            merchant_keys_file = "\(directory.path)/smartro-keys"
 
-        \(extra)
-        """
+            \(extra)
+            """
         try "# test keys: Smartro's published test merchant only\nSMTPAY001m=\(Config.smartroTestKey)\n"
             .write(to: directory.appendingPathComponent("smartro-keys"), atomically: true, encoding: .utf8)
         let url = directory.appendingPathComponent("pgnoti.toml")
@@ -57,7 +61,8 @@ final class DaemonProcess: @unchecked Sendable {
 
     init(directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws {
         self.directory = directory
-        notifySocket = try NotifySocket(path: directory.appendingPathComponent("notify-\(UUID().uuidString.prefix(6)).sock").path)
+        notifySocket = try NotifySocket(
+            path: directory.appendingPathComponent("notify-\(UUID().uuidString.prefix(6)).sock").path)
         process.executableURL = Self.binary
         process.arguments = arguments ?? ["serve", "--config", directory.appendingPathComponent("pgnoti.toml").path]
         process.currentDirectoryURL = directory
@@ -83,7 +88,9 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Starts and waits for READY=1; the port comes from the READY status line.
-    static func start(_ directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws -> DaemonProcess {
+    static func start(_ directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws
+        -> DaemonProcess
+    {
         let daemon = try DaemonProcess(directory: directory, arguments: arguments, environment: environment)
         try daemon.waitUntilReady()
         return daemon
@@ -183,7 +190,9 @@ func connectLoopback(port: Int) throws -> Int32 {
     address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let rc = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard rc == 0 else {
         close(fd)
@@ -211,7 +220,9 @@ final class NotifySocket: @unchecked Sendable {
         let bytes = Array(path.utf8)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0 else { throw HarnessError("bind(\(path)) failed: \(String(cString: strerror(errno)))") }
     }
@@ -224,7 +235,10 @@ final class NotifySocket: @unchecked Sendable {
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
     }
 
-    deinit { close(fd); unlink(path) }
+    deinit {
+        close(fd)
+        unlink(path)
+    }
 }
 
 /// One fixture: the exact request bytes and what the daemon must do with them.
@@ -244,13 +258,16 @@ struct Fixture: CustomStringConvertible {
         let root = DaemonProcess.fixtures
         for provider in ["smartro", "tomatopay", "innopay"] {
             let dir = root.appendingPathComponent(provider)
-            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".http") }.sorted()
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".http") }
+                .sorted()
             for file in files {
                 let name = String(file.dropLast(5))
                 let bytes = Array(try Data(contentsOf: dir.appendingPathComponent(file)))
                 let expectData = try Data(contentsOf: dir.appendingPathComponent(name + ".expect.json"))
                 let expect = try JSONSerialization.jsonObject(with: expectData) as! [String: Any]
-                fixtures.append(Fixture(name: name, provider: provider, request: try RawHTTPRequest(parsing: bytes), expect: expect))
+                fixtures.append(
+                    Fixture(name: name, provider: provider, request: try RawHTTPRequest(parsing: bytes), expect: expect)
+                )
             }
         }
         return fixtures

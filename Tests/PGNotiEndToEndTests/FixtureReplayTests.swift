@@ -2,8 +2,9 @@ import Foundation
 import PGNotiServer
 import PGNotiStore
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Speaks to the real daemon exactly as the PGs do: raw request bytes from fixtures/.
@@ -24,7 +25,9 @@ struct FixtureReplayTests {
                     // Byte for byte: PGs compare the whole body.
                     #expect(response.body == Array(ack.utf8), "\(fixture) round \(round)")
                 } else {
-                    #expect(!response.bodyText.contains("OK") && !response.bodyText.contains("0000"), "\(fixture): a refusal must not look like an ACK")
+                    #expect(
+                        !response.bodyText.contains("OK") && !response.bodyText.contains("0000"),
+                        "\(fixture): a refusal must not look like an ACK")
                 }
             }
         }
@@ -38,14 +41,16 @@ struct FixtureReplayTests {
         #expect(Set(events.compactMap { $0["id"] as? String }).count == events.count)
         for fixture in fixtures where fixture.isAccepted {
             let matches = events.filter {
-                $0["provider"] as? String == fixture.provider && $0["tid"] as? String == fixture.expect["tid"] as? String
+                $0["provider"] as? String == fixture.provider
+                    && $0["tid"] as? String == fixture.expect["tid"] as? String
                     && $0["state"] as? String == fixture.expect["state"] as? String
             }
             #expect(matches.count == 1, "\(fixture): \(matches.count) events")
             guard let event = matches.first else { continue }
             for key in ["merchant_id", "kind", "amount", "original_tid", "order_id", "pay_method", "result_code"] {
                 if let expected = fixture.expect[key] {
-                    #expect(String(describing: event[key] ?? NSNull()) == String(describing: expected), "\(fixture) \(key)")
+                    #expect(
+                        String(describing: event[key] ?? NSNull()) == String(describing: expected), "\(fixture) \(key)")
                 }
             }
             if let name = fixture.expect["buyer_name"] as? String {
@@ -74,7 +79,10 @@ struct FixtureReplayTests {
         let rejected = try await ledger.rejected(limit: 1000)
         #expect(rejected.count == fixtures.filter { !$0.isAccepted }.count * 2)
         for fixture in fixtures where !fixture.isAccepted {
-            #expect(rejected.contains { $0.rawBody == fixture.request.body && $0.reason == fixture.expect["reason"] as? String }, "\(fixture) kept")
+            #expect(
+                rejected.contains {
+                    $0.rawBody == fixture.request.body && $0.reason == fixture.expect["reason"] as? String
+                }, "\(fixture) kept")
         }
         try await ledger.close()
     }
@@ -102,7 +110,8 @@ struct FixtureReplayTests {
     }
 
     @Test func wrongSignatureGetsNoAckAndNoEvent() throws {
-        let fixture = try #require(try Fixture.all().first { $0.provider == "smartro" && $0.name == "reject-bad-signature" })
+        let fixture = try #require(
+            try Fixture.all().first { $0.provider == "smartro" && $0.name == "reject-bad-signature" })
         let dir = try DaemonProcess.makeDirectory("badsig")
         _ = try DaemonProcess.writeConfig(in: dir)
         let daemon = try DaemonProcess.start(dir)
@@ -122,25 +131,33 @@ struct FixtureReplayTests {
         let dir = try DaemonProcess.makeDirectory("http")
         _ = try DaemonProcess.writeConfig(in: dir)
         let daemon = try DaemonProcess.start(dir)
-        let unknown = try daemon.send(Array("POST /notify/nicepay HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b".utf8))
+        let unknown = try daemon.send(
+            Array("POST /notify/nicepay HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b".utf8))
         #expect(unknown.status == 404)
         let get = try daemon.send(Array("GET /notify/smartro HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
         #expect(get.status == 405)
         #expect(get.headers.contains { $0.name.lowercased() == "allow" && $0.value == "POST" })
 
         let big = Array(repeating: UInt8(ascii: "a"), count: 64 * 1024 + 1)
-        let oversized = try daemon.send(Array("POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(big.count)\r\nConnection: close\r\n\r\n".utf8) + big)
+        let oversized = try daemon.send(
+            Array(
+                "POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: \(big.count)\r\nConnection: close\r\n\r\n"
+                    .utf8) + big)
         #expect(oversized.status == 413)
         #expect(oversized.bodyText != "0000")
         // Chunked, with no Content-Length to refuse up front: counted while reading.
-        var chunked = Array("POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".utf8)
+        var chunked = Array(
+            "POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                .utf8)
         for _ in 0..<5 {
             chunked += Array("4000\r\n".utf8) + Array(repeating: UInt8(ascii: "b"), count: 0x4000) + Array("\r\n".utf8)
         }
         chunked += Array("0\r\n\r\n".utf8)
         let streamed = try daemon.send(chunked)
         #expect(streamed.status == 413)
-        let exactLimit = try daemon.send(Array("POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\nConnection: close\r\n\r\n".utf8) + Array(repeating: UInt8(ascii: "c"), count: 65536))
+        let exactLimit = try daemon.send(
+            Array("POST /notify/innopay HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\nConnection: close\r\n\r\n".utf8)
+                + Array(repeating: UInt8(ascii: "c"), count: 65536))
         #expect(exactLimit.status == 400, "at the limit the body is read and judged on its content")
         #expect(try daemon.terminate() == 0)
 

@@ -1,8 +1,9 @@
 import Foundation
 import PGNotiServer
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @Suite(.serialized)
@@ -37,7 +38,9 @@ struct OperationsEndToEndTests {
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/queue/tmp").path))
         let new = dir.appendingPathComponent("var/queue/new").path
         let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, (try? FileManager.default.contentsOfDirectory(atPath: new).count) != 1 { usleep(50_000) }
+        while Date() < deadline, (try? FileManager.default.contentsOfDirectory(atPath: new).count) != 1 {
+            usleep(50_000)
+        }
         #expect(try FileManager.default.contentsOfDirectory(atPath: new).count == 1)
         #expect(!daemon.logText.contains(Config.smartroTestKey))
         #expect(try daemon.terminate() == 0)
@@ -51,8 +54,11 @@ struct OperationsEndToEndTests {
         let ok = try Self.run(["send", file, "--to", "http://127.0.0.1:\(daemon.port)"], in: dir)
         #expect(ok.status == 0)
         #expect(ok.output == "200\n0000\n")
-        let bad = try Self.run(["send", DaemonProcess.fixtures.appendingPathComponent("smartro/reject-bad-signature.http").path,
-                                "--to", "http://127.0.0.1:\(daemon.port)/notify/smartro"], in: dir)
+        let bad = try Self.run(
+            [
+                "send", DaemonProcess.fixtures.appendingPathComponent("smartro/reject-bad-signature.http").path,
+                "--to", "http://127.0.0.1:\(daemon.port)/notify/smartro",
+            ], in: dir)
         #expect(bad.status != 0)
         #expect(bad.output.hasPrefix("403\n"))
         #expect(try daemon.terminate() == 0)

@@ -1,38 +1,42 @@
 import Foundation
 import Testing
+
 @testable import PGNotiServer
 
 struct ConfigTests {
     func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
-        ConfigLoader(environment: env, readFile: { path in
-            guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
-            return text
-        }, fileExists: { files[$0] != nil })
+        ConfigLoader(
+            environment: env,
+            readFile: { path in
+                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
+                return text
+            }, fileExists: { files[$0] != nil })
     }
 
     let minimal = """
-    [smartro.merchant_keys]
-    SMTPAY001m = "k1=="
-    """
+        [smartro.merchant_keys]
+        SMTPAY001m = "k1=="
+        """
 
     @Test func fullConfigIsRead() throws {
-        let config = try loader(files: ["/keys": "# comment\nMID2=abc+/==\n\n"]).parse("""
-        listen = "0.0.0.0:9090"
-        database = "/d/db.sqlite"
-        queue = "/d/q"
-        log_level = "debug"
-        max_body_bytes = 2048
-        [smartro]
-        sign_algorithm = "sha256"
-        charset = "euc-kr"
-        merchant_keys_file = "/keys"
-        [smartro.merchant_keys]
-        MID1 = "xyz"
-        [tomatopay]
-        ack_body = "SUCCESS"
-        [innopay]
-        enabled = false
-        """)
+        let config = try loader(files: ["/keys": "# comment\nMID2=abc+/==\n\n"]).parse(
+            """
+            listen = "0.0.0.0:9090"
+            database = "/d/db.sqlite"
+            queue = "/d/q"
+            log_level = "debug"
+            max_body_bytes = 2048
+            [smartro]
+            sign_algorithm = "sha256"
+            charset = "euc-kr"
+            merchant_keys_file = "/keys"
+            [smartro.merchant_keys]
+            MID1 = "xyz"
+            [tomatopay]
+            ack_body = "SUCCESS"
+            [innopay]
+            enabled = false
+            """)
         #expect(config.listen == ListenAddress(host: "0.0.0.0", port: 9090))
         #expect(config.database == "/d/db.sqlite")
         #expect(config.queue == "/d/q")
@@ -46,8 +50,10 @@ struct ConfigTests {
     }
 
     @Test func keysComeFromTheSystemdCredentialDirectory() throws {
-        let config = try loader(files: ["/run/creds/smartro-merchant-keys": "SMTPAY009m=secret=="],
-                                env: ["CREDENTIALS_DIRECTORY": "/run/creds"]).parse("")
+        let config = try loader(
+            files: ["/run/creds/smartro-merchant-keys": "SMTPAY009m=secret=="],
+            env: ["CREDENTIALS_DIRECTORY": "/run/creds"]
+        ).parse("")
         #expect(config.smartro.merchantKeys == ["SMTPAY009m": "secret=="])
     }
 
@@ -65,7 +71,8 @@ struct ConfigTests {
     ])
     func badKeysAreNamed(toml: String, key: String) {
         do {
-            _ = try loader().parse(minimal.contains("[smartro]") || !toml.contains("[smartro]") ? toml + "\n" + minimal : toml)
+            _ = try loader().parse(
+                minimal.contains("[smartro]") || !toml.contains("[smartro]") ? toml + "\n" + minimal : toml)
             Issue.record("accepted: \(toml)")
         } catch {
             #expect(error.key == key, "\(error)")
@@ -73,14 +80,20 @@ struct ConfigTests {
     }
 
     @Test func smartroWithoutAnyKeyIsAnError() {
-        do { _ = try loader().parse(""); Issue.record("accepted") } catch {
+        do {
+            _ = try loader().parse("")
+            Issue.record("accepted")
+        } catch {
             #expect(error.key == "smartro.merchant_keys")
         }
         #expect(throws: Never.self) { try loader().parse("[smartro]\nenabled = false") }
     }
 
     @Test func invalidTomlIsReportedWithALine() {
-        do { _ = try loader().parse("listen = \n"); Issue.record("accepted") } catch {
+        do {
+            _ = try loader().parse("listen = \n")
+            Issue.record("accepted")
+        } catch {
             #expect(error.key == "config")
             #expect(error.problem.contains("line"))
         }

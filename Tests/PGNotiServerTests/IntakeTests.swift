@@ -4,6 +4,7 @@ import PGNotiCore
 import PGNotiSpool
 import PGNotiStore
 import Testing
+
 @testable import PGNotiServer
 
 struct IntakeTests {
@@ -13,9 +14,12 @@ struct IntakeTests {
         return url
     }
 
-    func request(_ body: String, provider: ProviderID = .tomatopay, contentType: String? = "application/x-www-form-urlencoded") -> IncomingRequest {
-        IncomingRequest(provider: provider, body: Array(body.utf8), contentType: contentType, remoteAddress: "127.0.0.1",
-                        requestID: "t", receivedAt: Date())
+    func request(
+        _ body: String, provider: ProviderID = .tomatopay, contentType: String? = "application/x-www-form-urlencoded"
+    ) -> IncomingRequest {
+        IncomingRequest(
+            provider: provider, body: Array(body.utf8), contentType: contentType, remoteAddress: "127.0.0.1",
+            requestID: "t", receivedAt: Date())
     }
 
     let approval = "MID=tomato001m&TID=T1&StateCd=0&Amt=1000&ResultCode=3001"
@@ -60,11 +64,14 @@ struct IntakeTests {
         let intake = Intake(providers: [TomatoPay()], ledger: ledger, relay: nil, logger: Logger(label: "t"))
         let json = await intake.handle(request("{}", contentType: "application/json"))
         #expect(json.status == 415 && json.reason == "unsupported_media_type")
-        let latin = await intake.handle(request(approval, contentType: "application/x-www-form-urlencoded; charset=iso-8859-1"))
+        let latin = await intake.handle(
+            request(approval, contentType: "application/x-www-form-urlencoded; charset=iso-8859-1"))
         #expect(latin.status == 400 && latin.reason == "unsupported_charset")
         // UTF-8 declared: 홍 as UTF-8 percent-escapes decodes as UTF-8, not CP949.
-        let utf8 = await intake.handle(request(approval.replacingOccurrences(of: "T1", with: "T9") + "&Name=%ED%99%8D",
-                                               contentType: "application/x-www-form-urlencoded; charset=UTF-8"))
+        let utf8 = await intake.handle(
+            request(
+                approval.replacingOccurrences(of: "T1", with: "T9") + "&Name=%ED%99%8D",
+                contentType: "application/x-www-form-urlencoded; charset=UTF-8"))
         #expect(utf8.outcome == .accepted)
         let items = try await ledger.pendingOutbox(limit: 10)
         let event = try JSONDecoder().decode(Event.self, from: Data(items[0].payload))

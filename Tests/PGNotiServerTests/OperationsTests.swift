@@ -1,16 +1,20 @@
 import Foundation
 import Logging
 import Testing
+
 @testable import PGNotiServer
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct JSONLogTests {
     @Test func everyLineIsOneJSONObjectWithTimeLevelAndMetadata() throws {
         let sink = LogSink.memory()
         let logger = Daemon.logger(level: .info, sink: sink)
-        logger.info("notification", metadata: ["provider": "smartro", "http_status": "200", "latency_ms": .stringConvertible(1.5)])
+        logger.info(
+            "notification",
+            metadata: ["provider": "smartro", "http_status": "200", "latency_ms": .stringConvertible(1.5)])
         logger.debug("hidden at info")
         logger.warning("second", metadata: ["nested": ["a": "b"]])
         let lines = sink.lines
@@ -28,13 +32,16 @@ struct JSONLogTests {
 
 struct SystemdTests {
     static var root: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     @Test func unitDeclaresNotifyStateDirectoryUserAndHardening() throws {
         let unit = try String(contentsOf: Self.root.appendingPathComponent("systemd/pgnoti.service"), encoding: .utf8)
-        for line in ["Type=notify", "StateDirectory=pgnoti", "User=pgnoti", "Restart=on-failure", "ProtectSystem=strict",
-                     "NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=smartro-merchant-keys:"] {
+        for line in [
+            "Type=notify", "StateDirectory=pgnoti", "User=pgnoti", "Restart=on-failure", "ProtectSystem=strict",
+            "NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=smartro-merchant-keys:",
+        ] {
             #expect(unit.contains(line), "\(line)")
         }
     }
@@ -43,9 +50,11 @@ struct SystemdTests {
     /// with the path pointing at the binary this build made.
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
     func systemdAnalyzeVerifyPasses() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pgnoti-unit-\(UUID().uuidString.prefix(6))")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "pgnoti-unit-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pgnoti")
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "pgnoti")
         let installed = FileManager.default.isExecutableFile(atPath: "/usr/local/bin/pgnoti")
         var unit = try String(contentsOf: Self.root.appendingPathComponent("systemd/pgnoti.service"), encoding: .utf8)
         if !installed {
@@ -71,14 +80,21 @@ struct SystemdTests {
 struct SystemdNotifierTests {
     @Test func sendsDatagramsToTheNamedSocketAndIsSilentWithoutOne() throws {
         #expect(SystemdNotifier(environment: [:]).notify("READY=1") == false)
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("n-\(UUID().uuidString.prefix(6)).sock").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "n-\(UUID().uuidString.prefix(6)).sock"
+        ).path
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd); unlink(path) }
+        defer {
+            close(fd)
+            unlink(path)
+        }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         try #require(bound == 0)
         #expect(SystemdNotifier(environment: ["NOTIFY_SOCKET": path]).notify("READY=1\nSTATUS=x"))

@@ -62,8 +62,10 @@ import Testing
             #expect(try await t2.value == .duplicate(eventID: a.eventID))
             #expect(try await t3.value == .conflict(eventID: a.eventID, storedFingerprint: a.fingerprint))
             #expect(try await t4.value == .accepted(eventID: b.eventID))
-            #expect(ledger.writerStats == WriterStats(
-                committedBatches: 1, committedEntries: 4, failedBatches: 0, largestBatch: 4))
+            #expect(
+                ledger.writerStats
+                    == WriterStats(
+                        committedBatches: 1, committedEntries: 4, failedBatches: 0, largestBatch: 4))
             #expect(try await ledger.counts().outbox == 2)
         }
     }
@@ -114,8 +116,9 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             await #expect(throws: (any Error).self) { try await ledger.record(makeEntry(tid: "T1", fileName: name)) }
             #expect(try await ledger.counts().notifications == 0)
-            #expect(try await ledger.record(makeEntry(tid: "T1", fileName: String(repeating: "x", count: 200)))
-                == .accepted(eventID: makeEntry(tid: "T1").eventID))
+            #expect(
+                try await ledger.record(makeEntry(tid: "T1", fileName: String(repeating: "x", count: 200)))
+                    == .accepted(eventID: makeEntry(tid: "T1").eventID))
         }
     }
 }
@@ -126,7 +129,8 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             // A deferred foreign key is only checked by COMMIT, so every
             // statement succeeds and the commit itself is what fails.
-            try await ledger.executeOnWriter("""
+            try await ledger.executeOnWriter(
+                """
                 CREATE TABLE test_parent (id INTEGER PRIMARY KEY);
                 CREATE TABLE test_child (parent INTEGER REFERENCES test_parent (id) DEFERRABLE INITIALLY DEFERRED);
                 CREATE TRIGGER test_fail_commit AFTER INSERT ON notifications

@@ -11,8 +11,9 @@ import Testing
 
             #expect(try await ledger.record(first) == .accepted(eventID: first.eventID))
             #expect(try await ledger.record(first) == .duplicate(eventID: first.eventID))
-            #expect(try await ledger.record(changed)
-                == .conflict(eventID: first.eventID, storedFingerprint: "amount=1000;result=3001"))
+            #expect(
+                try await ledger.record(changed)
+                    == .conflict(eventID: first.eventID, storedFingerprint: "amount=1000;result=3001"))
             // A different state of the same transaction is a new notification.
             let cancelled = makeEntry(tid: "T1", state: "cancelled")
             #expect(try await ledger.record(cancelled) == .accepted(eventID: cancelled.eventID))
@@ -25,8 +26,9 @@ import Testing
             #expect(conflict.storedFingerprint == "amount=1000;result=3001")
             #expect(conflict.newFingerprint == "amount=9999;result=3001")
             #expect(conflict.rawBody == Array("P_AMT=9999".utf8))
-            #expect((conflict.provider, conflict.merchantID, conflict.tid, conflict.state)
-                == ("inicis", "M100", "T1", "paid"))
+            #expect(
+                (conflict.provider, conflict.merchantID, conflict.tid, conflict.state)
+                    == ("inicis", "M100", "T1", "paid"))
             #expect(conflict.remoteAddress == "203.0.113.7" && conflict.receivedAt == fixedDate)
         }
     }
@@ -118,8 +120,9 @@ import Testing
             }
             let reopened = try Ledger(path: path)
             #expect(try await reopened.record(entry) == .duplicate(eventID: entry.eventID))
-            #expect(try await reopened.record(makeEntry(tid: "T1", amount: 1))
-                == .conflict(eventID: entry.eventID, storedFingerprint: entry.fingerprint))
+            #expect(
+                try await reopened.record(makeEntry(tid: "T1", amount: 1))
+                    == .conflict(eventID: entry.eventID, storedFingerprint: entry.fingerprint))
             #expect(try await reopened.pendingOutbox(limit: 10).map(\.fileName) == [entry.queueFileName])
             #expect(try await reopened.journalSettings().synchronous == 2)
         }
@@ -172,17 +175,21 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             for i in 0..<12 {
                 try await ledger.recordRejected(
-                    RejectedRequest(provider: "toss", reason: "r\(i)", detail: "bad signature",
-                                    rawBody: i == 11 ? [] : [UInt8(i)], contentType: nil,
-                                    remoteAddress: nil, receivedAt: fixedDate),
+                    RejectedRequest(
+                        provider: "toss", reason: "r\(i)", detail: "bad signature",
+                        rawBody: i == 11 ? [] : [UInt8(i)], contentType: nil,
+                        remoteAddress: nil, receivedAt: fixedDate),
                     keep: 5)
             }
             #expect(try await ledger.counts().rejected == 5)
             let kept = try await ledger.rejected(limit: 100)
             #expect(kept.map(\.reason) == ["r11", "r10", "r9", "r8", "r7"])
-            #expect(kept[0] == RejectedRequest(provider: "toss", reason: "r11", detail: "bad signature",
-                                               rawBody: [], contentType: nil, remoteAddress: nil,
-                                               receivedAt: fixedDate))
+            #expect(
+                kept[0]
+                    == RejectedRequest(
+                        provider: "toss", reason: "r11", detail: "bad signature",
+                        rawBody: [], contentType: nil, remoteAddress: nil,
+                        receivedAt: fixedDate))
             #expect(kept[1].rawBody == [10])
         }
     }

@@ -1,12 +1,13 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import PGNotiCore
-@_spi(Testing) import PGNotiStore
 import PGNotiSpool
+@_spi(Testing) import PGNotiStore
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite struct QueueDirectoryTests {
     @Test func createsTmpPrivateAndNewGroupWritable() async throws {
@@ -20,9 +21,12 @@ import Testing
             defer { umask(previous) }
             let strict = try QueueDirectory(root: dir.appendingPathComponent("strict/queue"))
             try strict.deliver(fileName: "e.json", payload: Array("{}".utf8))
-            let file = try FileManager.default.attributesOfItem(atPath: strict.root.appendingPathComponent("new/e.json").path)
+            let file = try FileManager.default.attributesOfItem(
+                atPath: strict.root.appendingPathComponent("new/e.json").path)
             #expect((file[.posixPermissions] as? Int).map { $0 & 0o777 } == 0o640)
-            for (q, sub, mode) in [(queue, "tmp", 0o750), (queue, "new", 0o770), (strict, "tmp", 0o750), (strict, "new", 0o770)] {
+            for (q, sub, mode) in [
+                (queue, "tmp", 0o750), (queue, "new", 0o770), (strict, "tmp", 0o750), (strict, "new", 0o770),
+            ] {
                 let attributes = try FileManager.default.attributesOfItem(
                     atPath: q.root.appendingPathComponent(sub).path)
                 #expect(attributes[.type] as? FileAttributeType == .typeDirectory)
@@ -55,10 +59,12 @@ import Testing
             let newDir = queue.root.appendingPathComponent("new")
             let whole = queue.deliver([("1.json", Array("one".utf8)), ("2.json", Array("two".utf8))])
             #expect(whole.delivered == 2 && whole.failure == nil)
-            #expect(try String(decoding: Data(contentsOf: newDir.appendingPathComponent("2.json")), as: UTF8.self) == "two")
+            #expect(
+                try String(decoding: Data(contentsOf: newDir.appendingPathComponent("2.json")), as: UTF8.self) == "two")
 
             // rename(2) cannot replace a directory with a file, even for root.
-            try FileManager.default.createDirectory(at: newDir.appendingPathComponent("4.json"), withIntermediateDirectories: false)
+            try FileManager.default.createDirectory(
+                at: newDir.appendingPathComponent("4.json"), withIntermediateDirectories: false)
             let cut = queue.deliver([("3.json", [3]), ("4.json", [4]), ("5.json", [5])])
             #expect(cut.delivered == 1)
             #expect((cut.failure as? SpoolError)?.operation == "rename")
@@ -102,8 +108,9 @@ import Testing
             let payloads = (0..<6).map { [UInt8](repeating: UInt8(65 + $0), count: 512 * 1024) }
             let failures = Locked<[any Error]>([])
             DispatchQueue.concurrentPerform(iterations: payloads.count * 3) { i in
-                do { try queue.deliver(fileName: "same.json", payload: payloads[i % payloads.count]) }
-                catch { failures.withLock { $0.append(error) } }
+                do { try queue.deliver(fileName: "same.json", payload: payloads[i % payloads.count]) } catch {
+                    failures.withLock { $0.append(error) }
+                }
             }
             #expect(failures.withLock { $0.isEmpty })
             let newDir = queue.root.appendingPathComponent("new")
@@ -143,8 +150,9 @@ import Testing
             let newDir = queue.root.appendingPathComponent("new")
             #expect(try files(in: newDir) == entries.map(\.queueFileName).sorted())
             for entry in entries {
-                #expect(try Array(Data(contentsOf: newDir.appendingPathComponent(entry.queueFileName)))
-                    == entry.eventJSON)
+                #expect(
+                    try Array(Data(contentsOf: newDir.appendingPathComponent(entry.queueFileName)))
+                        == entry.eventJSON)
             }
             #expect(try await ledger.counts().outbox == 0)
             #expect(try await relay.drain() == 0)
@@ -196,8 +204,9 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
-                                    pollInterval: .seconds(3600))
+            let relay = OutboxRelay(
+                ledger: ledger, queue: queue, logger: capturingLogger().0,
+                pollInterval: .seconds(3600))
             let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
             defer { running.cancel() }
 
@@ -213,8 +222,9 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
-                                    pollInterval: .milliseconds(50))
+            let relay = OutboxRelay(
+                ledger: ledger, queue: queue, logger: capturingLogger().0,
+                pollInterval: .milliseconds(50))
             let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
             defer { running.cancel() }
 
@@ -229,8 +239,9 @@ import Testing
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0,
-                                    pollInterval: .seconds(3600))
+            let relay = OutboxRelay(
+                ledger: ledger, queue: queue, logger: capturingLogger().0,
+                pollInterval: .seconds(3600))
             let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
 
             let entry = makeEntry(tid: "T1")
@@ -273,8 +284,9 @@ import Testing
             try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: false)
 
             await #expect(throws: SpoolError.self) { try await relay.drain() }
-            #expect(try await ledger.pendingOutbox(limit: 10).map(\.fileName)
-                == [entries[1].queueFileName, entries[2].queueFileName])
+            #expect(
+                try await ledger.pendingOutbox(limit: 10).map(\.fileName)
+                    == [entries[1].queueFileName, entries[2].queueFileName])
 
             try FileManager.default.removeItem(at: blocker)
             #expect(try await relay.drain() == 2)

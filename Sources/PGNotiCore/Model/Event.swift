@@ -41,7 +41,9 @@ public struct Event: Sendable, Equatable, Codable {
 
         public init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
-            if let many = try? container.decode([String].self) { self = .many(many) } else {
+            if let many = try? container.decode([String].self) {
+                self = .many(many)
+            } else {
                 self = .one(try container.decode(String.self))
             }
         }
@@ -56,41 +58,85 @@ public struct Event: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, id, provider, kind, merchantID = "merchant_id", tid, state
-        case originalTID = "original_tid", cancelTID = "cancel_tid", orderID = "order_id", amount, currency
-        case payMethod = "pay_method", resultCode = "result_code", resultMessage = "result_message"
-        case approvedAt = "approved_at", canceledAt = "canceled_at", goodsName = "goods_name"
-        case card, bank, virtualAccount = "virtual_account", cashReceipt = "cash_receipt", buyer, goods
-        case delivery, verifiedBy = "verified_by", receivedAt = "received_at", raw
+        case schema, id, provider, kind
+        case merchantID = "merchant_id"
+        case tid, state
+        case originalTID = "original_tid"
+        case cancelTID = "cancel_tid"
+        case orderID = "order_id"
+        case amount, currency
+        case payMethod = "pay_method"
+        case resultCode = "result_code"
+        case resultMessage = "result_message"
+        case approvedAt = "approved_at"
+        case canceledAt = "canceled_at"
+        case goodsName = "goods_name"
+        case card, bank
+        case virtualAccount = "virtual_account"
+        case cashReceipt = "cash_receipt"
+        case buyer, goods
+        case delivery
+        case verifiedBy = "verified_by"
+        case receivedAt = "received_at"
+        case raw
     }
 
     // Absent values are written as explicit nulls so consumers see one stable shape.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(schema, forKey: .schema); try c.encode(id, forKey: .id)
-        try c.encode(provider, forKey: .provider); try c.encode(kind, forKey: .kind)
-        try c.encode(merchantID, forKey: .merchantID); try c.encode(tid, forKey: .tid)
-        try c.encode(state, forKey: .state); try c.encode(originalTID, forKey: .originalTID)
-        try c.encode(cancelTID, forKey: .cancelTID); try c.encode(orderID, forKey: .orderID)
-        try c.encode(amount, forKey: .amount); try c.encode(currency, forKey: .currency)
-        try c.encode(payMethod, forKey: .payMethod); try c.encode(resultCode, forKey: .resultCode)
-        try c.encode(resultMessage, forKey: .resultMessage); try c.encode(approvedAt, forKey: .approvedAt)
-        try c.encode(canceledAt, forKey: .canceledAt); try c.encode(goodsName, forKey: .goodsName)
-        try c.encode(card, forKey: .card); try c.encode(bank, forKey: .bank)
-        try c.encode(virtualAccount, forKey: .virtualAccount); try c.encode(cashReceipt, forKey: .cashReceipt)
-        try c.encode(buyer, forKey: .buyer); try c.encode(goods, forKey: .goods)
-        try c.encode(delivery, forKey: .delivery); try c.encode(verifiedBy, forKey: .verifiedBy)
-        try c.encode(receivedAt, forKey: .receivedAt); try c.encode(raw, forKey: .raw)
+        try c.encode(schema, forKey: .schema)
+        try c.encode(id, forKey: .id)
+        try c.encode(provider, forKey: .provider)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(merchantID, forKey: .merchantID)
+        try c.encode(tid, forKey: .tid)
+        try c.encode(state, forKey: .state)
+        try c.encode(originalTID, forKey: .originalTID)
+        try c.encode(cancelTID, forKey: .cancelTID)
+        try c.encode(orderID, forKey: .orderID)
+        try c.encode(amount, forKey: .amount)
+        try c.encode(currency, forKey: .currency)
+        try c.encode(payMethod, forKey: .payMethod)
+        try c.encode(resultCode, forKey: .resultCode)
+        try c.encode(resultMessage, forKey: .resultMessage)
+        try c.encode(approvedAt, forKey: .approvedAt)
+        try c.encode(canceledAt, forKey: .canceledAt)
+        try c.encode(goodsName, forKey: .goodsName)
+        try c.encode(card, forKey: .card)
+        try c.encode(bank, forKey: .bank)
+        try c.encode(virtualAccount, forKey: .virtualAccount)
+        try c.encode(cashReceipt, forKey: .cashReceipt)
+        try c.encode(buyer, forKey: .buyer)
+        try c.encode(goods, forKey: .goods)
+        try c.encode(delivery, forKey: .delivery)
+        try c.encode(verifiedBy, forKey: .verifiedBy)
+        try c.encode(receivedAt, forKey: .receivedAt)
+        try c.encode(raw, forKey: .raw)
     }
 
     public init(notification n: PaymentNotification, receivedAt: Date) {
         schema = Event.schemaV1
         id = EventID.derive(provider: n.provider, merchantID: n.merchantID, tid: n.tid, state: n.state)
-        provider = n.provider; kind = n.kind; merchantID = n.merchantID; tid = n.tid; state = n.state
-        originalTID = n.originalTID; cancelTID = n.cancelTID; orderID = n.orderID; amount = n.amount
-        currency = "KRW"; payMethod = n.payMethod; resultCode = n.resultCode; resultMessage = n.resultMessage
-        approvedAt = n.approvedAt; canceledAt = n.canceledAt; goodsName = n.goodsName; card = n.card
-        bank = n.bank; virtualAccount = n.virtualAccount; cashReceipt = n.cashReceipt
+        provider = n.provider
+        kind = n.kind
+        merchantID = n.merchantID
+        tid = n.tid
+        state = n.state
+        originalTID = n.originalTID
+        cancelTID = n.cancelTID
+        orderID = n.orderID
+        amount = n.amount
+        currency = "KRW"
+        payMethod = n.payMethod
+        resultCode = n.resultCode
+        resultMessage = n.resultMessage
+        approvedAt = n.approvedAt
+        canceledAt = n.canceledAt
+        goodsName = n.goodsName
+        card = n.card
+        bank = n.bank
+        virtualAccount = n.virtualAccount
+        cashReceipt = n.cashReceipt
         buyer = n.buyer.isEmpty ? nil : n.buyer
         goods = n.goods.isEmpty ? nil : n.goods
         delivery = (n.delivery?.isEmpty ?? true) ? nil : n.delivery

@@ -5,14 +5,17 @@ public enum KoreanTime {
     /// `yyMMddHHmmss` (Smartro/TomatoPay AuthDate) or `yyyyMMddHHmmss` → `yyyy-MM-ddTHH:mm:ss+09:00`.
     /// nil when the text is not a plausible timestamp: a wrong date must not pass as a right one.
     public static func fromCompact(_ text: String?) -> String? {
-        guard var digits = text?.trimmingCharacters(in: .whitespaces), digits.allSatisfy(\.isASCIIDigit) else { return nil }
+        guard var digits = text?.trimmingCharacters(in: .whitespaces), digits.allSatisfy(\.isASCIIDigit) else {
+            return nil
+        }
         if digits.count == 12 { digits = "20" + digits }
         guard digits.count == 14 else { return nil }
         let d = Array(digits)
         func part(_ from: Int, _ length: Int) -> Int { Int(String(d[from..<from + length]))! }
         let (month, day, hour, minute, second) = (part(4, 2), part(6, 2), part(8, 2), part(10, 2), part(12, 2))
         guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
-        return "\(String(d[0..<4]))-\(String(d[4..<6]))-\(String(d[6..<8]))T\(String(d[8..<10])):\(String(d[10..<12])):\(String(d[12..<14]))+09:00"
+        return
+            "\(String(d[0..<4]))-\(String(d[4..<6]))-\(String(d[6..<8]))T\(String(d[8..<10])):\(String(d[10..<12])):\(String(d[12..<14]))+09:00"
     }
 
     /// Innopay splits date (yyyyMMdd) and time (HHmmss).
@@ -29,14 +32,18 @@ public enum KoreanTime {
         let days = millis >= 0 ? millis / dayMillis : (millis - dayMillis + 1) / dayMillis
         var rest = millis - days * dayMillis
         let (year, month, day) = civilDate(daysSinceEpoch: days)
-        let hour = rest / 3_600_000; rest %= 3_600_000
-        let minute = rest / 60_000; rest %= 60_000
-        let second = rest / 1000, milli = rest % 1000
+        let hour = rest / 3_600_000
+        rest %= 3_600_000
+        let minute = rest / 60_000
+        rest %= 60_000
+        let second = rest / 1000
+        let milli = rest % 1000
         func pad(_ v: Int64, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))+09:00"
+        return
+            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))+09:00"
     }
 
     /// Proleptic Gregorian date of a day count from 1970-01-01 (era-based day arithmetic).

@@ -18,17 +18,27 @@ public struct CardDetails: Sendable, Equatable, Codable {
     public var installmentMonths: Int?
     public var approvalNumber: String?
 
-    public init(issuerCode: String? = nil, issuerName: String? = nil, acquirerCode: String? = nil,
-                acquirerName: String? = nil, number: String? = nil, installmentMonths: Int? = nil,
-                approvalNumber: String? = nil) {
-        self.issuerCode = issuerCode; self.issuerName = issuerName; self.acquirerCode = acquirerCode
-        self.acquirerName = acquirerName; self.number = number; self.installmentMonths = installmentMonths
+    public init(
+        issuerCode: String? = nil, issuerName: String? = nil, acquirerCode: String? = nil,
+        acquirerName: String? = nil, number: String? = nil, installmentMonths: Int? = nil,
+        approvalNumber: String? = nil
+    ) {
+        self.issuerCode = issuerCode
+        self.issuerName = issuerName
+        self.acquirerCode = acquirerCode
+        self.acquirerName = acquirerName
+        self.number = number
+        self.installmentMonths = installmentMonths
         self.approvalNumber = approvalNumber
     }
 
     enum CodingKeys: String, CodingKey {
-        case issuerCode = "issuer_code", issuerName = "issuer_name", acquirerCode = "acquirer_code"
-        case acquirerName = "acquirer_name", number, installmentMonths = "installment_months"
+        case issuerCode = "issuer_code"
+        case issuerName = "issuer_name"
+        case acquirerCode = "acquirer_code"
+        case acquirerName = "acquirer_name"
+        case number
+        case installmentMonths = "installment_months"
         case approvalNumber = "approval_number"
     }
 }
@@ -36,7 +46,10 @@ public struct CardDetails: Sendable, Equatable, Codable {
 public struct BankDetails: Sendable, Equatable, Codable {
     public var code: String?
     public var name: String?
-    public init(code: String? = nil, name: String? = nil) { self.code = code; self.name = name }
+    public init(code: String? = nil, name: String? = nil) {
+        self.code = code
+        self.name = name
+    }
 }
 
 public struct VirtualAccount: Sendable, Equatable, Codable {
@@ -44,10 +57,14 @@ public struct VirtualAccount: Sendable, Equatable, Codable {
     public var bankName: String?
     public var accountNumber: String?
     public init(bankCode: String? = nil, bankName: String? = nil, accountNumber: String? = nil) {
-        self.bankCode = bankCode; self.bankName = bankName; self.accountNumber = accountNumber
+        self.bankCode = bankCode
+        self.bankName = bankName
+        self.accountNumber = accountNumber
     }
     enum CodingKeys: String, CodingKey {
-        case bankCode = "bank_code", bankName = "bank_name", accountNumber = "account_number"
+        case bankCode = "bank_code"
+        case bankName = "bank_name"
+        case accountNumber = "account_number"
     }
 }
 
@@ -58,10 +75,16 @@ public struct CashReceipt: Sendable, Equatable, Codable {
     public var supplyAmount: Int?
     public var vat: Int?
     public init(type: String? = nil, approvalNumber: String? = nil, supplyAmount: Int? = nil, vat: Int? = nil) {
-        self.type = type; self.approvalNumber = approvalNumber; self.supplyAmount = supplyAmount; self.vat = vat
+        self.type = type
+        self.approvalNumber = approvalNumber
+        self.supplyAmount = supplyAmount
+        self.vat = vat
     }
     enum CodingKeys: String, CodingKey {
-        case type, approvalNumber = "approval_number", supplyAmount = "supply_amount", vat
+        case type
+        case approvalNumber = "approval_number"
+        case supplyAmount = "supply_amount"
+        case vat
     }
 }
 
@@ -71,10 +94,16 @@ public struct Buyer: Sendable, Equatable, Codable {
     public var phone: String?
     public var userID: String?
     public init(name: String? = nil, email: String? = nil, phone: String? = nil, userID: String? = nil) {
-        self.name = name; self.email = email; self.phone = phone; self.userID = userID
+        self.name = name
+        self.email = email
+        self.phone = phone
+        self.userID = userID
     }
     var isEmpty: Bool { name == nil && email == nil && phone == nil && userID == nil }
-    enum CodingKeys: String, CodingKey { case name, email, phone, userID = "user_id" }
+    enum CodingKeys: String, CodingKey {
+        case name, email, phone
+        case userID = "user_id"
+    }
 }
 
 public struct GoodsItem: Sendable, Equatable, Codable {
@@ -83,11 +112,20 @@ public struct GoodsItem: Sendable, Equatable, Codable {
     public var unitAmount: Int?
     public var quantity: Int?
     public var totalAmount: Int?
-    public init(code: String? = nil, name: String? = nil, unitAmount: Int? = nil, quantity: Int? = nil, totalAmount: Int? = nil) {
-        self.code = code; self.name = name; self.unitAmount = unitAmount; self.quantity = quantity; self.totalAmount = totalAmount
+    public init(
+        code: String? = nil, name: String? = nil, unitAmount: Int? = nil, quantity: Int? = nil, totalAmount: Int? = nil
+    ) {
+        self.code = code
+        self.name = name
+        self.unitAmount = unitAmount
+        self.quantity = quantity
+        self.totalAmount = totalAmount
     }
     enum CodingKeys: String, CodingKey {
-        case code, name, unitAmount = "unit_amount", quantity, totalAmount = "total_amount"
+        case code, name
+        case unitAmount = "unit_amount"
+        case quantity
+        case totalAmount = "total_amount"
     }
 }
 
@@ -98,17 +136,27 @@ public struct Delivery: Sendable, Equatable, Codable {
     public var recipientName: String?
     public var recipientPhone: String?
     public var comment: String?
-    public init(zipCode: String? = nil, address: String? = nil, addressDetail: String? = nil,
-                recipientName: String? = nil, recipientPhone: String? = nil, comment: String? = nil) {
-        self.zipCode = zipCode; self.address = address; self.addressDetail = addressDetail
-        self.recipientName = recipientName; self.recipientPhone = recipientPhone; self.comment = comment
+    public init(
+        zipCode: String? = nil, address: String? = nil, addressDetail: String? = nil,
+        recipientName: String? = nil, recipientPhone: String? = nil, comment: String? = nil
+    ) {
+        self.zipCode = zipCode
+        self.address = address
+        self.addressDetail = addressDetail
+        self.recipientName = recipientName
+        self.recipientPhone = recipientPhone
+        self.comment = comment
     }
     var isEmpty: Bool {
         [zipCode, address, addressDetail, recipientName, recipientPhone, comment].allSatisfy { $0 == nil }
     }
     enum CodingKeys: String, CodingKey {
-        case zipCode = "zip_code", address, addressDetail = "address_detail"
-        case recipientName = "recipient_name", recipientPhone = "recipient_phone", comment
+        case zipCode = "zip_code"
+        case address
+        case addressDetail = "address_detail"
+        case recipientName = "recipient_name"
+        case recipientPhone = "recipient_phone"
+        case comment
     }
 }
 
@@ -142,21 +190,40 @@ public struct PaymentNotification: Sendable, Equatable {
     public var verifiedBy: String?
     public var rawFields: [DecodedField]
 
-    public init(provider: ProviderID, merchantID: String, tid: String, state: String, kind: EventKind,
-                originalTID: String? = nil, cancelTID: String? = nil, orderID: String? = nil,
-                amount: Int? = nil, payMethod: String? = nil, resultCode: String? = nil,
-                resultMessage: String? = nil, approvedAt: String? = nil, canceledAt: String? = nil,
-                goodsName: String? = nil, card: CardDetails? = nil, bank: BankDetails? = nil,
-                virtualAccount: VirtualAccount? = nil, cashReceipt: CashReceipt? = nil,
-                buyer: Buyer = Buyer(), goods: [GoodsItem] = [], delivery: Delivery? = nil,
-                verifiedBy: String? = nil, rawFields: [DecodedField] = []) {
-        self.provider = provider; self.merchantID = merchantID; self.tid = tid; self.state = state
-        self.kind = kind; self.originalTID = originalTID; self.cancelTID = cancelTID; self.orderID = orderID
-        self.amount = amount; self.payMethod = payMethod; self.resultCode = resultCode
-        self.resultMessage = resultMessage; self.approvedAt = approvedAt; self.canceledAt = canceledAt
-        self.goodsName = goodsName; self.card = card; self.bank = bank; self.virtualAccount = virtualAccount
-        self.cashReceipt = cashReceipt; self.buyer = buyer; self.goods = goods; self.delivery = delivery
-        self.verifiedBy = verifiedBy; self.rawFields = rawFields
+    public init(
+        provider: ProviderID, merchantID: String, tid: String, state: String, kind: EventKind,
+        originalTID: String? = nil, cancelTID: String? = nil, orderID: String? = nil,
+        amount: Int? = nil, payMethod: String? = nil, resultCode: String? = nil,
+        resultMessage: String? = nil, approvedAt: String? = nil, canceledAt: String? = nil,
+        goodsName: String? = nil, card: CardDetails? = nil, bank: BankDetails? = nil,
+        virtualAccount: VirtualAccount? = nil, cashReceipt: CashReceipt? = nil,
+        buyer: Buyer = Buyer(), goods: [GoodsItem] = [], delivery: Delivery? = nil,
+        verifiedBy: String? = nil, rawFields: [DecodedField] = []
+    ) {
+        self.provider = provider
+        self.merchantID = merchantID
+        self.tid = tid
+        self.state = state
+        self.kind = kind
+        self.originalTID = originalTID
+        self.cancelTID = cancelTID
+        self.orderID = orderID
+        self.amount = amount
+        self.payMethod = payMethod
+        self.resultCode = resultCode
+        self.resultMessage = resultMessage
+        self.approvedAt = approvedAt
+        self.canceledAt = canceledAt
+        self.goodsName = goodsName
+        self.card = card
+        self.bank = bank
+        self.virtualAccount = virtualAccount
+        self.cashReceipt = cashReceipt
+        self.buyer = buyer
+        self.goods = goods
+        self.delivery = delivery
+        self.verifiedBy = verifiedBy
+        self.rawFields = rawFields
     }
 
     /// What a PG retry must repeat to count as the same notification. A retry that changes the

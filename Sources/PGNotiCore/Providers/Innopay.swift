@@ -49,7 +49,8 @@ public struct Innopay: PaymentProvider {
             payMethod: fields["payMethod"], resultCode: fields["pgResultCode"],
             resultMessage: fields["pgResultMsg"],
             approvedAt: KoreanTime.fromDateAndTime(fields["pgAppDate"], fields["pgAppTime"]),
-            canceledAt: kind == .paymentApproved ? nil
+            canceledAt: kind == .paymentApproved
+                ? nil
                 : KoreanTime.fromDateAndTime(fields["cancelAppDate"], fields["cancelAppTime"]),
             goodsName: fields["goodsName"],
             buyer: Buyer(name: fields["buyerName"], phone: fields["buyerPhoneNo"], userID: fields["userId"]),
@@ -76,8 +77,10 @@ public struct Innopay: PaymentProvider {
 
     /// §4.2.5: parallel arrays, one entry per item, sent as repeated `name[]` keys.
     static func goods(_ fields: Fields) throws(Rejection) -> [GoodsItem] {
-        let codes = fields.values("goodsCodeArray"), names = fields.values("goodsNameArray")
-        let amounts = fields.values("goodsAmtArray"), counts = fields.values("goodsCntArray")
+        let codes = fields.values("goodsCodeArray")
+        let names = fields.values("goodsNameArray")
+        let amounts = fields.values("goodsAmtArray")
+        let counts = fields.values("goodsCntArray")
         let totals = fields.values("totalAmtArray")
         let count = [codes.count, names.count, amounts.count, counts.count, totals.count].max() ?? 0
         func number(_ values: [String], _ index: Int, _ name: String) throws(Rejection) -> Int? {
@@ -89,10 +92,12 @@ public struct Innopay: PaymentProvider {
         }
         var items: [GoodsItem] = []
         for i in 0..<count {
-            items.append(GoodsItem(
-                code: i < codes.count ? codes[i] : nil, name: i < names.count ? names[i] : nil,
-                unitAmount: try number(amounts, i, "goodsAmtArray"), quantity: try number(counts, i, "goodsCntArray"),
-                totalAmount: try number(totals, i, "totalAmtArray")))
+            items.append(
+                GoodsItem(
+                    code: i < codes.count ? codes[i] : nil, name: i < names.count ? names[i] : nil,
+                    unitAmount: try number(amounts, i, "goodsAmtArray"),
+                    quantity: try number(counts, i, "goodsCntArray"),
+                    totalAmount: try number(totals, i, "totalAmtArray")))
         }
         return items
     }

@@ -8,8 +8,10 @@ public struct Smartro: PaymentProvider {
     let merchantKeys: [String: String]
     let signAlgorithm: SmartroSignAlgorithm
 
-    public init(merchantKeys: [String: String], signAlgorithm: SmartroSignAlgorithm = .either,
-                defaultCharset: TextCharset = .cp949) {
+    public init(
+        merchantKeys: [String: String], signAlgorithm: SmartroSignAlgorithm = .either,
+        defaultCharset: TextCharset = .cp949
+    ) {
         self.merchantKeys = merchantKeys
         self.signAlgorithm = signAlgorithm
         self.defaultCharset = defaultCharset
@@ -36,13 +38,14 @@ public struct Smartro: PaymentProvider {
         let state = try Self.state(fields, resultCode: resultCode, payMethod: payMethod)
         let otid = fields[Self.otid]
         let isPartial = otid != nil && otid != tid
-        let kind: EventKind = switch state {
-        case "0": payMethod == "VBANK" && resultCode == "4110" ? .vbankDeposited : .paymentApproved
-        case "1": .paymentCanceled
-        case "2": isPartial ? .paymentPartiallyCanceled : .paymentCanceled
-        case "3": .vbankIssued
-        default: .paymentFailed
-        }
+        let kind: EventKind =
+            switch state {
+            case "0": payMethod == "VBANK" && resultCode == "4110" ? .vbankDeposited : .paymentApproved
+            case "1": .paymentCanceled
+            case "2": isPartial ? .paymentPartiallyCanceled : .paymentCanceled
+            case "3": .vbankIssued
+            default: .paymentFailed
+            }
         let authDate = KoreanTime.fromCompact(fields["AuthDate"])
         let isCancel = kind == .paymentCanceled || kind == .paymentPartiallyCanceled
 
@@ -53,8 +56,9 @@ public struct Smartro: PaymentProvider {
             resultMessage: fields[Self.resultMsg],
             approvedAt: isCancel ? nil : authDate, canceledAt: isCancel ? authDate : nil,
             goodsName: fields["GoodsName"],
-            buyer: Buyer(name: fields[Self.buyerName], email: fields["BuyerEmail"], phone: fields["BuyerTel"],
-                         userID: fields[.mallUserID]),
+            buyer: Buyer(
+                name: fields[Self.buyerName], email: fields["BuyerEmail"], phone: fields["BuyerTel"],
+                userID: fields[.mallUserID]),
             rawFields: fields.all)
         // FnCd/FnName name the card company for cards and the bank for virtual accounts (§6.4 #15-16).
         switch payMethod {
@@ -63,8 +67,9 @@ public struct Smartro: PaymentProvider {
                 bankCode: fields[.fnCd], bankName: fields["VbankName"] ?? fields[.fnName],
                 accountNumber: fields["VbankNum"])
         case "BANK":
-            notification.bank = BankDetails(code: fields["BankCode"] ?? fields[.fnCd],
-                                            name: fields["BankName"] ?? fields[.fnName])
+            notification.bank = BankDetails(
+                code: fields["BankCode"] ?? fields[.fnCd],
+                name: fields["BankName"] ?? fields[.fnName])
         default:
             if payMethod == "CARD" || fields.contains(.fnCd) || fields.contains("pinNo") {
                 notification.card = CardDetails(
@@ -80,16 +85,22 @@ public struct Smartro: PaymentProvider {
         return notification
     }
 
-    private func verifySignature(_ fields: Fields, mid: String, tid: String, resultCode: String) throws(Rejection) -> SmartroSignAlgorithm {
+    private func verifySignature(_ fields: Fields, mid: String, tid: String, resultCode: String) throws(Rejection)
+        -> SmartroSignAlgorithm
+    {
         guard let key = merchantKeys[mid] else {
             throw Rejection(.unknownMerchant, "no merchant key configured for MID \(mid)")
         }
         guard let signValue = fields[Self.signValue] else {
             throw Rejection(.signatureMissing, "SignValue is absent")
         }
-        guard let matched = SmartroSignature.verify(signValue: signValue, tid: tid, resultCode: resultCode,
-                                                    merchantKey: key, allowed: signAlgorithm) else {
-            throw Rejection(.signatureMismatch, "SignValue does not match TID, ResultCode and the merchant key for MID \(mid)")
+        guard
+            let matched = SmartroSignature.verify(
+                signValue: signValue, tid: tid, resultCode: resultCode,
+                merchantKey: key, allowed: signAlgorithm)
+        else {
+            throw Rejection(
+                .signatureMismatch, "SignValue does not match TID, ResultCode and the merchant key for MID \(mid)")
         }
         return matched
     }
@@ -104,9 +115,9 @@ public struct Smartro: PaymentProvider {
             return stateCd
         }
         switch resultCode {
-        case "4100": return "3"                             // 가상계좌발급성공
+        case "4100": return "3"  // 가상계좌발급성공
         case "3001", "4000", "4110", "A000", "7001": return "0"  // card, transfer, deposit, phone, cash receipt
-        case "2001", "2211": return "2"                     // 취소 성공, 환불 요청 성공
+        case "2001", "2211": return "2"  // 취소 성공, 환불 요청 성공
         default:
             // A failed attempt is still a fact worth one event; its own state keeps it apart
             // from a later success under the same TID.

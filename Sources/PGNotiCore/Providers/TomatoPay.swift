@@ -14,11 +14,12 @@ public struct TomatoPay: PaymentProvider {
         let mid = try fields.required("MID")
         let tid = try fields.required("TID")
         let state = try fields.required(.stateCd)
-        let kind: EventKind = switch state {
-        case "0": .paymentApproved
-        case "1", "2": .paymentCanceled
-        default: throw Rejection(.invalidField, "StateCd must be 0, 1 or 2")
-        }
+        let kind: EventKind =
+            switch state {
+            case "0": .paymentApproved
+            case "1", "2": .paymentCanceled
+            default: throw Rejection(.invalidField, "StateCd must be 0, 1 or 2")
+            }
         return PaymentNotification(
             provider: id, merchantID: mid, tid: tid, state: state, kind: kind,
             orderID: fields[.orderID], amount: try fields.amount("Amt"),
@@ -26,9 +27,10 @@ public struct TomatoPay: PaymentProvider {
             resultMessage: fields["ResultMsg"], approvedAt: KoreanTime.fromCompact(fields["AuthDate"]),
             canceledAt: kind == .paymentCanceled ? KoreanTime.fromCompact(fields["CancelDate"]) : nil,
             goodsName: fields["GoodsName"],
-            card: CardDetails(issuerCode: fields[.fnCd], issuerName: fields[.fnName],
-                              acquirerCode: fields["AcquCo"],
-                              installmentMonths: fields.integer("CardQuota"), approvalNumber: fields["AuthCode"]),
+            card: CardDetails(
+                issuerCode: fields[.fnCd], issuerName: fields[.fnName],
+                acquirerCode: fields["AcquCo"],
+                installmentMonths: fields.integer("CardQuota"), approvalNumber: fields["AuthCode"]),
             buyer: Buyer(name: fields[.name], email: fields["BuyerEmail"]),
             rawFields: fields.all)
     }

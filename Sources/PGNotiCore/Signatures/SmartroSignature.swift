@@ -22,22 +22,27 @@ public enum SmartroSignature {
     }
 
     /// The SignValue Smartro would send (algorithm must be .md5 or .sha256; .either → sha256).
-    public static func make(tid: String, resultCode: String, merchantKey: String, algorithm: SmartroSignAlgorithm) -> String {
+    public static func make(tid: String, resultCode: String, merchantKey: String, algorithm: SmartroSignAlgorithm)
+        -> String
+    {
         let text = Array(signedText(tid: tid, resultCode: resultCode, merchantKey: merchantKey).utf8)
         return Data(expectedBytes(text, algorithm == .md5 ? .md5 : .sha256)).base64EncodedString()
     }
 
     /// nil when it does not verify; otherwise the concrete algorithm (.md5 or .sha256) that matched.
-    public static func verify(signValue: String, tid: String, resultCode: String, merchantKey: String, allowed: SmartroSignAlgorithm) -> SmartroSignAlgorithm? {
+    public static func verify(
+        signValue: String, tid: String, resultCode: String, merchantKey: String, allowed: SmartroSignAlgorithm
+    ) -> SmartroSignAlgorithm? {
         let received = candidates(signValue)
         guard !received.isEmpty else { return nil }
         let text = Array(signedText(tid: tid, resultCode: resultCode, merchantKey: merchantKey).utf8)
 
-        let order: [SmartroSignAlgorithm] = switch allowed {
-        case .md5: [.md5]
-        case .sha256: [.sha256]
-        case .either: [.sha256, .md5]
-        }
+        let order: [SmartroSignAlgorithm] =
+            switch allowed {
+            case .md5: [.md5]
+            case .sha256: [.sha256]
+            case .either: [.sha256, .md5]
+            }
         for algorithm in order {
             let expected = expectedBytes(text, algorithm)
             // An empty digest means libcrypto refused the algorithm; it must

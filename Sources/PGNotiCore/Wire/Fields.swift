@@ -64,9 +64,10 @@ public struct Fields: Sendable {
         var index: [String: Int] = [:]
         for key in order {
             index[key] = all.count
-            all.append(DecodedField(
-                name: names[key]!, values: values[key]!, rawValues: raws[key]!, isLossy: lossy[key]!
-            ))
+            all.append(
+                DecodedField(
+                    name: names[key]!, values: values[key]!, rawValues: raws[key]!, isLossy: lossy[key]!
+                ))
         }
         self.all = all
         self.index = index

@@ -57,7 +57,8 @@ public struct FormBody: Sendable, Equatable {
                 out.append(0x20)
                 i += 1
             } else if b == 0x25 /* % */, bytes.endIndex - i >= 3,
-                      let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+                let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2])
+            {
                 out.append(hi << 4 | lo)
                 i += 3
             } else {

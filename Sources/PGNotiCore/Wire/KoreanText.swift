@@ -12,7 +12,7 @@ public enum TextCharset: String, Sendable, Codable, CaseIterable {
             .reversed().drop(while: Self.isLabelNoise).reversed()
         switch String(String.UnicodeScalarView(trimmed)).lowercased() {
         case "euc-kr", "euckr", "euc_kr", "ks_c_5601-1987", "ksc5601",
-             "cp949", "ms949", "x-windows-949", "windows-949", "uhc":
+            "cp949", "ms949", "x-windows-949", "windows-949", "uhc":
             self = .cp949
         case "utf-8", "utf8":
             self = .utf8
