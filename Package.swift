@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "pgnoti",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "pgnoti", targets: ["pgnoti"])
     ],
@@ -11,7 +11,11 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
@@ -20,39 +24,84 @@ let package = Package(
         .systemLibrary(name: "CPGNotiOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Pure logic: bytes in, values out. No files, sockets or clocks.
         .target(name: "PGNotiCore", dependencies: ["CPGNotiOpenSSL"]),
+        // pgnoti.toml → Config.
         .target(
-            name: "PGNotiStore",
+            name: "PGNotiConfig",
             dependencies: [
                 "PGNotiCore",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
+        // The queue directory and the relay that files the outbox into it.
         .target(
             name: "PGNotiSpool",
             dependencies: [
-                "PGNotiCore", "PGNotiStore",
+                "PGNotiCore",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The SQLite ledger: notifications, outbox, conflicts, quarantine.
+        .target(
+            name: "PGNotiStore",
+            dependencies: [
+                "PGNotiCore", "PGNotiSpool",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
+        // The one path into the ledger: decode → authenticate → verify → commit. No HTTP.
+        .target(
+            name: "PGNotiIntake",
+            dependencies: [
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]),
+        // JSON log lines and the sink that writes them without blocking requests.
+        .target(
+            name: "PGNotiLogging",
+            dependencies: [
+                "PGNotiCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // A plain TCP client that sends exact request bytes (`pgnoti send`, tests).
+        .target(name: "PGNotiRawHTTP"),
+        // The transports: public listener, signals, systemd.
         .target(
             name: "PGNotiServer",
             dependencies: [
-                "PGNotiCore", "PGNotiStore", "PGNotiSpool",
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool", "PGNotiIntake", "PGNotiLogging",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         .executableTarget(
             name: "pgnoti",
             dependencies: [
-                "PGNotiServer",
+                "PGNotiServer", "PGNotiConfig", "PGNotiIntake", "PGNotiStore", "PGNotiSpool", "PGNotiLogging",
+                "PGNotiRawHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
+        .testTarget(name: "PGNotiConfigTests", dependencies: ["PGNotiConfig", "PGNotiCore"]),
+        .testTarget(name: "PGNotiSpoolTests", dependencies: ["PGNotiSpool", "PGNotiCore"]),
         .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiCore", "PGNotiStore", "PGNotiSpool"]),
         .testTarget(
-            name: "PGNotiServerTests", dependencies: ["PGNotiServer", "PGNotiStore", "PGNotiSpool", "PGNotiCore"]),
+            name: "PGNotiIntakeTests",
+            dependencies: ["PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging"]),
+        .testTarget(
+            name: "PGNotiServerTests",
+            dependencies: [
+                "PGNotiServer", "PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
         // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
         .testTarget(
-            name: "PGNotiEndToEndTests", dependencies: ["PGNotiCore", "PGNotiServer", "PGNotiStore", "pgnoti"]),
+            name: "PGNotiEndToEndTests",
+            dependencies: ["PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiRawHTTP", "pgnoti"]),
     ]
 )

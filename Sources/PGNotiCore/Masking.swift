@@ -1,4 +1,4 @@
-/// Redaction for log lines. Notifications carry card numbers, phone numbers
+/// Redaction for log lines and operator output. Notifications carry card numbers, phone numbers
 /// and partial resident numbers; logs outlive the retention rules of the
 /// database, so they only ever see these masked forms.
 public enum Masking {
@@ -41,5 +41,37 @@ public enum Masking {
             out[i] = "*"
         }
         return String(out)
+    }
+}
+
+extension Masking {
+    enum Rule { case card, phone, email, secret }
+
+    /// How each decoded field may be shown outside the ledger (log lines, CLI output). Keyed by
+    /// the normalized spelling so every PG's variant matches.
+    static let rules: [String: Rule] = [
+        "pinno": .card, "cardno": .card, "cardnum": .card,
+        "buyertel": .phone, "buyerphoneno": .phone, "userphoneno": .phone, "recipientphoneno": .phone,
+        "buyeremail": .email, "email": .email,
+        "buyerauthnum": .secret, "signvalue": .secret,
+    ]
+
+    /// Card numbers, phone numbers, e-mail addresses and resident-number fragments masked;
+    /// everything else shown. Repeated values are joined with commas.
+    public static func fields(_ fields: [DecodedField]) -> [(name: String, value: String)] {
+        fields.map { field in
+            (field.name, value(field.values.joined(separator: ","), named: field.name))
+        }
+    }
+
+    /// `value` masked as the field called `name` requires.
+    public static func value(_ value: String, named name: String) -> String {
+        switch rules[FieldKey.normalize(name)] {
+        case .card: cardNumber(value)
+        case .phone: phone(value)
+        case .email: email(value)
+        case .secret: value.isEmpty ? value : secret(value)
+        case nil: value
+        }
     }
 }

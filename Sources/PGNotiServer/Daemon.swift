@@ -1,8 +1,11 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
+import PGNotiConfig
 import PGNotiCore
+import PGNotiIntake
 import PGNotiSpool
 import PGNotiStore
 import ServiceLifecycle
@@ -17,10 +20,6 @@ public struct Daemon: Sendable {
         self.config = config
         self.logger = logger
         self.notifier = notifier
-    }
-
-    public static func logger(level: Logger.Level, sink: LogSink = .standardOutput) -> Logger {
-        Logger(label: "pgnoti") { JSONLogHandler(label: $0, level: level, sink: sink) }
     }
 
     public func run() async throws {
@@ -40,31 +39,52 @@ public struct Daemon: Sendable {
                 "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
                 "pid": .stringConvertible(Int(getpid())),
             ])
+        for warning in config.warnings { logger.warning("\(warning)") }
 
-        let ledger = try Ledger(path: config.database)
+        let ledger = try Ledger(
+            path: config.database,
+            quarantinePolicy: QuarantinePolicy(
+                maxBytes: config.limits.quarantineMaxBytes, maxRows: config.rejectedKeep,
+                keepDays: config.limits.quarantineKeepDays))
         let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
-        try queue.cleanStaleTemporaries()
-        let relay = OutboxRelay(ledger: ledger, queue: queue, logger: logger)
-        // What a crash left between commit and file goes out before new traffic arrives.
-        let replayed = try await relay.drain()
-        if replayed > 0 {
-            logger.notice(
-                "filed events left in the outbox by the previous run", metadata: ["count": .stringConvertible(replayed)]
-            )
+        let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
+        // The daemon files the outbox for as long as it runs. A command that holds the lock
+        // right now (a release filing its events) lets go within moments.
+        if try await relay.takeLock(waitingUpTo: .seconds(10)) {
+            try queue.cleanStaleTemporaries()
+            // What a crash left between commit and file goes out before new traffic arrives.
+            let replayed = try await relay.drain()
+            if replayed > 0 {
+                logger.notice(
+                    "filed events left in the outbox by the previous run",
+                    metadata: ["count": .stringConvertible(replayed)])
+            }
+        } else {
+            logger.warning(
+                "another process holds the outbox lock; events will be filed once it lets go",
+                metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
         }
 
-        let intake = Intake(
-            providers: config.providers, ledger: ledger, relay: relay, logger: logger,
-            rejectedKeep: config.rejectedKeep)
-        let front = HTTPFront(intake: intake, logger: logger, maxBodyBytes: config.maxBodyBytes)
+        let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay.wake() }
+        let front = PublicFront(intake: intake, settings: FrontSettings(config: config), logger: logger)
+        let connections = ConnectionRegistry(maximum: config.limits.maxConnections, logger: logger)
         var quietLogger = logger
         quietLogger.logLevel = .warning
         let notifier = self.notifier
         let logger = self.logger
+        let limits = config.limits
+        let maxBodyBytes = config.maxBodyBytes
         let app = Application(
             responder: front.responder,
+            server: HTTPServerBuilder { responder in
+                GuardedHTTPChannel(
+                    responder: responder, connections: connections,
+                    readTimeout: .seconds(Int64(limits.readTimeoutSeconds)), maxBodyBytes: maxBodyBytes,
+                    maxHeaderBytes: limits.maxHeaderBytes)
+            },
             configuration: .init(
-                address: .hostname(config.listen.host, port: config.listen.port), serverName: "pgnoti"),
+                address: .hostname(config.listen.host, port: config.listen.port), serverName: "pgnoti",
+                backlog: 1024),
             services: [RelayService(relay: relay)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? -1
@@ -73,7 +93,7 @@ public struct Daemon: Sendable {
                     metadata: [
                         "address": "\(channel.localAddress?.ipAddress ?? "?")", "port": .stringConvertible(port),
                     ])
-                // Only now: the socket accepts connections and the database is open.
+                // Only now: the socket accepts connections, the database is open and the relay runs.
                 notifier.notify("READY=1\nSTATUS=listening on port \(port)")
             },
             logger: quietLogger)
@@ -83,7 +103,9 @@ public struct Daemon: Sendable {
                 services: [
                     .init(service: app),
                     .init(
-                        service: ShutdownAnnouncer(notifier: notifier, logger: logger),
+                        service: ShutdownAnnouncer(
+                            notifier: notifier, logger: logger, connections: connections,
+                            grace: .seconds(limits.shutdownGraceSeconds)),
                         successTerminationBehavior: .ignore),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -98,7 +120,7 @@ public struct Daemon: Sendable {
             throw error
         }
         // The relay drained on its way out; this catches anything committed after that.
-        let late = try await relay.drain()
+        let late = (try? await relay.drain()) ?? 0
         try await ledger.close()
         logger.info("stopped", metadata: ["filed_at_exit": .stringConvertible(late)])
     }
@@ -113,13 +135,30 @@ struct RelayService: Service {
 }
 
 /// Listed last so it hears the shutdown first: tells systemd we are stopping before the server
-/// starts draining connections.
+/// starts draining connections, and bounds how long that draining may take. Requests still
+/// being read are cut at once by the request guard; ones waiting for a commit get `grace`, then
+/// every connection left is closed, so the daemon exits before systemd's TimeoutStopSec.
 struct ShutdownAnnouncer: Service {
     let notifier: SystemdNotifier
     let logger: Logger
+    let connections: ConnectionRegistry
+    let grace: Duration
+
     func run() async throws {
         try? await gracefulShutdown()
         logger.info("shutting down: no new connections; finishing in-flight requests and filing committed events")
         notifier.notify("STOPPING=1")
+        let connections = self.connections
+        let logger = self.logger
+        let grace = self.grace
+        Task.detached {
+            try await Task.sleep(for: grace)
+            let closed = connections.closeAll()
+            if closed > 0 {
+                logger.warning(
+                    "shutdown grace period over: closed connections still open",
+                    metadata: ["count": .stringConvertible(closed)])
+            }
+        }
     }
 }

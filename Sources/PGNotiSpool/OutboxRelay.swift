@@ -1,15 +1,37 @@
 import Foundation
 import Logging
-import PGNotiCore
-import PGNotiStore
+import Synchronization
 
-/// Moves committed events from the ledger's outbox into the queue directory.
+/// One committed event waiting to be filed.
+public struct OutboxItem: Sendable, Equatable {
+    public let id: Int64
+    public let fileName: String
+    public let payload: [UInt8]
+
+    public init(id: Int64, fileName: String, payload: [UInt8]) {
+        self.id = id
+        self.fileName = fileName
+        self.payload = payload
+    }
+}
+
+/// Where committed events wait for the relay: the ledger's outbox table, in the daemon.
+public protocol OutboxSource: Sendable {
+    /// Oldest first, which is filing order.
+    func pendingOutbox(limit: Int) async throws -> [OutboxItem]
+    func removeFromOutbox(ids: [Int64]) async throws
+}
+
+/// Moves committed events from the outbox into the queue directory.
 ///
 /// Order is deliver, then delete the outbox row. A crash in between means the
 /// event is delivered again on the next start, under the same file name, which
 /// `QueueDirectory.deliver` turns into a replacement rather than a second file.
+///
+/// Only the holder of `<queue>/.outbox.lock` drains; the relay takes the lock on its first
+/// drain and keeps it until `releaseLock()` or until it is gone.
 public actor OutboxRelay {
-    private let ledger: Ledger
+    private let outbox: any OutboxSource
     private let queue: QueueDirectory
     private let logger: Logger
     private let batchSize: Int
@@ -18,23 +40,56 @@ public actor OutboxRelay {
     private let ioQueue = DispatchQueue(label: "pgnoti.spool.deliver")
     private let wakeSignal = WakeSignal()
     private var inFlight: Task<Int, any Error>?
+    private var lock: OutboxLock?
+    private var reportedLockWait = false
 
     static let initialBackoff: Duration = .milliseconds(100)
     static let maximumBackoff: Duration = .seconds(30)
 
+    /// - Parameter pollInterval: how often `run` looks for events it was not woken for, such as
+    ///   those a command-line tool committed while this process held the lock.
     public init(
-        ledger: Ledger, queue: QueueDirectory, logger: Logger,
-        batchSize: Int = 128, pollInterval: Duration = .seconds(1)
+        outbox: any OutboxSource, queue: QueueDirectory, logger: Logger,
+        batchSize: Int = 128, pollInterval: Duration = .milliseconds(500)
     ) {
         precondition(batchSize > 0, "batchSize must be positive")
-        self.ledger = ledger
+        self.outbox = outbox
         self.queue = queue
         self.logger = logger
         self.batchSize = batchSize
         self.pollInterval = pollInterval
     }
 
-    /// Files everything pending and returns how many files were delivered.
+    /// Thrown by `drain` when another process holds the outbox lock.
+    public struct LockHeldElsewhere: Error, CustomStringConvertible {
+        public let path: String
+        public var description: String { "\(path) is held by another process, which files the outbox" }
+    }
+
+    /// True once this relay holds `<queue>/.outbox.lock`.
+    public var holdsLock: Bool { lock != nil }
+
+    /// Takes the outbox lock if it is free; true when this relay holds it afterwards.
+    @discardableResult
+    public func takeLock() throws -> Bool {
+        if lock == nil { lock = try OutboxLock.tryAcquire(queue: queue.root.path) }
+        return lock != nil
+    }
+
+    /// Like `takeLock`, waiting up to `timeout` for the current holder.
+    @discardableResult
+    public func takeLock(waitingUpTo timeout: Duration) async throws -> Bool {
+        if lock == nil { lock = try await OutboxLock.acquire(queue: queue.root.path, waitingUpTo: timeout) }
+        return lock != nil
+    }
+
+    public func releaseLock() async {
+        _ = try? await inFlight?.value
+        lock = nil
+    }
+
+    /// Files everything pending and returns how many files were delivered. Throws
+    /// `LockHeldElsewhere` when another process holds the outbox lock.
     ///
     /// Drains never overlap: each pass starts after the previous one ended.
     /// Overlapping passes could both read a row before either deletes it and
@@ -44,10 +99,11 @@ public actor OutboxRelay {
     /// delivery in half; that is also what lets `run` finish with one last
     /// drain after it has been cancelled.
     public func drain() async throws -> Int {
+        guard try takeLock() else { throw LockHeldElsewhere(path: queue.root.path + "/" + OutboxLock.fileName) }
         let previous = inFlight
-        let pass = Task { [ledger, queue, ioQueue, batchSize] in
+        let pass = Task { [outbox, queue, ioQueue, batchSize] in
             _ = try? await previous?.value
-            return try await Self.drainPass(ledger: ledger, queue: queue, ioQueue: ioQueue, batchSize: batchSize)
+            return try await Self.drainPass(outbox: outbox, queue: queue, ioQueue: ioQueue, batchSize: batchSize)
         }
         inFlight = pass
         defer { if inFlight == pass { inFlight = nil } }
@@ -62,7 +118,8 @@ public actor OutboxRelay {
 
     /// Drains whenever woken and at least every `pollInterval`, until the
     /// calling task is cancelled; then drains once more and returns. Errors
-    /// are logged and retried with exponential backoff.
+    /// are logged and retried with exponential backoff; while another process
+    /// holds the outbox lock the relay waits for it, polling.
     public func run() async {
         let (ticks, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         wakeSignal.attach(continuation)
@@ -81,7 +138,16 @@ public actor OutboxRelay {
                 do {
                     let delivered = try await drain()
                     if delivered > 0 { logger.debug("filed events", metadata: ["count": "\(delivered)"]) }
+                    if reportedLockWait {
+                        logger.notice("took the outbox lock; filing events")
+                        reportedLockWait = false
+                    }
                     backoff = nil
+                } catch let error as LockHeldElsewhere {
+                    if !reportedLockWait {
+                        logger.warning("waiting for the outbox lock", metadata: ["detail": "\(error)"])
+                        reportedLockWait = true
+                    }
                 } catch {
                     if Task.isCancelled { break }
                     let delay = backoff.map { min($0 * 2, Self.maximumBackoff) } ?? Self.initialBackoff
@@ -89,7 +155,7 @@ public actor OutboxRelay {
                     logger.error(
                         "outbox drain failed; retrying",
                         metadata: [
-                            "error": "\(error)", "retryIn": "\(delay)",
+                            "error": "\(error)", "retry_in": "\(delay)",
                         ])
                     do { try await Task.sleep(for: delay) } catch { break }
                     // Retry after the backoff even if nobody woke us meanwhile.
@@ -104,18 +170,19 @@ public actor OutboxRelay {
         do {
             let delivered = try await drain()
             if delivered > 0 { logger.info("filed events on shutdown", metadata: ["count": "\(delivered)"]) }
+        } catch is LockHeldElsewhere {
+            // Whoever holds the lock files them.
         } catch {
             logger.error("final outbox drain failed; events stay in the outbox", metadata: ["error": "\(error)"])
         }
     }
 
     private static func drainPass(
-        ledger: Ledger, queue: QueueDirectory, ioQueue: DispatchQueue,
-        batchSize: Int
+        outbox: any OutboxSource, queue: QueueDirectory, ioQueue: DispatchQueue, batchSize: Int
     ) async throws -> Int {
         var total = 0
         while true {
-            let items = try await ledger.pendingOutbox(limit: batchSize)
+            let items = try await outbox.pendingOutbox(limit: batchSize)
             if items.isEmpty { return total }
             let (count, failure) = await withCheckedContinuation { done in
                 ioQueue.async {
@@ -124,7 +191,7 @@ public actor OutboxRelay {
             }
             // Forget what did reach the queue even if a later item failed, so
             // a retry does not replay it.
-            try await ledger.removeFromOutbox(ids: items.prefix(count).map(\.id))
+            try await outbox.removeFromOutbox(ids: items.prefix(count).map(\.id))
             total += count
             if let failure { throw failure }
         }
@@ -132,8 +199,8 @@ public actor OutboxRelay {
 }
 
 /// Bridges `wake()` (any thread, never blocks) to the stream `run` consumes.
-private struct WakeSignal: Sendable {
-    private let continuation = Locked<AsyncStream<Void>.Continuation?>(nil)
+private final class WakeSignal: Sendable {
+    private let continuation = Mutex<AsyncStream<Void>.Continuation?>(nil)
 
     func attach(_ continuation: AsyncStream<Void>.Continuation) {
         self.continuation.withLock { $0 = continuation }

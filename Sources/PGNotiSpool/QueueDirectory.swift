@@ -124,15 +124,8 @@ public struct QueueDirectory: Sendable {
 
     // MARK: - Helpers
 
-    /// Longest accepted name, in bytes: NAME_MAX (255) minus room for the
-    /// temporary suffix. The ledger's outbox enforces the same bound.
-    public static let maximumFileNameLength = 200
-
     private static func validate(_ fileName: String) throws {
-        if fileName.isEmpty || fileName == "." || fileName == ".."
-            || fileName.contains("/") || fileName.utf8.contains(0)
-            || fileName.utf8.count > maximumFileNameLength
-        {
+        guard QueueFileName.isPlain(fileName) else {
             throw SpoolError("deliver", path: fileName, message: "not a plain file name")
         }
     }

@@ -15,7 +15,12 @@ extension Ledger {
 
     /// Records submitted but not yet taken into a batch.
     @_spi(Testing) public var queuedRecordCount: Int {
-        writer.withLock { $0.queued.count }
+        writer.withLock { $0.records.count }
+    }
+
+    /// Refused requests submitted but not yet taken into a batch.
+    @_spi(Testing) public var queuedQuarantineCount: Int {
+        writer.withLock { $0.quarantine.count }
     }
 
     /// Runs raw SQL on the writer connection (outside any transaction).

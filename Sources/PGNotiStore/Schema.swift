@@ -1,4 +1,5 @@
 import GRDB
+import PGNotiSpool
 
 // Timestamps are INTEGER unix microseconds: exact round-trips, cheap ordering,
 // and still readable in the sqlite3 shell with datetime(x / 1e6, 'unixepoch').
@@ -37,7 +38,7 @@ enum Schema {
                         file_name TEXT NOT NULL
                             CHECK (file_name <> '' AND file_name NOT IN ('.', '..')
                                    AND instr(file_name, '/') = 0
-                                   AND length(CAST(file_name AS BLOB)) <= 200),
+                                   AND length(CAST(file_name AS BLOB)) <= \(QueueFileName.maximumLength)),
                         payload BLOB NOT NULL,
                         notification_id INTEGER NOT NULL
                     );
@@ -67,6 +68,72 @@ enum Schema {
                         remote_address TEXT,
                         received_at INTEGER NOT NULL
                     );
+                    """)
+        }
+        // v2: peer and client beside each other (a TLS proxy hides the client), the facts the
+        // operator CLI filters on as columns, conflict events, and `rejected` grown into a
+        // quarantine that can be released. Every v1 row is kept.
+        migrator.registerMigration("v2") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE notifications ADD COLUMN peer TEXT;
+                    ALTER TABLE notifications ADD COLUMN client TEXT;
+                    ALTER TABLE notifications ADD COLUMN kind TEXT;
+                    ALTER TABLE notifications ADD COLUMN order_id TEXT;
+                    ALTER TABLE notifications ADD COLUMN amount INTEGER;
+                    ALTER TABLE notifications ADD COLUMN result_code TEXT;
+                    ALTER TABLE notifications ADD COLUMN filed_at INTEGER;
+                    ALTER TABLE notifications ADD COLUMN conflicts_ignored INTEGER NOT NULL DEFAULT 0;
+                    UPDATE notifications SET
+                        peer = remote_address, client = remote_address,
+                        kind = json_extract(event_json, '$.kind'),
+                        order_id = json_extract(event_json, '$.order_id'),
+                        amount = json_extract(event_json, '$.amount'),
+                        result_code = json_extract(event_json, '$.result_code'),
+                        filed_at = received_at
+                    WHERE json_valid(event_json);
+                    CREATE INDEX notifications_received ON notifications (received_at);
+                    CREATE INDEX notifications_tid ON notifications (tid);
+                    CREATE INDEX notifications_order ON notifications (order_id);
+                    CREATE INDEX notifications_event ON notifications (event_id);
+
+                    ALTER TABLE conflicts ADD COLUMN peer TEXT;
+                    ALTER TABLE conflicts ADD COLUMN client TEXT;
+                    ALTER TABLE conflicts ADD COLUMN conflict_event_id TEXT;
+                    ALTER TABLE conflicts ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+                    UPDATE conflicts SET peer = remote_address, client = remote_address;
+                    CREATE INDEX conflicts_key ON conflicts (provider, merchant_id, tid, state, new_fingerprint);
+
+                    CREATE TABLE quarantine (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        provider TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        detail TEXT NOT NULL,
+                        raw_body BLOB NOT NULL,
+                        content_type TEXT,
+                        forwarded_for TEXT,
+                        peer TEXT,
+                        client TEXT,
+                        -- SHA-256 of the path secret the request presented (NULL: none), so a
+                        -- release can check it against the current secrets without storing it.
+                        path_secret_sha256 BLOB,
+                        -- 1 when the body read as a notification (it failed authentication or
+                        -- verification); 0 for garbage, which is evicted first.
+                        parsed INTEGER NOT NULL DEFAULT 0,
+                        merchant_id TEXT,
+                        tid TEXT,
+                        size INTEGER NOT NULL,
+                        received_at INTEGER NOT NULL,
+                        released_at INTEGER,
+                        released_event_id TEXT
+                    );
+                    INSERT INTO quarantine (provider, reason, detail, raw_body, content_type, peer, client,
+                        size, received_at)
+                    SELECT provider, reason, detail, raw_body, content_type, remote_address, remote_address,
+                        length(raw_body), received_at FROM rejected ORDER BY id;
+                    DROP TABLE rejected;
+                    CREATE INDEX quarantine_eviction ON quarantine (parsed, id);
+                    CREATE INDEX quarantine_reason ON quarantine (reason, received_at);
                     """)
         }
         return migrator

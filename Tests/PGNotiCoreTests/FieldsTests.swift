@@ -2,6 +2,11 @@ import Testing
 
 @testable import PGNotiCore
 
+private let fnCd = FieldKey("FnCd", "fn_cd")
+private let fnName = FieldKey("FnName", "fn_name")
+private let nameKey = FieldKey("Name", "name")
+private let mallUserID = FieldKey("MallUserID", "mallUserID")
+
 private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
     Fields(FormBody(parsing: Array(s.utf8)), charset: charset)
 }
@@ -10,10 +15,10 @@ private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
     for name in ["StateCd", "statecd", "state_cd", "STATE_CD", "State-Cd"] {
         #expect(fields("\(name)=1")[.stateCd] == "1", "\(name)")
     }
-    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[.fnCd] == "04")
-    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[.fnName] == "x")
-    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[.name] == "y")
-    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[.mallUserID] == "u")
+    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[fnCd] == "04")
+    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[fnName] == "x")
+    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[nameKey] == "y")
+    #expect(fields("fn_cd=04&FN_NAME=x&NAME=y&mall_user_id=u")[mallUserID] == "u")
 }
 
 @Test func arrayBracketsAreIgnoredAndValuesKeptInOrder() {
@@ -48,7 +53,7 @@ private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
 
 @Test func subscriptTrimsAndTreatsBlankAsAbsent() {
     let f = fields("Name=+%20hong+&Blank=+++&Empty=&Amt=1&Amt=+2+")
-    #expect(f[.name] == "hong")
+    #expect(f[nameKey] == "hong")
     #expect(f["Blank"] == nil)
     #expect(f["Empty"] == nil)
     #expect(f.contains("Blank"))
@@ -65,20 +70,42 @@ private func fields(_ s: String, _ charset: TextCharset = .cp949) -> Fields {
     let body = FormBody(
         parsing: Array("Name=".utf8) + [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF] + Array("&GoodsName=%8Cc".utf8))
     let f = Fields(body, charset: .cp949)
-    #expect(f[.name] == "홍길동")
+    #expect(f[nameKey] == "홍길동")
     #expect(f["GoodsName"] == "똠")
-    #expect(f.rawValue(.name) == [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF])
-    #expect(f.rawValue("Missing") == nil)
 
     let utf = fields("Name=%ED%99%8D%EA%B8%B8%EB%8F%99", .utf8)
-    #expect(utf[.name] == "홍길동")
+    #expect(utf[nameKey] == "홍길동")
     #expect(utf.lossyFieldNames == [])
 }
 
-@Test func rawValueIsTheFirstValuesUndecodedBytes() {
-    let f = fields("Amt=+1+&Amt=2")
-    #expect(f.rawValue("amt") == Array(" 1 ".utf8))
-    #expect(f.all[0].rawValues == [Array(" 1 ".utf8), Array("2".utf8)])
+@Test func autoCharsetPicksUTF8OnlyWhenTheBytesAreValidUTF8() {
+    let utf8 = FormBody(parsing: Array("Name=%ED%99%8D%EA%B8%B8%EB%8F%99".utf8))
+    #expect(CharsetSetting.auto.resolve(for: utf8) == .utf8)
+    #expect(Fields(utf8, charset: CharsetSetting.auto.resolve(for: utf8))["Name"] == "홍길동")
+    let cp949 = FormBody(parsing: Array("Name=%C8%AB%B1%E6%B5%BF".utf8))
+    #expect(CharsetSetting.auto.resolve(for: cp949) == .cp949)
+    #expect(Fields(cp949, charset: CharsetSetting.auto.resolve(for: cp949))["Name"] == "홍길동")
+    #expect(CharsetSetting.cp949.resolve(for: utf8) == .cp949)
+}
+
+@Test func decodingHonoursTheDeclaredCharsetAndRefusesOthers() throws {
+    let body = Array("Name=%ED%99%8D".utf8)
+    #expect(
+        try Fields.decoding(body, contentType: "application/x-www-form-urlencoded; charset=UTF-8", charset: .cp949)[
+            "Name"] == "홍")
+    #expect(try Fields.decoding(body, contentType: nil, charset: .cp949).charset == .cp949)
+    #expect(
+        throws: Rejection(
+            .unsupportedMediaType, "Content-Type application/json is not application/x-www-form-urlencoded")
+    ) {
+        try Fields.decoding(body, contentType: "application/json", charset: .cp949)
+    }
+    do {
+        _ = try Fields.decoding(body, contentType: "application/x-www-form-urlencoded; charset=latin1", charset: .cp949)
+        Issue.record("latin1 accepted")
+    } catch {
+        #expect(error.reason == .unsupportedCharset)
+    }
 }
 
 @Test func lossyFieldsAreReported() {

@@ -72,14 +72,17 @@ private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]  // ÌôçÍ
 }
 
 @Test func charsetParameterIsFoundInContentType() {
-    #expect(KoreanText.charsetLabel(ofContentType: nil) == nil)
-    #expect(KoreanText.charsetLabel(ofContentType: "application/x-www-form-urlencoded") == nil)
-    #expect(KoreanText.charsetLabel(ofContentType: "application/x-www-form-urlencoded; charset=euc-kr") == "euc-kr")
-    #expect(KoreanText.charsetLabel(ofContentType: "application/x-www-form-urlencoded;Charset=\"EUC-KR\"") == "EUC-KR")
-    #expect(KoreanText.charsetLabel(ofContentType: "text/plain; format=flowed; CHARSET = utf-8 ") == "utf-8")
-    #expect(KoreanText.charsetLabel(ofContentType: "text/plain; charset=") == nil)
+    #expect(ContentType("application/x-www-form-urlencoded").charsetLabel == nil)
+    #expect(ContentType("application/x-www-form-urlencoded").isForm)
+    #expect(ContentType("").isForm)
+    #expect(ContentType("Application/X-WWW-Form-Urlencoded ; charset=euc-kr").isForm)
+    #expect(!ContentType("application/json").isForm)
+    #expect(ContentType("application/x-www-form-urlencoded; charset=euc-kr").charsetLabel == "euc-kr")
+    #expect(ContentType("application/x-www-form-urlencoded;Charset=\"EUC-KR\"").charsetLabel == "EUC-KR")
+    #expect(ContentType("text/plain; format=flowed; CHARSET = utf-8 ").charsetLabel == "utf-8")
+    #expect(ContentType("text/plain; charset=").charsetLabel == nil)
     // A media type is never mistaken for a parameter.
-    #expect(KoreanText.charsetLabel(ofContentType: "charset=utf-8") == nil)
+    #expect(ContentType("charset=utf-8").charsetLabel == nil)
 }
 
 @Test func concurrentDecodingIsSafe() async {

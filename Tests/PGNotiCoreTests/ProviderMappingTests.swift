@@ -32,7 +32,16 @@ func percentEncodedCP949(_ text: String) -> String {
 }
 
 let publishedSmartroKey = "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
-let smartro = Smartro(merchantKeys: ["SMTPAY001m": publishedSmartroKey])
+let smartro = Smartro(merchantKeys: ["SMTPAY001m": SecretValues([publishedSmartroKey])])
+
+extension PaymentProvider {
+    /// Reads and verifies, as the intake does.
+    func accept(_ fields: Fields) throws(Rejection) -> PaymentNotification {
+        var n = try interpret(fields)
+        n.verifiedBy = try verify(n, fields)
+        return n
+    }
+}
 
 func smartroPost(
     tid: String = "SMTPAY001m01012411231530001234", resultCode: String = "3001", extra: [(String, String)],
@@ -45,7 +54,7 @@ func smartroPost(
 
 @Suite struct SmartroMappingTests {
     @Test func cardApprovalMapsEveryFact() throws {
-        let n = try smartro.interpret(
+        let n = try smartro.accept(
             smartroPost(extra: [
                 ("PayMethod", "CARD"), ("Amt", "15000"), ("Name", "홍길똠"), ("GoodsName", "사과"), ("OID", "ORD-1"),
                 ("AuthDate", "241123153000"), ("AuthCode", "30012345"), ("StateCd", "0"), ("FnCd", "04"),
@@ -71,10 +80,12 @@ func smartroPost(
 
     @Test(arguments: [("1", EventKind.paymentCanceled), ("2", .paymentCanceled), ("3", .vbankIssued)])
     func stateCodesMapToKinds(state: String, kind: EventKind) throws {
-        let n = try smartro.interpret(
-            smartroPost(extra: [
-                ("StateCd", state), ("PayMethod", state == "3" ? "VBANK" : "CARD"), ("AuthDate", "241124091500"),
-            ]))
+        let n = try smartro.accept(
+            smartroPost(
+                resultCode: state == "3" ? "4100" : "2001",
+                extra: [
+                    ("StateCd", state), ("PayMethod", state == "3" ? "VBANK" : "CARD"), ("AuthDate", "241124091500"),
+                ]))
         #expect(n.kind == kind)
         #expect(n.state == state)
         if kind == .paymentCanceled {
@@ -84,7 +95,7 @@ func smartroPost(
     }
 
     @Test func partialCancelCarriesTheOriginalTID() throws {
-        let n = try smartro.interpret(
+        let n = try smartro.accept(
             smartroPost(
                 tid: "SMTPAY001m01012411241000009999", resultCode: "2001",
                 extra: [("StateCd", "2"), ("OTID", "SMTPAY001m01012411231530001234"), ("Amt", "5000")]))
@@ -95,21 +106,21 @@ func smartroPost(
 
     @Test func fullCancelWithOTIDEqualToTIDIsNotPartial() throws {
         let tid = "SMTPAY001m01012411231530001234"
-        let n = try smartro.interpret(
+        let n = try smartro.accept(
             smartroPost(tid: tid, resultCode: "2001", extra: [("StateCd", "2"), ("OTID", tid)]))
         #expect(n.kind == .paymentCanceled)
         #expect(n.originalTID == nil)
     }
 
     @Test func virtualAccountIssueAndDepositAreDistinctStates() throws {
-        let issued = try smartro.interpret(
+        let issued = try smartro.accept(
             smartroPost(
                 resultCode: "4100",
                 extra: [
                     ("PayMethod", "VBANK"), ("StateCd", "3"), ("FnCd", "004"), ("VbankNum", "12345678901234"),
                     ("VbankName", "사과"),
                 ]))
-        let deposited = try smartro.interpret(
+        let deposited = try smartro.accept(
             smartroPost(resultCode: "4110", extra: [("PayMethod", "VBANK"), ("StateCd", "0")]))
         #expect(issued.kind == .vbankIssued)
         #expect(issued.virtualAccount?.accountNumber == "12345678901234")
@@ -124,13 +135,13 @@ func smartroPost(
         ("2001", "CARD", "2", .paymentCanceled), ("3011", "CARD", "F", .paymentFailed),
     ])
     func absentStateCdIsDerivedFromResultCode(code: String, method: String, state: String, kind: EventKind) throws {
-        let n = try smartro.interpret(smartroPost(resultCode: code, extra: [("PayMethod", method)]))
+        let n = try smartro.accept(smartroPost(resultCode: code, extra: [("PayMethod", method)]))
         #expect(n.state == state)
         #expect(n.kind == kind)
     }
 
     @Test func returnURLSpellingsAndLowercaseVariantsAreRead() throws {
-        let n = try smartro.interpret(
+        let n = try smartro.accept(
             smartroPost(extra: [
                 ("PayMethod", "CARD"), ("BuyerName", "홍길동"), ("mallUserID", "u9"), ("fn_cd", "06"), ("fn_name", "사과"),
                 ("state_cd", "0"),
@@ -143,18 +154,18 @@ func smartroPost(
 
     @Test func rejectionsNameTheirReason() {
         #expect(throws: Rejection(.missingField, "required field TID is absent or empty")) {
-            try smartro.interpret(fields([("MID", "SMTPAY001m"), ("ResultCode", "3001")]))
+            try smartro.accept(fields([("MID", "SMTPAY001m"), ("ResultCode", "3001")]))
         }
         #expect(throws: Rejection.self) {
-            try smartro.interpret(fields([("MID", "SMTPAY001m"), ("TID", "x"), ("ResultCode", "3001")]))
+            try smartro.accept(fields([("MID", "SMTPAY001m"), ("TID", "x"), ("ResultCode", "3001")]))
         }
         do {
-            _ = try smartro.interpret(
+            _ = try smartro.accept(
                 fields([("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001")]))
             Issue.record("unsigned accepted")
         } catch { #expect(error.reason == .signatureMissing) }
         do {
-            _ = try Smartro(merchantKeys: [:]).interpret(smartroPost(extra: []))
+            _ = try Smartro(merchantKeys: [:]).accept(smartroPost(extra: []))
             Issue.record("unknown MID accepted")
         } catch { #expect(error.reason == .unknownMerchant) }
         do {
@@ -168,29 +179,29 @@ func smartroPost(
                         algorithm: .md5)
                 ),
             ])
-            _ = try smartro.interpret(tampered)
+            _ = try smartro.accept(tampered)
             Issue.record("tampered result accepted")
         } catch { #expect(error.reason == .signatureMismatch) }
         do {
-            _ = try smartro.interpret(smartroPost(extra: [("StateCd", "7")]))
+            _ = try smartro.accept(smartroPost(extra: [("StateCd", "7")]))
             Issue.record("StateCd 7 accepted")
         } catch { #expect(error.reason == .invalidField) }
         do {
-            _ = try smartro.interpret(smartroPost(extra: [("Amt", "12a")]))
+            _ = try smartro.accept(smartroPost(extra: [("Amt", "12a")]))
             Issue.record("bad amount accepted")
         } catch { #expect(error.reason == .invalidField) }
     }
 
     @Test func signAlgorithmSettingRestrictsWhatVerifies() throws {
-        let md5Only = Smartro(merchantKeys: ["SMTPAY001m": publishedSmartroKey], signAlgorithm: .md5)
-        #expect(throws: Rejection.self) { try md5Only.interpret(smartroPost(extra: [], algorithm: .sha256)) }
-        #expect(try md5Only.interpret(smartroPost(extra: [], algorithm: .md5)).verifiedBy == "signvalue-md5")
-        #expect(try smartro.interpret(smartroPost(extra: [], algorithm: .sha256)).verifiedBy == "signvalue-sha256")
+        let md5Only = Smartro(merchantKeys: ["SMTPAY001m": SecretValues([publishedSmartroKey])], signAlgorithm: .md5)
+        #expect(throws: Rejection.self) { try md5Only.accept(smartroPost(extra: [], algorithm: .sha256)) }
+        #expect(try md5Only.accept(smartroPost(extra: [], algorithm: .md5)).verifiedBy == "signvalue-md5")
+        #expect(try smartro.accept(smartroPost(extra: [], algorithm: .sha256)).verifiedBy == "signvalue-sha256")
     }
 
     @Test func rejectionTextNeverCarriesTheKey() {
         do {
-            _ = try smartro.interpret(
+            _ = try smartro.accept(
                 fields([
                     ("MID", "SMTPAY001m"), ("TID", "SMTPAY001m01012411231530001234"), ("ResultCode", "3001"),
                     ("SignValue", "AAAA"),
@@ -320,19 +331,15 @@ func smartroPost(
 
 @Suite struct EventTests {
     @Test func eventIdDependsOnlyOnTheDedupKey() throws {
-        let a = EventID.derive(provider: .smartro, merchantID: "M", tid: "T", state: "0")
-        #expect(a == EventID.derive(provider: .smartro, merchantID: "M", tid: "T", state: "0"))
-        #expect(a != EventID.derive(provider: .smartro, merchantID: "M", tid: "T", state: "1"))
-        #expect(a != EventID.derive(provider: .tomatopay, merchantID: "M", tid: "T", state: "0"))
+        func key(_ provider: ProviderID, _ state: String) -> NotificationKey {
+            NotificationKey(provider: provider, merchantID: "M", tid: "T", state: state)
+        }
+        let a = EventID.derive(key(.smartro, "0"))
+        #expect(a == EventID.derive(key(.smartro, "0")))
+        #expect(a != EventID.derive(key(.smartro, "1")))
+        #expect(a != EventID.derive(key(.tomatopay, "0")))
+        #expect(a != EventID.derive(key(.smartro, "0"), fingerprint: "amount=1;result=3001"))
         #expect(a.count == 32)
-    }
-
-    @Test func queueFileNamesSortInArrivalOrder() {
-        let earlier = QueueFileName.make(receivedAt: Date(timeIntervalSince1970: 9.5), eventID: "ffff")
-        let later = QueueFileName.make(receivedAt: Date(timeIntervalSince1970: 1_800_000_000.25), eventID: "0000")
-        #expect(earlier < later)
-        #expect(later == "01800000000250000-0000.json")
-        #expect(earlier.hasSuffix("-ffff.json"))
     }
 
     @Test func schemaV1DocumentHasStableShapeAndKoreanTime() throws {
@@ -348,9 +355,10 @@ func smartroPost(
         #expect(json.keys.contains("original_tid"))
         #expect(json["original_tid"] is NSNull)
         #expect((json["raw"] as? [String: Any])?["Name"] as? String == "홍길동")
-        #expect(try event.jsonBytes() == event.jsonBytes())
-        let decoded = try JSONDecoder().decode(Event.self, from: Data(event.jsonBytes()))
-        #expect(decoded == event)
+        #expect(event.jsonBytes() == event.jsonBytes())
+        #expect(json["test"] as? Bool == false)
+        #expect(json["lossy_fields"] as? [String] == [])
+        #expect(json["conflict"] is NSNull)
     }
 
     @Test func receiveTimesAreWrittenInKoreanTime() {
@@ -382,12 +390,154 @@ func smartroPost(
             ("pinNo", "5365123456781234"), ("BuyerTel", "010-1234-5678"), ("BuyerEmail", "hong@example.com"),
             ("BuyerAuthNum", "8001011"), ("Amt", "1000"),
         ])
-        let masked = LogRedaction.masked(f.all)
+        let masked = Dictionary(uniqueKeysWithValues: Masking.fields(f.all).map { ($0.name, $0.value) })
         #expect(masked["Amt"] == "1000")
         #expect(masked["pinNo"] != "5365123456781234")
         #expect(masked["pinNo"]?.hasSuffix("1234") == true)
         #expect(masked["BuyerTel"]?.contains("1234-5678") == false)
         #expect(masked["BuyerEmail"]?.contains("hong") == false)
         #expect(masked["BuyerAuthNum"]?.contains("8001011") == false)
+    }
+}
+
+@Suite struct SmartroConsistencyTests {
+    /// SignValue covers TID and ResultCode only: a signed approval re-posted with another StateCd
+    /// still verifies, so the state has to agree with the code.
+    @Test(arguments: [("2", "3001"), ("1", "4000"), ("2", "KP00"), ("1", "4100"), ("3", "3001"), ("0", "2001")])
+    func stateThatContradictsTheResultCodeIsRefused(state: String, code: String) {
+        do {
+            _ = try smartro.accept(smartroPost(resultCode: code, extra: [("StateCd", state)]))
+            Issue.record("StateCd \(state) with \(code) accepted")
+        } catch {
+            #expect(error.reason == .stateMismatch)
+            #expect(error.detail.contains(code))
+        }
+    }
+
+    @Test(arguments: [("0", "3001"), ("2", "2001"), ("1", "2001"), ("3", "4100"), ("0", "4110"), ("0", "7001")])
+    func consistentStatesPass(state: String, code: String) throws {
+        let n = try smartro.accept(smartroPost(resultCode: code, extra: [("StateCd", state), ("PayMethod", "VBANK")]))
+        #expect(n.verifiedBy == "signvalue-md5")
+    }
+
+    @Test func eitherOfTwoKeysVerifiesDuringRotation() throws {
+        let rotating = Smartro(merchantKeys: [
+            "SMTPAY001m": SecretValues(["new-key-not-yet-in-use==", publishedSmartroKey])
+        ])
+        #expect(try rotating.accept(smartroPost(extra: [])).verifiedBy == "signvalue-md5")
+        let wrong = Smartro(merchantKeys: ["SMTPAY001m": SecretValues(["new-key-not-yet-in-use=="])])
+        #expect(throws: Rejection.self) { try wrong.accept(smartroPost(extra: [])) }
+    }
+}
+
+@Suite struct SmartroFidelityTests {
+    /// §6.6: a cash receipt may be notified beside the approval of a transfer or virtual account,
+    /// under the same TID and StateCd.
+    @Test func cashReceiptBesideTheApprovalIsItsOwnFact() throws {
+        let approval = try smartro.accept(
+            smartroPost(resultCode: "4110", extra: [("PayMethod", "VBANK"), ("StateCd", "0"), ("Amt", "55000")]))
+        let receipt = try smartro.accept(
+            smartroPost(
+                resultCode: "7001",
+                extra: [
+                    ("PayMethod", "VBANK"), ("StateCd", "0"), ("Amt", "55000"), ("ReceiptType", "1"),
+                    ("RcptAppNo", "R-123"),
+                ]))
+        #expect(receipt.kind == .cashReceiptIssued)
+        #expect(receipt.cashReceipt == CashReceipt(type: "1", approvalNumber: "R-123"))
+        #expect(receipt.key != approval.key)
+        #expect(receipt.state == "cash_receipt:0")
+        let canceled = try smartro.accept(
+            smartroPost(
+                resultCode: "7001",
+                extra: [("StateCd", "2"), ("ReceiptType", "2"), ("RcptAppNo", "R-123"), ("RcptCcNo", "C-9")]))
+        #expect(canceled.kind == .cashReceiptCanceled)
+        #expect(canceled.cashReceipt?.cancelNumber == "C-9")
+        let failed = try smartro.accept(
+            smartroPost(resultCode: "7003", extra: [("StateCd", "0"), ("ReceiptType", "1")]))
+        #expect(failed.kind == .cashReceiptFailed)
+        #expect(Set([receipt.state, canceled.state, failed.state]).count == 3)
+    }
+
+    /// Without StateCd (ReturnURL-style), every success code of §7 becomes the right kind.
+    @Test(arguments: [
+        ("3001", "CARD", "0", EventKind.paymentApproved), ("4000", "BANK", "0", .paymentApproved),
+        ("4100", "VBANK", "3", .vbankIssued), ("4110", "VBANK", "0", .vbankDeposited),
+        ("A000", "CELLPHONE", "0", .paymentApproved), ("TS10", "TOSS", "0", .paymentApproved),
+        ("KP00", "KAKAO", "0", .paymentApproved), ("0000", "CLGIFT", "0", .paymentApproved),
+        ("2001", "CARD", "2", .paymentCanceled), ("2211", "BANK", "2", .paymentCanceled),
+        ("TS20", "TOSS", "2", .paymentCanceled), ("2013", "CARD", "2", .paymentCanceled),
+        ("TS11", "TOSS", "F", .paymentFailed), ("KP01", "KAKAO", "F", .paymentFailed),
+        ("0000", "CARD", "F", .paymentFailed), ("3011", "CARD", "F", .paymentFailed),
+    ])
+    func derivedStatesCoverEverySuccessCode(code: String, method: String, state: String, kind: EventKind) throws {
+        let n = try smartro.accept(smartroPost(resultCode: code, extra: [("PayMethod", method)]))
+        #expect(n.state == state)
+        #expect(n.kind == kind)
+        #expect(n.resultCode == code)
+    }
+
+    @Test func partialCancelIsOTIDDifferentFromTIDWhateverTheStateCd() throws {
+        for state in ["1", "2"] {
+            let n = try smartro.accept(
+                smartroPost(
+                    tid: "SMTPAY001m01012411241000009999", resultCode: "2001",
+                    extra: [("StateCd", state), ("OTID", "SMTPAY001m01012411231530001234"), ("Amt", "5000")]))
+            #expect(n.kind == .paymentPartiallyCanceled, "StateCd \(state)")
+            #expect(n.originalTID == "SMTPAY001m01012411231530001234")
+        }
+    }
+
+    @Test func publishedTestMerchantsNameTheirSource() {
+        #expect(
+            Smartro.publishedTestMerchants.map(\.merchantID) == [
+                "SMTPAY001m", "SMTPAY002m", "ECTEST001m", "SMTSUB001m",
+            ])
+        #expect(Smartro.publishedTestMerchants.allSatisfy { $0.source.contains("§4.4") })
+        #expect(Innopay.publishedTestMerchants.map(\.merchantID) == ["testpay01m"])
+        #expect(TomatoPay.publishedTestMerchants.isEmpty)
+    }
+}
+
+@Suite struct InnopayCancelTests {
+    let base: [(String, String)] = [
+        ("pgMid", "testpay01m"), ("pgTid", "P1"), ("status", "85"), ("moid", "M1"), ("payMethod", "02"),
+        ("pgResultCode", "3001"), ("pgResultMsg", "card ok"), ("approvalAmt", "50000"), ("approvalNo", "A1"),
+        ("pgAppDate", "20241123"), ("pgAppTime", "172001"), ("cardNo", "4579********5678"),
+    ]
+
+    /// §4.2.4: a cancel's own result, approved amount and approval number describe the cancel.
+    @Test func cancelFieldsDescribeTheCancel() throws {
+        let n = try Innopay().accept(
+            fields(
+                base + [
+                    ("cancelAmt", "20000"), ("cancelResultCode", "2001"), ("cancelResultMsg", "cancel ok"),
+                    ("cancelApprovalAmt", "19000"), ("cancelApprovalNo", "CA9"), ("cancelPgTid", "C1"),
+                    ("cancelAppDate", "2024-11-25"), ("cancelAppTime", "14:02:10"),
+                ]))
+        #expect(n.resultCode == "2001")
+        #expect(n.resultMessage == "cancel ok")
+        #expect(n.amount == 19000)
+        #expect(n.requestedAmount == 20000)
+        #expect(n.card?.approvalNumber == "CA9")
+        #expect(n.kind == .paymentPartiallyCanceled)
+        #expect(n.canceledAt == "2024-11-25T14:02:10+09:00")
+        #expect(n.fingerprint == "amount=19000;result=2001")
+    }
+
+    @Test func withoutCancelFieldsTheRequestFieldsStandIn() throws {
+        let n = try Innopay().accept(fields(base + [("cancelAmt", "50000"), ("cancelPgTid", "C2")]))
+        #expect(n.resultCode == "3001")
+        #expect(n.amount == 50000)
+        #expect(n.requestedAmount == 50000)
+        #expect(n.kind == .paymentCanceled)
+    }
+
+    @Test func datesAcceptCompactAndSeparatedForms() {
+        #expect(KoreanTime.fromDateAndTime("20241123", "153012") == "2024-11-23T15:30:12+09:00")
+        #expect(KoreanTime.fromDateAndTime("2024-11-23", "15:30:12") == "2024-11-23T15:30:12+09:00")
+        #expect(KoreanTime.fromDateAndTime("2024.11.23", "153012") == "2024-11-23T15:30:12+09:00")
+        #expect(KoreanTime.fromDateAndTime("2024-13-23", "15:30:12") == nil)
+        #expect(KoreanTime.fromDateAndTime("20241123", "15:30") == nil)
     }
 }

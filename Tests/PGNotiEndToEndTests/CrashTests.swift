@@ -1,6 +1,8 @@
 import Foundation
+import PGNotiConfig
 import PGNotiCore
-import PGNotiServer
+import PGNotiRawHTTP
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -30,8 +32,8 @@ struct CrashTests {
         let daemon = try DaemonProcess.start(dir)
         let port = daemon.port
 
-        let acked = Locked(Set<Int>())
-        let killed = Locked(false)
+        let acked = Shared(Set<Int>())
+        let killed = Shared(false)
         let killAfter = 250
         DispatchQueue.concurrentPerform(iterations: 16) { worker in
             var n = worker

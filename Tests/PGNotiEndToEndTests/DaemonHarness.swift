@@ -1,6 +1,8 @@
 import Foundation
+import PGNotiConfig
 import PGNotiCore
-import PGNotiServer
+import PGNotiRawHTTP
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -12,8 +14,8 @@ final class DaemonProcess: @unchecked Sendable {
     let directory: URL
     let process = Process()
     let notifySocket: NotifySocket
-    private let output = Locked(Data())
-    private let outputEnded = Locked(false)
+    private let output = Shared(Data())
+    private let outputEnded = Shared(false)
     private(set) var port = 0
 
     static var packageRoot: URL {
@@ -39,16 +41,37 @@ final class DaemonProcess: @unchecked Sendable {
         return url
     }
 
-    /// Writes a config with state inside `directory`; `extra` is appended verbatim.
-    static func writeConfig(in directory: URL, extra: String = "", logLevel: String = "info") throws -> URL {
+    /// The PGs' tables of a test config: every PG enabled, the unsigned ones allowed from
+    /// loopback only, the PGs' published test merchants (which the fixtures use) accepted.
+    static func providerTables(directory: URL) -> String {
+        """
+        [smartro]
+        merchant_keys_file = "\(directory.path)/smartro-keys"
+        accept_test_merchants = true
+
+        [tomatopay]
+        allow_sources = ["127.0.0.0/8", "::1"]
+
+        [innopay]
+        allow_sources = ["127.0.0.0/8", "::1"]
+        accept_test_merchants = true
+        """
+    }
+
+    /// Writes a config with state inside `directory`. `top` goes before the tables (top-level
+    /// keys, `[limits]`); `providers` replaces the PG tables; `extra` is appended verbatim.
+    static func writeConfig(
+        in directory: URL, top: String = "", providers: String? = nil, extra: String = "", logLevel: String = "info"
+    ) throws -> URL {
         let config = """
             listen = "127.0.0.1:0"
+            admin_listen = "127.0.0.1:0"
             database = "\(directory.path)/state/pgnoti.sqlite"
             queue = "\(directory.path)/state/queue"
             log_level = "\(logLevel)"
+            \(top)
 
-            [smartro]
-            merchant_keys_file = "\(directory.path)/smartro-keys"
+            \(providers ?? providerTables(directory: directory))
 
             \(extra)
             """
@@ -177,6 +200,15 @@ final class DaemonProcess: @unchecked Sendable {
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
     }
 
+    /// Sockets the daemon has open (listeners, accepted connections, its notify socket).
+    func socketCount() -> Int {
+        let fdDir = "/proc/\(process.processIdentifier)/fd"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
+        return entries.filter {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\($0)"))?.hasPrefix("socket:") == true
+        }.count
+    }
+
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
@@ -199,6 +231,15 @@ func connectLoopback(port: Int) throws -> Int32 {
         throw HarnessError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
     }
     return fd
+}
+
+/// Polls `condition` until it holds, failing with `what` after `timeout`.
+func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while try !condition() {
+        guard Date() < deadline else { throw HarnessError("timed out waiting for \(what)") }
+        usleep(10_000)
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -271,5 +312,16 @@ struct Fixture: CustomStringConvertible {
             }
         }
         return fixtures
+    }
+}
+
+/// A value behind a lock that closures can share (a `Mutex` itself cannot be captured).
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R {
+        mutex.withLock { body(&$0) }
     }
 }

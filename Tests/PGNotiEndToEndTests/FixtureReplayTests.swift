@@ -1,5 +1,6 @@
 import Foundation
-import PGNotiServer
+import PGNotiConfig
+import PGNotiRawHTTP
 import PGNotiStore
 import Testing
 
@@ -76,12 +77,12 @@ struct FixtureReplayTests {
 
         // Rejected requests were kept for inspection with their exact bytes.
         let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
-        let rejected = try await ledger.rejected(limit: 1000)
+        let rejected = try await ledger.quarantined(limit: 1000)
         #expect(rejected.count == fixtures.filter { !$0.isAccepted }.count * 2)
         for fixture in fixtures where !fixture.isAccepted {
             #expect(
                 rejected.contains {
-                    $0.rawBody == fixture.request.body && $0.reason == fixture.expect["reason"] as? String
+                    $0.rawBody == Data(fixture.request.body) && $0.reason == fixture.expect["reason"] as? String
                 }, "\(fixture) kept")
         }
         try await ledger.close()
@@ -162,7 +163,7 @@ struct FixtureReplayTests {
         #expect(try daemon.terminate() == 0)
 
         let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
-        let rejected = try await ledger.rejected(limit: 10)
+        let rejected = try await ledger.quarantined(limit: 10)
         #expect(rejected.filter { $0.reason == "body_too_large" }.count == 2)
         try await ledger.close()
     }

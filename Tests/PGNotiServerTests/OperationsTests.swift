@@ -1,7 +1,10 @@
 import Foundation
 import Logging
+import PGNotiCore
+import PGNotiIntake
 import Testing
 
+@testable import PGNotiLogging
 @testable import PGNotiServer
 
 #if canImport(Glibc)
@@ -11,7 +14,7 @@ import Testing
 struct JSONLogTests {
     @Test func everyLineIsOneJSONObjectWithTimeLevelAndMetadata() throws {
         let sink = LogSink.memory()
-        let logger = Daemon.logger(level: .info, sink: sink)
+        let logger = Logger.json(level: .info, sink: sink)
         logger.info(
             "notification",
             metadata: ["provider": "smartro", "http_status": "200", "latency_ms": .stringConvertible(1.5)])
@@ -27,6 +30,88 @@ struct JSONLogTests {
         #expect((first["time"] as? String)?.hasSuffix("+09:00") == true)
         let second = try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as! [String: Any]
         #expect((second["nested"] as? [String: String])?["a"] == "b")
+    }
+
+    @Test func linesStayValidJSONWhateverTheFieldsHold() throws {
+        let sink = LogSink.memory()
+        let logger = Logger.json(level: .info, sink: sink)
+        let nasty = "quote \" backslash \\ newline \n tab \t nul \u{0} 김똠순 \u{FFFD}"
+        logger.info("m\nsg", metadata: ["detail": .string(nasty), "msg": "shadow", "list": [.string(nasty)]])
+        #expect(sink.lines.count == 1)
+        let line = try JSONSerialization.jsonObject(with: Data(sink.lines[0].utf8)) as! [String: Any]
+        #expect(line["detail"] as? String == nasty)
+        #expect(line["msg"] as? String == "m\nsg")
+    }
+
+    /// A stdout that stops reading (journald pushing back) must never stall a request: lines are
+    /// dropped and counted, and the count is logged once the pressure ends.
+    @Test func aStalledStdoutDropsLinesInsteadOfBlocking() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let sink = LogSink(fd: fds[1], maxBytes: 64 * 1024)
+        let logger = Logger.json(level: .info, sink: sink)
+        let line = String(repeating: "x", count: 1000)
+        let started = ContinuousClock.now
+        // Far more than the pipe (64 KiB) and the buffer can hold.
+        for i in 0..<2000 { logger.info("notification", metadata: ["n": .stringConvertible(i), "pad": .string(line)]) }
+        #expect(ContinuousClock.now - started < .seconds(5), "logging blocked")
+        #expect(sink.droppedLines > 0)
+
+        // The reader comes back: everything buffered arrives, then the drop report.
+        let flags = fcntl(fds[0], F_GETFL)
+        _ = fcntl(fds[0], F_SETFL, flags | O_NONBLOCK)
+        var received = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n > 0 { received.append(contentsOf: buffer[..<n]) } else { usleep(10_000) }
+            if String(decoding: received, as: UTF8.self).contains("log lines dropped") { break }
+        }
+        close(fds[1])
+        let lines = String(decoding: received, as: UTF8.self).split(separator: "\n")
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil })
+        let report = try #require(lines.last { $0.contains("log lines dropped") })
+        let object = try JSONSerialization.jsonObject(with: Data(report.utf8)) as! [String: Any]
+        #expect((object["dropped"] as? Int ?? 0) > 0)
+    }
+}
+
+struct PublicFrontTests {
+    @Test func routesNameAProviderAndAnOptionalSecret() {
+        #expect(PublicFront.Route(path: "/notify/smartro")?.provider == .smartro)
+        #expect(PublicFront.Route(path: "/notify/tomatopay/s3cr3t")?.secret == Array("s3cr3t".utf8))
+        #expect(PublicFront.Route(path: "/notify/nicepay") == nil)
+        #expect(PublicFront.Route(path: "/notify/innopay/a/b") == nil)
+        #expect(PublicFront.Route(path: "/") == nil)
+    }
+
+    @Test func secretsNeverReachALogPath() {
+        #expect(PublicFront.maskedPath("/notify/tomatopay/s3cr3t-value") == "/notify/tomatopay/***")
+        #expect(PublicFront.maskedPath("/notify/tomatopay") == "/notify/tomatopay")
+        #expect(PublicFront.maskedPath("/notify/x/y/z") == "/notify/x/***")
+    }
+
+    /// Only a committed result is an ACK; a wrong path secret is indistinguishable from a path
+    /// that does not exist.
+    @Test func statusesFollowTheReason() {
+        func status(_ reason: Rejection.Reason) -> Int {
+            var result = IntakeResult.refused(Rejection(reason, "x"))
+            result.ack = nil
+            return Int(PublicFront.response(for: result).status.code)
+        }
+        #expect(status(.pathSecretMismatch) == 404)
+        #expect(status(.sourceNotAllowed) == 403)
+        #expect(status(.merchantNotAccepted) == 403)
+        #expect(status(.stateMismatch) == 403)
+        #expect(status(.testMerchant) == 403)
+        #expect(status(.bodyTooLarge) == 413)
+        #expect(status(.rateLimited) == 429)
+        #expect(status(.missingField) == 400)
+        #expect(status(.unsupportedMediaType) == 415)
+        let oversized = PublicFront.response(for: .refused(Rejection(.bodyTooLarge, "x")))
+        #expect(oversized.headers[.connection] == "close")
     }
 }
 

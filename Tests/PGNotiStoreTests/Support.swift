@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PGNotiCore
 @_spi(Testing) import PGNotiStore
+import Synchronization
 import Testing
 
 /// A fresh directory per test, removed afterwards.
@@ -16,20 +17,57 @@ func withTemporaryDirectory<R>(_ body: (URL) async throws -> R) async throws -> 
 /// A whole-microsecond timestamp, so stored and read-back dates compare equal.
 let fixedDate = Date(timeIntervalSince1970: 1_750_000_000.123456)
 
+/// Whole microseconds, and recent enough that the quarantine's age limit keeps it.
+let recentDate = Date(unixMicroseconds: Date().addingTimeInterval(-3600).unixMicroseconds)
+
 func makeEntry(
-    tid: String, state: String = "paid", provider: String = "inicis", merchantID: String = "M100",
+    tid: String, state: String = "0", provider: ProviderID = .smartro, merchantID: String = "M100",
     amount: Int = 1000, rawBody: [UInt8]? = nil, contentType: String? = "application/x-www-form-urlencoded",
-    fileName: String? = nil, receivedAt: Date = fixedDate
+    eventID: String? = nil, receivedAt: Date = fixedDate
 ) -> LedgerEntry {
-    let json = #"{"provider":"\#(provider)","tid":"\#(tid)","state":"\#(state)","amount":\#(amount)}"#
+    let key = NotificationKey(provider: provider, merchantID: merchantID, tid: tid, state: state)
+    let id = eventID ?? "evt-\(provider.rawValue)-\(merchantID)-\(tid)-\(state)"
+    let json = Array(#"{"id":"\#(id)","tid":"\#(tid)","state":"\#(state)","amount":\#(amount)}"#.utf8)
+    let fingerprint = "amount=\(amount);result=3001"
     return LedgerEntry(
-        provider: provider, merchantID: merchantID, tid: tid, state: state,
-        fingerprint: "amount=\(amount);result=3001",
-        eventID: "evt-\(provider)-\(merchantID)-\(tid)-\(state)",
-        eventJSON: Array(json.utf8),
-        queueFileName: fileName ?? "\(provider)-\(tid)-\(state).json",
-        rawBody: rawBody ?? Array("P_TID=\(tid)&P_AMT=\(amount)".utf8),
-        contentType: contentType, remoteAddress: "203.0.113.7", receivedAt: receivedAt)
+        key: key, fingerprint: fingerprint, eventID: id, kind: "payment.approved", amount: amount,
+        resultCode: "3001", rawBody: rawBody ?? Array("TID=\(tid)&Amt=\(amount)".utf8), contentType: contentType,
+        peer: "203.0.113.7", client: "198.51.100.1", receivedAt: receivedAt,
+        eventJSON: { json },
+        conflictEvent: { stored, storedAmount, storedResult in
+            let conflictID = "conflict-\(id)-\(amount)"
+            return (
+                conflictID,
+                Array(
+                    #"{"id":"\#(conflictID)","conflicts_with":"\#(stored)","stored_amount":\#(storedAmount ?? -1)}"#
+                        .utf8)
+            )
+        })
+}
+
+func makeQuarantineEntry(
+    reason: String = "signature_mismatch", size: Int = 10, parsed: Bool = false, receivedAt: Date = recentDate
+) -> QuarantineEntry {
+    QuarantineEntry(
+        provider: "smartro", reason: reason, detail: "test", rawBody: [UInt8](repeating: 0x61, count: size),
+        contentType: "application/x-www-form-urlencoded", forwardedFor: nil, peer: "203.0.113.7",
+        client: "203.0.113.7", pathSecretSHA256: nil, parsed: parsed, merchantID: parsed ? "M100" : nil,
+        tid: parsed ? "T" : nil, receivedAt: receivedAt)
+}
+
+extension RecordOutcome {
+    /// The event id of an accepted record, nil for any other outcome.
+    var acceptedID: String? {
+        if case .accepted(let id, _) = self { return id }
+        return nil
+    }
+
+    var fileName: String? {
+        switch self {
+        case .accepted(_, let name), .conflict(_, _, _, let name): return name
+        default: return nil
+        }
+    }
 }
 
 /// Polls until `condition` holds; fails the test after `timeout`.
@@ -62,8 +100,8 @@ func files(in directory: URL) throws -> [String] {
 
 /// Keeps log messages so tests can check that failures are reported.
 struct CapturingLogHandler: LogHandler {
-    struct Box: Sendable {
-        private let entries = Locked<[(Logger.Level, String)]>([])
+    final class Box: Sendable {
+        private let entries = Mutex<[(Logger.Level, String)]>([])
         func append(_ entry: (Logger.Level, String)) { entries.withLock { $0.append(entry) } }
         var all: [(Logger.Level, String)] { entries.withLock { $0 } }
     }

@@ -2,176 +2,156 @@ import Foundation
 
 /// The normalized JSON document a consumer reads from `<queue>/new/`. Schema v1 is a contract:
 /// fields may be added, never renamed or retyped.
-public struct Event: Sendable, Equatable, Codable {
+///
+/// Every top-level member is always present (`null` when unknown), in sorted key order, so the
+/// same event always files as the same bytes.
+public struct Event: Sendable, Equatable {
     public static let schemaV1 = "pgnoti.event.v1"
 
-    public var schema: String
     public var id: String
-    public var provider: ProviderID
+    public var notification: PaymentNotification
     public var kind: EventKind
-    public var merchantID: String
-    public var tid: String
-    public var state: String
-    public var originalTID: String?
-    public var cancelTID: String?
-    public var orderID: String?
-    public var amount: Int?
-    public var currency: String
-    public var payMethod: String?
-    public var resultCode: String?
-    public var resultMessage: String?
-    public var approvedAt: String?
-    public var canceledAt: String?
-    public var goodsName: String?
-    public var card: CardDetails?
-    public var bank: BankDetails?
-    public var virtualAccount: VirtualAccount?
-    public var cashReceipt: CashReceipt?
-    public var buyer: Buyer?
-    public var goods: [GoodsItem]?
-    public var delivery: Delivery?
-    public var verifiedBy: String?
-    public var receivedAt: String
-    /// Every field as decoded, keyed by the name the PG used; repeated names become arrays.
-    public var raw: [String: RawValue]
+    /// When pgnoti first received the notification (kept across a quarantine release).
+    public var receivedAt: Date
+    /// True for a PG's published test merchant.
+    public var isTest: Bool
+    /// The charset the body was decoded with.
+    public var charset: TextCharset?
+    /// Fields whose bytes were not valid in `charset`.
+    public var lossyFields: [String]
+    /// Set on `notification.conflict` events.
+    public var conflict: Conflict?
 
-    public enum RawValue: Sendable, Equatable, Codable {
-        case one(String)
-        case many([String])
+    /// The two versions behind a `notification.conflict` event.
+    public struct Conflict: Sendable, Equatable {
+        /// The id of the event filed for the stored version.
+        public var conflictsWith: String
+        public var storedAmount: Int?
+        public var storedResultCode: String?
 
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.singleValueContainer()
-            if let many = try? container.decode([String].self) {
-                self = .many(many)
+        public init(conflictsWith: String, storedAmount: Int?, storedResultCode: String?) {
+            self.conflictsWith = conflictsWith
+            self.storedAmount = storedAmount
+            self.storedResultCode = storedResultCode
+        }
+    }
+
+    public init(
+        notification: PaymentNotification, receivedAt: Date, isTest: Bool = false, charset: TextCharset? = nil,
+        lossyFields: [String] = []
+    ) {
+        self.id = EventID.derive(notification.key)
+        self.notification = notification
+        self.kind = notification.kind
+        self.receivedAt = receivedAt
+        self.isTest = isTest
+        self.charset = charset
+        self.lossyFields = lossyFields
+    }
+
+    /// The event for a version of `notification` that contradicts the one stored as `storedEventID`.
+    public func asConflict(with storedEventID: String, storedAmount: Int?, storedResultCode: String?) -> Event {
+        var event = self
+        event.id = EventID.derive(notification.key, fingerprint: notification.fingerprint)
+        event.kind = .notificationConflict
+        event.conflict = Conflict(
+            conflictsWith: storedEventID, storedAmount: storedAmount, storedResultCode: storedResultCode)
+        return event
+    }
+
+    /// Raw fields that carry personal data no consumer needs in clear: Smartro's BuyerAuthNum is
+    /// part of a resident registration number (§6.4 #21).
+    static let maskedRawFields: Set<String> = ["buyerauthnum"]
+
+    public func jsonBytes() -> [UInt8] {
+        let n = notification
+        var json = JSONWriter(capacity: 2048)
+        json.beginObject()
+        json.member("amount", n.amount)
+        json.member("approved_at", n.approvedAt)
+        json.object("bank", n.bank)
+        json.object("buyer", n.buyer.isEmpty ? nil : n.buyer)
+        json.member("cancel_tid", n.cancelTID)
+        json.member("canceled_at", n.canceledAt)
+        json.object("card", n.card)
+        json.object("cash_receipt", n.cashReceipt)
+        json.member("charset", charset?.label)
+        json.key("conflict")
+        if let conflict {
+            json.beginObject()
+            json.key("received")
+            json.beginObject()
+            json.member("amount", n.amount)
+            json.member("result_code", n.resultCode)
+            json.endObject()
+            json.key("stored")
+            json.beginObject()
+            json.member("amount", conflict.storedAmount)
+            json.member("result_code", conflict.storedResultCode)
+            json.endObject()
+            json.endObject()
+        } else {
+            json.null()
+        }
+        json.member("conflicts_with", conflict?.conflictsWith)
+        json.member("currency", "KRW")
+        json.object("delivery", (n.delivery?.isEmpty ?? true) ? nil : n.delivery)
+        json.key("goods")
+        if n.goods.isEmpty {
+            json.null()
+        } else {
+            json.beginArray()
+            for item in n.goods { item.write(to: &json) }
+            json.endArray()
+        }
+        json.member("goods_name", n.goodsName)
+        json.member("id", id)
+        json.member("kind", kind.rawValue)
+        json.member("lossy_fields", strings: lossyFields)
+        json.member("merchant_id", n.merchantID)
+        json.member("order_id", n.orderID)
+        json.member("original_tid", n.originalTID)
+        json.member("pay_method", n.payMethod)
+        json.member("provider", n.provider.rawValue)
+        json.key("raw")
+        writeRaw(n.rawFields, to: &json)
+        json.member("received_at", KoreanTime.iso8601(receivedAt))
+        json.member("requested_amount", n.requestedAmount)
+        json.member("result_code", n.resultCode)
+        json.member("result_message", n.resultMessage)
+        json.member("schema", Self.schemaV1)
+        json.member("state", n.state)
+        json.member("test", isTest)
+        json.member("tid", n.tid)
+        json.member("verified_by", n.verifiedBy)
+        json.object("virtual_account", n.virtualAccount)
+        json.endObject()
+        return json.bytes
+    }
+
+    /// Every field as decoded, keyed by the name the PG used and sorted; repeated names become arrays.
+    private func writeRaw(_ fields: [DecodedField], to json: inout JSONWriter) {
+        json.beginObject()
+        for field in fields.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+            let masked = Self.maskedRawFields.contains(FieldKey.normalize(field.name))
+            let values = masked ? field.values.map { $0.isEmpty ? $0 : Masking.secret($0) } : field.values
+            if values.count == 1 {
+                json.member(field.name, values[0])
             } else {
-                self = .one(try container.decode(String.self))
+                json.member(field.name, strings: values)
             }
         }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            switch self {
-            case .one(let value): try container.encode(value)
-            case .many(let values): try container.encode(values)
-            }
-        }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case schema, id, provider, kind
-        case merchantID = "merchant_id"
-        case tid, state
-        case originalTID = "original_tid"
-        case cancelTID = "cancel_tid"
-        case orderID = "order_id"
-        case amount, currency
-        case payMethod = "pay_method"
-        case resultCode = "result_code"
-        case resultMessage = "result_message"
-        case approvedAt = "approved_at"
-        case canceledAt = "canceled_at"
-        case goodsName = "goods_name"
-        case card, bank
-        case virtualAccount = "virtual_account"
-        case cashReceipt = "cash_receipt"
-        case buyer, goods
-        case delivery
-        case verifiedBy = "verified_by"
-        case receivedAt = "received_at"
-        case raw
-    }
-
-    // Absent values are written as explicit nulls so consumers see one stable shape.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(schema, forKey: .schema)
-        try c.encode(id, forKey: .id)
-        try c.encode(provider, forKey: .provider)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(merchantID, forKey: .merchantID)
-        try c.encode(tid, forKey: .tid)
-        try c.encode(state, forKey: .state)
-        try c.encode(originalTID, forKey: .originalTID)
-        try c.encode(cancelTID, forKey: .cancelTID)
-        try c.encode(orderID, forKey: .orderID)
-        try c.encode(amount, forKey: .amount)
-        try c.encode(currency, forKey: .currency)
-        try c.encode(payMethod, forKey: .payMethod)
-        try c.encode(resultCode, forKey: .resultCode)
-        try c.encode(resultMessage, forKey: .resultMessage)
-        try c.encode(approvedAt, forKey: .approvedAt)
-        try c.encode(canceledAt, forKey: .canceledAt)
-        try c.encode(goodsName, forKey: .goodsName)
-        try c.encode(card, forKey: .card)
-        try c.encode(bank, forKey: .bank)
-        try c.encode(virtualAccount, forKey: .virtualAccount)
-        try c.encode(cashReceipt, forKey: .cashReceipt)
-        try c.encode(buyer, forKey: .buyer)
-        try c.encode(goods, forKey: .goods)
-        try c.encode(delivery, forKey: .delivery)
-        try c.encode(verifiedBy, forKey: .verifiedBy)
-        try c.encode(receivedAt, forKey: .receivedAt)
-        try c.encode(raw, forKey: .raw)
-    }
-
-    public init(notification n: PaymentNotification, receivedAt: Date) {
-        schema = Event.schemaV1
-        id = EventID.derive(provider: n.provider, merchantID: n.merchantID, tid: n.tid, state: n.state)
-        provider = n.provider
-        kind = n.kind
-        merchantID = n.merchantID
-        tid = n.tid
-        state = n.state
-        originalTID = n.originalTID
-        cancelTID = n.cancelTID
-        orderID = n.orderID
-        amount = n.amount
-        currency = "KRW"
-        payMethod = n.payMethod
-        resultCode = n.resultCode
-        resultMessage = n.resultMessage
-        approvedAt = n.approvedAt
-        canceledAt = n.canceledAt
-        goodsName = n.goodsName
-        card = n.card
-        bank = n.bank
-        virtualAccount = n.virtualAccount
-        cashReceipt = n.cashReceipt
-        buyer = n.buyer.isEmpty ? nil : n.buyer
-        goods = n.goods.isEmpty ? nil : n.goods
-        delivery = (n.delivery?.isEmpty ?? true) ? nil : n.delivery
-        verifiedBy = n.verifiedBy
-        self.receivedAt = KoreanTime.iso8601(receivedAt)
-        var raw: [String: RawValue] = [:]
-        for field in n.rawFields {
-            raw[field.name] = field.values.count == 1 ? .one(field.values[0]) : .many(field.values)
-        }
-        self.raw = raw
-    }
-
-    /// Stable bytes: sorted keys, so the same event always files as the same document.
-    public func jsonBytes() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(self))
+        json.endObject()
     }
 }
 
 public enum EventID {
     /// Derived from the dedup key alone, so a replayed or re-filed event keeps its id and a
-    /// consumer can deduplicate on it too.
-    public static func derive(provider: ProviderID, merchantID: String, tid: String, state: String) -> String {
-        let key = [provider.rawValue, merchantID, tid, state].joined(separator: "\u{1F}")
-        return String(Digest.hex(Digest.sha256(Array(key.utf8))).prefix(32))
-    }
-}
-
-public enum QueueFileName {
-    /// `<microseconds since epoch, 17 digits>-<event id>.json`: lexical order is arrival order,
-    /// so a consumer listing `new/` sees an approval before its cancel.
-    public static func make(receivedAt: Date, eventID: String) -> String {
-        let micros = max(0, Int64((receivedAt.timeIntervalSince1970 * 1_000_000).rounded(.down)))
-        let digits = String(micros)
-        return String(repeating: "0", count: max(0, 17 - digits.count)) + digits + "-" + eventID + ".json"
+    /// consumer can deduplicate on it too. A conflict's id also covers the version it carries.
+    public static func derive(_ key: NotificationKey, fingerprint: String? = nil) -> String {
+        var parts = [key.provider.rawValue, key.merchantID, key.tid, key.state]
+        if let fingerprint { parts.append(fingerprint) }
+        let text = parts.joined(separator: "\u{1F}")
+        return String(Digest.hex(Digest.sha256(Array(text.utf8))).prefix(32))
     }
 }

@@ -2,13 +2,39 @@ import Foundation
 
 /// PGs write local Korean time without a zone; Korea has had no DST since 1988, so +09:00 is exact.
 public enum KoreanTime {
-    /// `yyMMddHHmmss` (Smartro/TomatoPay AuthDate) or `yyyyMMddHHmmss` → `yyyy-MM-ddTHH:mm:ss+09:00`.
+    static let offsetSeconds: Int64 = 9 * 3600
+
+    /// `yyMMddHHmmss` (Smartro/TomatoPay AuthDate), `yyyyMMddHHmmss`, or the same with
+    /// separators (`2024-11-23 15:30:12`, Toss files) → `yyyy-MM-ddTHH:mm:ss+09:00`.
     /// nil when the text is not a plausible timestamp: a wrong date must not pass as a right one.
     public static func fromCompact(_ text: String?) -> String? {
-        guard var digits = text?.trimmingCharacters(in: .whitespaces), digits.allSatisfy(\.isASCIIDigit) else {
-            return nil
+        guard let text, let digits = digitsOnly(text, separators: "-:. T/") else { return nil }
+        return fromDigits(digits.count == 12 ? "20" + digits : digits)
+    }
+
+    /// Innopay splits date and time (§4.2.1, width 10): `yyyyMMdd` or `yyyy-MM-dd`, and
+    /// `HHmmss` or `HH:mm:ss`.
+    public static func fromDateAndTime(_ date: String?, _ time: String?) -> String? {
+        guard let date, let time, let day = digitsOnly(date, separators: "-./"), day.count == 8,
+            let clock = digitsOnly(time, separators: ":"), clock.count == 6
+        else { return nil }
+        return fromDigits(day + clock)
+    }
+
+    /// The digits of `text` once the allowed separators are removed; nil if anything else is there.
+    private static func digitsOnly(_ text: String, separators: String) -> String? {
+        var out = ""
+        for c in text.trimmingCharacters(in: .whitespaces) {
+            if c.isASCIIDigit {
+                out.append(c)
+            } else if !separators.contains(c) {
+                return nil
+            }
         }
-        if digits.count == 12 { digits = "20" + digits }
+        return out
+    }
+
+    private static func fromDigits(_ digits: String) -> String? {
         guard digits.count == 14 else { return nil }
         let d = Array(digits)
         func part(_ from: Int, _ length: Int) -> Int { Int(String(d[from..<from + length]))! }
@@ -18,16 +44,18 @@ public enum KoreanTime {
             "\(String(d[0..<4]))-\(String(d[4..<6]))-\(String(d[6..<8]))T\(String(d[8..<10])):\(String(d[10..<12])):\(String(d[12..<14]))+09:00"
     }
 
-    /// Innopay splits date (yyyyMMdd) and time (HHmmss).
-    public static func fromDateAndTime(_ date: String?, _ time: String?) -> String? {
-        guard let date, let time else { return nil }
-        return fromCompact(date + time)
-    }
-
     /// `yyyy-MM-ddTHH:mm:ss.SSS+09:00`. Calendar arithmetic by hand: Foundation's ISO 8601
     /// styles write the offset as `+0900`, and this runs for every log line.
     public static func iso8601(_ date: Date) -> String {
-        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) + 9 * 3_600_000
+        var out = [UInt8]()
+        out.reserveCapacity(29)
+        appendISO8601(date, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the `iso8601` form to a byte buffer without building a String.
+    public static func appendISO8601(_ date: Date, to out: inout [UInt8]) {
+        let millis = Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) + offsetSeconds * 1000
         let dayMillis: Int64 = 86_400_000
         let days = millis >= 0 ? millis / dayMillis : (millis - dayMillis + 1) / dayMillis
         var rest = millis - days * dayMillis
@@ -38,12 +66,37 @@ public enum KoreanTime {
         rest %= 60_000
         let second = rest / 1000
         let milli = rest % 1000
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        func pad(_ value: Int64, _ width: Int) {
+            var digits = [UInt8](repeating: 0x30, count: width)
+            var v = max(0, value)
+            var i = width - 1
+            while i >= 0 {
+                digits[i] = UInt8(0x30 + v % 10)
+                v /= 10
+                i -= 1
+            }
+            out.append(contentsOf: digits)
         }
-        return
-            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))+09:00"
+        pad(year, 4)
+        out.append(UInt8(ascii: "-"))
+        pad(month, 2)
+        out.append(UInt8(ascii: "-"))
+        pad(day, 2)
+        out.append(UInt8(ascii: "T"))
+        pad(hour, 2)
+        out.append(UInt8(ascii: ":"))
+        pad(minute, 2)
+        out.append(UInt8(ascii: ":"))
+        pad(second, 2)
+        out.append(UInt8(ascii: "."))
+        pad(milli, 3)
+        out.append(contentsOf: Array("+09:00".utf8))
+    }
+
+    /// `yyyy-MM-dd HH:mm:ss` in Korean time, for tables operators read.
+    public static func display(_ date: Date) -> String {
+        let iso = iso8601(date)
+        return String(iso.prefix(10)) + " " + String(iso.dropFirst(11).prefix(8))
     }
 
     /// Proleptic Gregorian date of a day count from 1970-01-01 (era-based day arithmetic).
@@ -57,6 +110,16 @@ public enum KoreanTime {
         let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
+    /// The inverse of `civilDate`: days from 1970-01-01 to the given date.
+    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
     }
 }
 

@@ -6,9 +6,24 @@ public enum EventKind: String, Sendable, Codable, CaseIterable {
     case paymentFailed = "payment.failed"
     case vbankIssued = "vbank.issued"
     case vbankDeposited = "vbank.deposited"
+    case cashReceiptIssued = "cash_receipt.issued"
+    case cashReceiptCanceled = "cash_receipt.canceled"
+    case cashReceiptFailed = "cash_receipt.failed"
+    case refundFailed = "refund.failed"
+    /// The outcome is not known: a request whose answer was lost (Payup timeout).
+    case paymentUnknown = "payment.unknown"
+    /// A second version of a stored notification with a different amount or result.
+    case notificationConflict = "notification.conflict"
+
+    public var isCancel: Bool { self == .paymentCanceled || self == .paymentPartiallyCanceled }
 }
 
-public struct CardDetails: Sendable, Equatable, Codable {
+/// The nested objects of an event. Members are written in sorted order, as the whole event is.
+protocol EventObject {
+    func write(to json: inout JSONWriter)
+}
+
+public struct CardDetails: Sendable, Equatable, EventObject {
     public var issuerCode: String?
     public var issuerName: String?
     public var acquirerCode: String?
@@ -32,27 +47,37 @@ public struct CardDetails: Sendable, Equatable, Codable {
         self.approvalNumber = approvalNumber
     }
 
-    enum CodingKeys: String, CodingKey {
-        case issuerCode = "issuer_code"
-        case issuerName = "issuer_name"
-        case acquirerCode = "acquirer_code"
-        case acquirerName = "acquirer_name"
-        case number
-        case installmentMonths = "installment_months"
-        case approvalNumber = "approval_number"
+    // Absent members are left out inside nested objects (the top level writes explicit nulls).
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("acquirer_code", acquirerCode)
+        json.optional("acquirer_name", acquirerName)
+        json.optional("approval_number", approvalNumber)
+        json.optional("installment_months", installmentMonths)
+        json.optional("issuer_code", issuerCode)
+        json.optional("issuer_name", issuerName)
+        json.optional("number", number)
+        json.endObject()
     }
 }
 
-public struct BankDetails: Sendable, Equatable, Codable {
+public struct BankDetails: Sendable, Equatable, EventObject {
     public var code: String?
     public var name: String?
     public init(code: String? = nil, name: String? = nil) {
         self.code = code
         self.name = name
     }
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("code", code)
+        json.optional("name", name)
+        json.endObject()
+    }
 }
 
-public struct VirtualAccount: Sendable, Equatable, Codable {
+public struct VirtualAccount: Sendable, Equatable, EventObject {
     public var bankCode: String?
     public var bankName: String?
     public var accountNumber: String?
@@ -61,34 +86,47 @@ public struct VirtualAccount: Sendable, Equatable, Codable {
         self.bankName = bankName
         self.accountNumber = accountNumber
     }
-    enum CodingKeys: String, CodingKey {
-        case bankCode = "bank_code"
-        case bankName = "bank_name"
-        case accountNumber = "account_number"
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("account_number", accountNumber)
+        json.optional("bank_code", bankCode)
+        json.optional("bank_name", bankName)
+        json.endObject()
     }
 }
 
-public struct CashReceipt: Sendable, Equatable, Codable {
+public struct CashReceipt: Sendable, Equatable, EventObject {
     /// 1 = income deduction (소득공제), 2 = proof of expense (지출증빙), as the PGs number them.
     public var type: String?
     public var approvalNumber: String?
+    /// Smartro RcptCcNo: set when the receipt itself was canceled.
+    public var cancelNumber: String?
     public var supplyAmount: Int?
     public var vat: Int?
-    public init(type: String? = nil, approvalNumber: String? = nil, supplyAmount: Int? = nil, vat: Int? = nil) {
+    public init(
+        type: String? = nil, approvalNumber: String? = nil, cancelNumber: String? = nil, supplyAmount: Int? = nil,
+        vat: Int? = nil
+    ) {
         self.type = type
         self.approvalNumber = approvalNumber
+        self.cancelNumber = cancelNumber
         self.supplyAmount = supplyAmount
         self.vat = vat
     }
-    enum CodingKeys: String, CodingKey {
-        case type
-        case approvalNumber = "approval_number"
-        case supplyAmount = "supply_amount"
-        case vat
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("approval_number", approvalNumber)
+        json.optional("cancel_number", cancelNumber)
+        json.optional("supply_amount", supplyAmount)
+        json.optional("type", type)
+        json.optional("vat", vat)
+        json.endObject()
     }
 }
 
-public struct Buyer: Sendable, Equatable, Codable {
+public struct Buyer: Sendable, Equatable, EventObject {
     public var name: String?
     public var email: String?
     public var phone: String?
@@ -100,13 +138,18 @@ public struct Buyer: Sendable, Equatable, Codable {
         self.userID = userID
     }
     var isEmpty: Bool { name == nil && email == nil && phone == nil && userID == nil }
-    enum CodingKeys: String, CodingKey {
-        case name, email, phone
-        case userID = "user_id"
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("email", email)
+        json.optional("name", name)
+        json.optional("phone", phone)
+        json.optional("user_id", userID)
+        json.endObject()
     }
 }
 
-public struct GoodsItem: Sendable, Equatable, Codable {
+public struct GoodsItem: Sendable, Equatable, EventObject {
     public var code: String?
     public var name: String?
     public var unitAmount: Int?
@@ -121,15 +164,19 @@ public struct GoodsItem: Sendable, Equatable, Codable {
         self.quantity = quantity
         self.totalAmount = totalAmount
     }
-    enum CodingKeys: String, CodingKey {
-        case code, name
-        case unitAmount = "unit_amount"
-        case quantity
-        case totalAmount = "total_amount"
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("code", code)
+        json.optional("name", name)
+        json.optional("quantity", quantity)
+        json.optional("total_amount", totalAmount)
+        json.optional("unit_amount", unitAmount)
+        json.endObject()
     }
 }
 
-public struct Delivery: Sendable, Equatable, Codable {
+public struct Delivery: Sendable, Equatable, EventObject {
     public var zipCode: String?
     public var address: String?
     public var addressDetail: String?
@@ -150,18 +197,36 @@ public struct Delivery: Sendable, Equatable, Codable {
     var isEmpty: Bool {
         [zipCode, address, addressDetail, recipientName, recipientPhone, comment].allSatisfy { $0 == nil }
     }
-    enum CodingKeys: String, CodingKey {
-        case zipCode = "zip_code"
-        case address
-        case addressDetail = "address_detail"
-        case recipientName = "recipient_name"
-        case recipientPhone = "recipient_phone"
-        case comment
+
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.optional("address", address)
+        json.optional("address_detail", addressDetail)
+        json.optional("comment", comment)
+        json.optional("recipient_name", recipientName)
+        json.optional("recipient_phone", recipientPhone)
+        json.optional("zip_code", zipCode)
+        json.endObject()
     }
 }
 
-/// One PG notification after parsing and verification: the provider-neutral facts plus the
-/// decoded fields exactly as they arrived.
+extension JSONWriter {
+    mutating func optional(_ name: String, _ value: String?) {
+        if let value { member(name, value) }
+    }
+
+    mutating func optional(_ name: String, _ value: Int?) {
+        if let value { member(name, value) }
+    }
+
+    mutating func object(_ name: String, _ value: (some EventObject)?) {
+        key(name)
+        if let value { value.write(to: &self) } else { null() }
+    }
+}
+
+/// One PG notification after parsing: the provider-neutral facts plus the decoded fields
+/// exactly as they arrived.
 public struct PaymentNotification: Sendable, Equatable {
     public var provider: ProviderID
     public var merchantID: String
@@ -172,7 +237,10 @@ public struct PaymentNotification: Sendable, Equatable {
     public var originalTID: String?
     public var cancelTID: String?
     public var orderID: String?
+    /// KRW; for a cancel, the amount the PG reports as canceled.
     public var amount: Int?
+    /// For a cancel, the amount that was asked for, when the PG reports it apart from `amount`.
+    public var requestedAmount: Int?
     public var payMethod: String?
     public var resultCode: String?
     public var resultMessage: String?
@@ -193,7 +261,7 @@ public struct PaymentNotification: Sendable, Equatable {
     public init(
         provider: ProviderID, merchantID: String, tid: String, state: String, kind: EventKind,
         originalTID: String? = nil, cancelTID: String? = nil, orderID: String? = nil,
-        amount: Int? = nil, payMethod: String? = nil, resultCode: String? = nil,
+        amount: Int? = nil, requestedAmount: Int? = nil, payMethod: String? = nil, resultCode: String? = nil,
         resultMessage: String? = nil, approvedAt: String? = nil, canceledAt: String? = nil,
         goodsName: String? = nil, card: CardDetails? = nil, bank: BankDetails? = nil,
         virtualAccount: VirtualAccount? = nil, cashReceipt: CashReceipt? = nil,
@@ -209,6 +277,7 @@ public struct PaymentNotification: Sendable, Equatable {
         self.cancelTID = cancelTID
         self.orderID = orderID
         self.amount = amount
+        self.requestedAmount = requestedAmount
         self.payMethod = payMethod
         self.resultCode = resultCode
         self.resultMessage = resultMessage
@@ -226,9 +295,33 @@ public struct PaymentNotification: Sendable, Equatable {
         self.rawFields = rawFields
     }
 
+    /// The dedup key: one event per (provider, merchant, transaction, state).
+    public var key: NotificationKey {
+        NotificationKey(provider: provider, merchantID: merchantID, tid: tid, state: state)
+    }
+
     /// What a PG retry must repeat to count as the same notification. A retry that changes the
     /// amount or the result under the same (TID, state) is a conflict an operator must see.
     public var fingerprint: String {
+        Self.fingerprint(amount: amount, resultCode: resultCode)
+    }
+
+    public static func fingerprint(amount: Int?, resultCode: String?) -> String {
         "amount=\(amount.map(String.init) ?? "-");result=\(resultCode ?? "-")"
+    }
+}
+
+/// The dedup key of a notification.
+public struct NotificationKey: Sendable, Hashable {
+    public var provider: ProviderID
+    public var merchantID: String
+    public var tid: String
+    public var state: String
+
+    public init(provider: ProviderID, merchantID: String, tid: String, state: String) {
+        self.provider = provider
+        self.merchantID = merchantID
+        self.tid = tid
+        self.state = state
     }
 }

@@ -1,13 +1,19 @@
-/// Innopay (Infinisoft) "카드 결제 결과 DB 처리" notification (SMS card manual v1.5 §4).
+/// Innopay (Infinisoft) "카드 결제 결과 DB 처리" notification (SMS card manual v1.5 §4). Innopay
+/// signs nothing: like TomatoPay it rests on the path secret or source allowlist.
 public struct Innopay: PaymentProvider {
     public let id = ProviderID.innopay
     /// §4.3: return exactly "0000"; anything else makes Innopay resend.
     public let ackBody = "0000"
-    public let defaultCharset: TextCharset
+    public let charset: CharsetSetting
 
-    public init(defaultCharset: TextCharset = .cp949) {
-        self.defaultCharset = defaultCharset
+    public init(charset: CharsetSetting = .cp949) {
+        self.charset = charset
     }
+
+    /// §1.1 "TEST Mid".
+    public static let publishedTestMerchants = [
+        TestMerchant("testpay01m", source: "Innopay SMS card manual v1.5 §1.1")
+    ]
 
     static let approved = "25"
     static let canceled = "85"
@@ -21,50 +27,52 @@ public struct Innopay: PaymentProvider {
         let approvalAmount = try fields.amount("approvalAmt")
         let cancelTID = fields["cancelPgTid"]
 
-        let kind: EventKind
-        let state: String
-        var amount = approvalAmount
+        var notification = PaymentNotification(
+            provider: id, merchantID: merchantID, tid: tid, state: status, kind: .paymentApproved,
+            cancelTID: cancelTID, orderID: fields["moid"], amount: approvalAmount,
+            payMethod: fields["payMethod"], resultCode: fields["pgResultCode"],
+            resultMessage: fields["pgResultMsg"],
+            approvedAt: KoreanTime.fromDateAndTime(fields["pgAppDate"], fields["pgAppTime"]),
+            goodsName: fields["goodsName"],
+            buyer: Buyer(name: fields["buyerName"], phone: fields["buyerPhoneNo"], userID: fields["userId"]),
+            rawFields: fields.all)
         switch status {
         case Self.approved:
-            kind = .paymentApproved
-            state = status
+            break
         case Self.canceled:
-            let cancelAmount = try fields.amount("cancelAmt")
-            amount = cancelAmount ?? approvalAmount
-            if let cancelAmount, let approvalAmount, cancelAmount < approvalAmount {
-                kind = .paymentPartiallyCanceled
+            // §4.2.4: a cancel reports its own result, approved amount and approval number; the
+            // pg* fields still describe the original approval. The requested amount is kept beside.
+            let requested = try fields.amount("cancelAmt")
+            let approvedCancel = try fields.amount("cancelApprovalAmt")
+            notification.amount = approvedCancel ?? requested ?? approvalAmount
+            notification.requestedAmount = requested
+            notification.resultCode = fields["cancelResultCode"] ?? notification.resultCode
+            notification.resultMessage = fields["cancelResultMsg"] ?? notification.resultMessage
+            notification.canceledAt = KoreanTime.fromDateAndTime(fields["cancelAppDate"], fields["cancelAppTime"])
+            if let canceled = notification.amount, let approvalAmount, canceled < approvalAmount {
+                notification.kind = .paymentPartiallyCanceled
             } else {
-                kind = .paymentCanceled
+                notification.kind = .paymentCanceled
             }
             // Each partial cancel of one payment has its own cancelPgTid; keying on it keeps a
             // second partial cancel from looking like a conflicting retry of the first.
-            state = cancelTID.map { "\(status):\($0)" } ?? status
+            notification.state = cancelTID.map { "\(status):\($0)" } ?? status
         default:
             throw Rejection(.invalidField, "status must be 25 (approved) or 85 (canceled)")
         }
 
-        var notification = PaymentNotification(
-            provider: id, merchantID: merchantID, tid: tid, state: state, kind: kind,
-            cancelTID: cancelTID, orderID: fields["moid"], amount: amount,
-            payMethod: fields["payMethod"], resultCode: fields["pgResultCode"],
-            resultMessage: fields["pgResultMsg"],
-            approvedAt: KoreanTime.fromDateAndTime(fields["pgAppDate"], fields["pgAppTime"]),
-            canceledAt: kind == .paymentApproved
-                ? nil
-                : KoreanTime.fromDateAndTime(fields["cancelAppDate"], fields["cancelAppTime"]),
-            goodsName: fields["goodsName"],
-            buyer: Buyer(name: fields["buyerName"], phone: fields["buyerPhoneNo"], userID: fields["userId"]),
-            rawFields: fields.all)
+        let approvalNumber =
+            status == Self.canceled ? fields["cancelApprovalNo"] ?? fields["approvalNo"] : fields["approvalNo"]
         if fields.contains("cardNo") || fields.contains("cardIssueCode") {
             notification.card = CardDetails(
                 issuerCode: fields["cardIssueCode"], issuerName: fields["cardIssueName"],
                 acquirerCode: fields["cardAcquireCode"], acquirerName: fields["cardAcquireName"],
                 number: fields["cardNo"], installmentMonths: fields.integer("cardQuota"),
-                approvalNumber: fields["approvalNo"])
+                approvalNumber: approvalNumber)
         }
         if let type = fields["cashReceiptType"] {
             notification.cashReceipt = CashReceipt(
-                type: type, approvalNumber: fields["approvalNo"],
+                type: type, approvalNumber: approvalNumber,
                 supplyAmount: try fields.amount("cashReceiptSupplyAmt"), vat: try fields.amount("cashReceiptVat"))
         }
         notification.goods = try Self.goods(fields)
@@ -85,7 +93,7 @@ public struct Innopay: PaymentProvider {
         let count = [codes.count, names.count, amounts.count, counts.count, totals.count].max() ?? 0
         func number(_ values: [String], _ index: Int, _ name: String) throws(Rejection) -> Int? {
             guard index < values.count, !values[index].isEmpty else { return nil }
-            guard let value = Int(values[index].replacingOccurrences(of: ",", with: "")) else {
+            guard let value = Int(values[index].filter { $0 != "," }) else {
                 throw Rejection(.invalidField, "\(name)[\(index)] is not a whole number")
             }
             return value

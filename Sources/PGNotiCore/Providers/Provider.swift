@@ -1,5 +1,6 @@
-/// Why a request was refused. Each reason is a short stable code for logs and metrics; `detail`
-/// says which field or check, never a secret.
+/// Why a request was refused. Each reason is a short stable code for logs, metrics and the
+/// quarantine; `detail` says which field or check, never a secret. Which HTTP status a reason
+/// gets is the server's business, not the core's.
 public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Reason: String, Sendable, Codable, CaseIterable {
         case missingField = "missing_field"
@@ -10,6 +11,20 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         case unsupportedMediaType = "unsupported_media_type"
         case unsupportedCharset = "unsupported_charset"
         case bodyTooLarge = "body_too_large"
+        /// The URL lacked the provider's path secret, or carried a wrong one.
+        case pathSecretMismatch = "path_secret_mismatch"
+        /// The client address is outside the provider's `allow_sources`.
+        case sourceNotAllowed = "source_not_allowed"
+        /// The MID is not in the provider's `merchants` list.
+        case merchantNotAccepted = "merchant_not_accepted"
+        /// A state that contradicts the result code (a signed approval re-posted as a cancel).
+        case stateMismatch = "state_mismatch"
+        /// A PG's published test merchant reached a production receiver.
+        case testMerchant = "test_merchant"
+        /// The client sent more than `requests_per_second_per_source` allows.
+        case rateLimited = "rate_limited"
+        /// Released from quarantine for a PG that is no longer enabled.
+        case providerDisabled = "provider_disabled"
     }
 
     public let reason: Reason
@@ -20,18 +35,6 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         self.detail = detail
     }
 
-    /// 403 for authenticity failures, 415 for the wrong media type, 413 for an oversized body,
-    /// 400 for everything malformed.
-    /// None of them is the ACK, so the PG keeps retrying while an operator fixes the cause.
-    public var httpStatus: Int {
-        switch reason {
-        case .signatureMissing, .signatureMismatch, .unknownMerchant: 403
-        case .unsupportedMediaType: 415
-        case .bodyTooLarge: 413
-        case .missingField, .invalidField, .unsupportedCharset: 400
-        }
-    }
-
     public var description: String { "\(reason.rawValue): \(detail)" }
 
     public static func missing(_ key: FieldKey) -> Rejection {
@@ -39,15 +42,43 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// One PG: how its form reads, what it must answer. Implementations are pure: fields in,
-/// notification or rejection out.
+/// A PG's published test merchant, with the manual section that lists it, so the list can be
+/// checked against its source.
+public struct TestMerchant: Sendable, Equatable {
+    public let merchantID: String
+    public let source: String
+
+    public init(_ merchantID: String, source: String) {
+        self.merchantID = merchantID
+        self.source = source
+    }
+}
+
+/// One PG: how its form reads, how it is verified, what it must answer. Implementations are
+/// pure: fields in, notification or rejection out.
+///
+/// Reading and verifying are two steps on purpose. A body that reads as a notification but
+/// fails verification (a wrong merchant key, say) is what an operator may want to release once
+/// the key is fixed, so the quarantine keeps it longer than a body that never read at all.
 public protocol PaymentProvider: Sendable {
     var id: ProviderID { get }
     /// The exact body the PG reads as "stored, stop retrying".
     var ackBody: String { get }
-    /// Used when the request declares no charset.
-    var defaultCharset: TextCharset { get }
+    /// How the body is decoded when the request declares no charset.
+    var charset: CharsetSetting { get }
+    /// The merchants the PG publishes for testing; their notifications are never real payments.
+    static var publishedTestMerchants: [TestMerchant] { get }
+    /// Reads the fields into a notification, checking only their shape.
     func interpret(_ fields: Fields) throws(Rejection) -> PaymentNotification
+    /// Checks what a forger could have changed: signatures and consistency. Returns the scheme
+    /// that verified the notification (`nil` when the PG signs nothing).
+    func verify(_ notification: PaymentNotification, _ fields: Fields) throws(Rejection) -> String?
+}
+
+extension PaymentProvider {
+    public static var publishedTestMerchants: [TestMerchant] { [] }
+
+    public func verify(_ notification: PaymentNotification, _ fields: Fields) throws(Rejection) -> String? { nil }
 }
 
 extension Fields {
@@ -59,7 +90,7 @@ extension Fields {
     /// KRW amounts are integers; PGs sometimes pad or add thousands separators.
     func amount(_ key: FieldKey) throws(Rejection) -> Int? {
         guard let text = self[key] else { return nil }
-        let digits = text.replacingOccurrences(of: ",", with: "")
+        let digits = text.filter { $0 != "," }
         guard let value = Int(digits), value >= 0 else {
             throw Rejection(.invalidField, "\(key.spellings[0]) is not a whole number of won")
         }

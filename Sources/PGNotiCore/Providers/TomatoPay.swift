@@ -1,14 +1,19 @@
 /// TomatoPay ARS easy-pay "결제결과 데이터 URL 통보" (manual v1.0 §4). The spec defines no
-/// signature, so authenticity rests on the path token / source allowlist in the server.
+/// signature, so a TomatoPay notification is only as genuine as the path secret or source
+/// allowlist the operator configures for it; pgnoti refuses to run it with neither.
 public struct TomatoPay: PaymentProvider {
     public let id = ProviderID.tomatopay
     public let ackBody: String
-    public let defaultCharset: TextCharset
+    public let charset: CharsetSetting
 
-    public init(ackBody: String = "OK", defaultCharset: TextCharset = .cp949) {
+    public init(ackBody: String = "OK", charset: CharsetSetting = .cp949) {
         self.ackBody = ackBody
-        self.defaultCharset = defaultCharset
+        self.charset = charset
     }
+
+    static let fnCd = FieldKey("FnCd", "fn_cd")
+    static let fnName = FieldKey("FnName", "fn_name")
+    static let name = FieldKey("Name", "name")
 
     public func interpret(_ fields: Fields) throws(Rejection) -> PaymentNotification {
         let mid = try fields.required("MID")
@@ -28,10 +33,10 @@ public struct TomatoPay: PaymentProvider {
             canceledAt: kind == .paymentCanceled ? KoreanTime.fromCompact(fields["CancelDate"]) : nil,
             goodsName: fields["GoodsName"],
             card: CardDetails(
-                issuerCode: fields[.fnCd], issuerName: fields[.fnName],
+                issuerCode: fields[Self.fnCd], issuerName: fields[Self.fnName],
                 acquirerCode: fields["AcquCo"],
                 installmentMonths: fields.integer("CardQuota"), approvalNumber: fields["AuthCode"]),
-            buyer: Buyer(name: fields[.name], email: fields["BuyerEmail"]),
+            buyer: Buyer(name: fields[Self.name], email: fields["BuyerEmail"]),
             rawFields: fields.all)
     }
 }

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// The two text encodings Korean PGs actually send. EUC-KR is folded into
 /// CP949 on purpose: CP949 is a superset, and PG servers running Windows
@@ -21,8 +22,31 @@ public enum TextCharset: String, Sendable, Codable, CaseIterable {
         }
     }
 
+    /// The name events and logs use: `cp949` or `utf-8`.
+    public var label: String { self == .cp949 ? "cp949" : "utf-8" }
+
     private static func isLabelNoise(_ s: Unicode.Scalar) -> Bool {
         s == "\"" || s == "'" || s.properties.isWhitespace
+    }
+}
+
+/// How a provider decodes a body that declares no charset.
+public enum CharsetSetting: Sendable, Equatable {
+    case fixed(TextCharset)
+    /// UTF-8 when every byte sequence is valid UTF-8, CP949 otherwise: for PG builds that post
+    /// UTF-8 without saying so (Smartro §3.1.3 allows UTF-8 for ReturnURL posts). CP949 bytes of
+    /// Hangul are almost never valid UTF-8, so the guess errs only on pure ASCII, where both agree.
+    case auto
+
+    public static let cp949 = CharsetSetting.fixed(.cp949)
+
+    public func resolve(for body: FormBody) -> TextCharset {
+        switch self {
+        case .fixed(let charset): return charset
+        case .auto:
+            let valid = body.pairs.allSatisfy { KoreanText.isValidUTF8($0.name) && KoreanText.isValidUTF8($0.value) }
+            return valid ? .utf8 : .cp949
+        }
     }
 }
 
@@ -40,59 +64,37 @@ public struct DecodedText: Sendable, Equatable {
 
 public enum KoreanText {
     public static func decode(_ bytes: some Collection<UInt8>, as charset: TextCharset) -> DecodedText {
-        let input = Array(bytes)
-        if input.allSatisfy({ $0 < 0x80 }) {
-            return DecodedText(text: String(decoding: input, as: UTF8.self), isLossy: false)
+        if bytes.allSatisfy({ $0 < 0x80 }) {
+            return DecodedText(text: String(decoding: bytes, as: UTF8.self), isLossy: false)
         }
         switch charset {
         case .utf8:
-            let text = String(decoding: input, as: UTF8.self)
+            let text = String(decoding: bytes, as: UTF8.self)
             // A genuine U+FFFD in the input survives unchanged, so only a
             // byte-level difference means something was replaced.
-            return DecodedText(text: text, isLossy: !text.utf8.elementsEqual(input))
+            return DecodedText(text: text, isLossy: !text.utf8.elementsEqual(bytes))
         case .cp949:
-            return decodeCP949(input)
+            return decodeCP949(Array(bytes))
         }
     }
 
-    /// The raw `charset` parameter of a Content-Type header value, e.g. `application/x-www-form-urlencoded; charset=euc-kr` → "euc-kr"; nil when absent. Case-insensitive param name, quoted values allowed.
-    public static func charsetLabel(ofContentType contentType: String?) -> String? {
-        guard let contentType else { return nil }
-        // The first segment is the media type itself, never a parameter.
-        for param in contentType.split(separator: ";", omittingEmptySubsequences: true).dropFirst() {
-            guard let eq = param.firstIndex(of: "=") else { continue }
-            let name = trimSpaces(param[param.startIndex..<eq])
-            guard name.lowercased() == "charset" else { continue }
-            var value = trimSpaces(param[param.index(after: eq)...])
-            if value.count >= 2, value.first == "\"", value.last == "\"" {
-                value = String(value.dropFirst().dropLast())
-            }
-            return value.isEmpty ? nil : value
-        }
-        return nil
-    }
-
-    private static func trimSpaces(_ s: Substring) -> String {
-        let scalars = s.unicodeScalars
-            .drop(while: { $0.properties.isWhitespace })
-            .reversed().drop(while: { $0.properties.isWhitespace }).reversed()
-        return String(String.UnicodeScalarView(scalars))
+    public static func isValidUTF8(_ bytes: [UInt8]) -> Bool {
+        if bytes.allSatisfy({ $0 < 0x80 }) { return true }
+        return String(validating: bytes, as: UTF8.self) != nil
     }
 
     private static let replacement: [UInt8] = [0xEF, 0xBF, 0xBD]
 
     private static func decodeCP949(_ input: [UInt8]) -> DecodedText {
-        // A descriptor per call: iconv_t carries conversion state and glibc
-        // does not make it safe to share across threads.
-        let cd = iconv_open("UTF-8", "CP949")
-        guard let cd, cd != iconv_t(bitPattern: -1) else {
+        guard let converter = ConverterPool.cp949.take() else {
             // No CP949 module (e.g. a stripped container): degrade to an
             // obviously lossy result rather than trapping on a live request.
             var out: [UInt8] = []
             for b in input { out += b < 0x80 ? [b] : replacement }
             return DecodedText(text: String(decoding: out, as: UTF8.self), isLossy: true)
         }
-        defer { iconv_close(cd) }
+        defer { ConverterPool.cp949.give(back: converter) }
+        let cd = converter.descriptor
 
         var output: [UInt8] = []
         output.reserveCapacity(input.count * 2)
@@ -139,5 +141,48 @@ public enum KoreanText {
             }
         }
         return DecodedText(text: String(decoding: output, as: UTF8.self), isLossy: lossy)
+    }
+}
+
+/// An open iconv descriptor. It carries conversion state, and glibc does not make one safe to
+/// share across threads, so each is used by one caller at a time.
+final class Converter: @unchecked Sendable {
+    let descriptor: iconv_t
+
+    init?(to: String, from: String) {
+        guard let cd = iconv_open(to, from), cd != iconv_t(bitPattern: -1) else { return nil }
+        descriptor = cd
+    }
+
+    deinit { iconv_close(descriptor) }
+}
+
+/// Opening a descriptor loads and sets up glibc's conversion tables, which costs more than
+/// converting a field; a small pool reuses them across requests and threads.
+final class ConverterPool: Sendable {
+    static let cp949 = ConverterPool(to: "UTF-8", from: "CP949")
+
+    private let to: String
+    private let from: String
+    private let idle = Mutex<[Converter]>([])
+    /// More than the cores that could convert at once; the rest are closed on return.
+    private let capacity = 16
+
+    init(to: String, from: String) {
+        self.to = to
+        self.from = from
+    }
+
+    func take() -> Converter? {
+        if let reused = idle.withLock({ $0.popLast() }) { return reused }
+        return Converter(to: to, from: from)
+    }
+
+    func give(back converter: Converter) {
+        // Back to the initial shift state, so the next caller starts clean.
+        _ = iconv(converter.descriptor, nil, nil, nil, nil)
+        idle.withLock { pool in
+            if pool.count < capacity { pool.append(converter) }
+        }
     }
 }

@@ -1,8 +1,7 @@
 import Foundation
 import Logging
-import PGNotiCore
 import PGNotiSpool
-@_spi(Testing) import PGNotiStore
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -102,11 +101,13 @@ import Testing
         }
     }
 
-    @Test func concurrentDeliveriesOfOneNameNeverMixContent() async throws {
-        try await withTemporaryDirectory { dir in
+    // Synchronous on purpose: concurrentPerform blocks its caller, which must never be a
+    // thread of the cooperative pool.
+    @Test func concurrentDeliveriesOfOneNameNeverMixContent() throws {
+        try withTemporaryDirectorySync { dir in
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let payloads = (0..<6).map { [UInt8](repeating: UInt8(65 + $0), count: 512 * 1024) }
-            let failures = Locked<[any Error]>([])
+            let failures = Mutex<[any Error]>([])
             DispatchQueue.concurrentPerform(iterations: payloads.count * 3) { i in
                 do { try queue.deliver(fileName: "same.json", payload: payloads[i % payloads.count]) } catch {
                     failures.withLock { $0.append(error) }
@@ -136,132 +137,114 @@ import Testing
 }
 
 @Suite struct OutboxRelayTests {
-    @Test func drainFilesEveryAcceptedEventAndEmptiesTheOutbox() async throws {
+    @Test func drainFilesEveryPendingEventAndEmptiesTheOutbox() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             // batchSize 2 makes the relay loop over several outbox pages.
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0, batchSize: 2)
-            let entries = (0..<5).map { makeEntry(tid: "T\($0)") }
-            for entry in entries { _ = try await ledger.record(entry) }
-            _ = try await ledger.record(entries[0])
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0, batchSize: 2)
+            let names = (0..<5).map { outbox.add("T\($0)") }
 
             #expect(try await relay.drain() == 5)
             let newDir = queue.root.appendingPathComponent("new")
-            #expect(try files(in: newDir) == entries.map(\.queueFileName).sorted())
-            for entry in entries {
-                #expect(
-                    try Array(Data(contentsOf: newDir.appendingPathComponent(entry.queueFileName)))
-                        == entry.eventJSON)
+            #expect(try files(in: newDir) == names.sorted())
+            for name in names {
+                #expect(try Array(Data(contentsOf: newDir.appendingPathComponent(name))) == FakeOutbox.payload(name))
             }
-            #expect(try await ledger.counts().outbox == 0)
+            #expect(outbox.count == 0)
             #expect(try await relay.drain() == 0)
         }
     }
 
     @Test func afterACrashPendingEventsAreFiledExactlyOnce() async throws {
         try await withTemporaryDirectory { dir in
-            let path = dir.appendingPathComponent("ledger.sqlite").path
             let queueRoot = dir.appendingPathComponent("queue")
-            let entries = (0..<3).map { makeEntry(tid: "T\($0)") }
+            let outbox = FakeOutbox()
+            let names = (0..<3).map { outbox.add("T\($0)") }
             do {
-                // The daemon ACKed three events, filed the first one, and died
-                // before deleting its outbox row; it also left a half-written temp.
-                let ledger = try Ledger(path: path)
-                for entry in entries { _ = try await ledger.record(entry) }
+                // The daemon ACKed three events, filed the first one, and died before deleting
+                // its outbox row; it also left a half-written temp.
                 let queue = try QueueDirectory(root: queueRoot)
-                try queue.deliver(fileName: entries[0].queueFileName, payload: entries[0].eventJSON)
-                try Data([0x7b]).write(to: queueRoot.appendingPathComponent("tmp/\(entries[1].queueFileName).99.1"))
-                try await ledger.close()
+                try queue.deliver(fileName: names[0], payload: FakeOutbox.payload(names[0]))
+                try Data([0x7b]).write(to: queueRoot.appendingPathComponent("tmp/\(names[1]).99.1"))
             }
 
-            let ledger = try Ledger(path: path)
             let queue = try QueueDirectory(root: queueRoot)
             try queue.cleanStaleTemporaries()
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
             #expect(try await relay.drain() == 3)
             #expect(try await relay.drain() == 0)
 
-            #expect(try files(in: queueRoot.appendingPathComponent("new")) == entries.map(\.queueFileName).sorted())
+            #expect(try files(in: queueRoot.appendingPathComponent("new")) == names.sorted())
             #expect(try files(in: queueRoot.appendingPathComponent("tmp")).isEmpty)
-            #expect(try await ledger.counts().outbox == 0)
+            #expect(outbox.count == 0)
         }
     }
 
     /// Starts `run` and returns once its startup pass is over, so whatever is
-    /// recorded afterwards can only be filed by a wake, a poll or shutdown.
-    private func startRelay(_ relay: OutboxRelay, ledger: Ledger, newDir: URL) async throws -> Task<Void, Never> {
-        let early = makeEntry(tid: "early", fileName: "0000-early.json")
-        _ = try await ledger.record(early)
+    /// added afterwards can only be filed by a wake, a poll or shutdown.
+    private func startRelay(_ relay: OutboxRelay, outbox: FakeOutbox, newDir: URL) async throws -> Task<Void, Never> {
+        let early = outbox.add("early")
         let running = Task { await relay.run() }
-        try await waitUntil("startup pass") { try files(in: newDir) == [early.queueFileName] }
+        try await waitUntil("startup pass") { try files(in: newDir) == [early] }
         _ = try await relay.drain()  // queued behind the startup pass, so that pass has ended
         return running
     }
 
     @Test func runFilesOnWakeWithoutWaitingForThePoll() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(
-                ledger: ledger, queue: queue, logger: capturingLogger().0,
-                pollInterval: .seconds(3600))
-            let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
+                outbox: outbox, queue: queue, logger: capturingLogger().0, pollInterval: .seconds(3600))
+            let running = try await startRelay(relay, outbox: outbox, newDir: newDir)
             defer { running.cancel() }
 
-            let entry = makeEntry(tid: "T1")
-            _ = try await ledger.record(entry)
+            let name = outbox.add("T1")
             relay.wake()
-            try await waitUntil("woken relay to file the event") { try files(in: newDir).contains(entry.queueFileName) }
+            try await waitUntil("woken relay to file the event") { try files(in: newDir).contains(name) }
         }
     }
 
     @Test func runPollsWhenNobodyWakesIt() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(
-                ledger: ledger, queue: queue, logger: capturingLogger().0,
-                pollInterval: .milliseconds(50))
-            let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
+                outbox: outbox, queue: queue, logger: capturingLogger().0, pollInterval: .milliseconds(50))
+            let running = try await startRelay(relay, outbox: outbox, newDir: newDir)
             defer { running.cancel() }
 
-            let entry = makeEntry(tid: "T1")
-            _ = try await ledger.record(entry)
-            try await waitUntil("poll to file the event") { try files(in: newDir).contains(entry.queueFileName) }
+            let name = outbox.add("T1")
+            try await waitUntil("poll to file the event") { try files(in: newDir).contains(name) }
         }
     }
 
     @Test func cancelledRunDrainsOnceMoreBeforeReturning() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             let relay = OutboxRelay(
-                ledger: ledger, queue: queue, logger: capturingLogger().0,
-                pollInterval: .seconds(3600))
-            let running = try await startRelay(relay, ledger: ledger, newDir: newDir)
+                outbox: outbox, queue: queue, logger: capturingLogger().0, pollInterval: .seconds(3600))
+            let running = try await startRelay(relay, outbox: outbox, newDir: newDir)
 
-            let entry = makeEntry(tid: "T1")
-            _ = try await ledger.record(entry)
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(!(try files(in: newDir).contains(entry.queueFileName)), "nothing drains without a wake or poll")
-
+            let name = outbox.add("T1")
             running.cancel()
             await running.value
-            #expect(try files(in: newDir).contains(entry.queueFileName))
-            #expect(try await ledger.counts().outbox == 0)
+            #expect(try files(in: newDir).contains(name))
+            #expect(outbox.count == 0)
         }
     }
 
     @Test func concurrentDrainsNeverFileARowTwice() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
-            for i in 0..<40 { _ = try await ledger.record(makeEntry(tid: "T\(i)")) }
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
+            for i in 0..<40 { _ = outbox.add("T\(i)") }
 
             let counts = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<4 { group.addTask { try await relay.drain() } }
@@ -271,52 +254,83 @@ import Testing
         }
     }
 
+    /// Only the holder of `<queue>/.outbox.lock` files: a second drainer (another process, or a
+    /// command run beside the daemon) is told so and files nothing.
+    @Test func onlyTheLockHolderDrains() async throws {
+        try await withTemporaryDirectory { dir in
+            let outbox = FakeOutbox()
+            let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
+            let daemon = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
+            let command = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
+            _ = outbox.add("T1")
+            #expect(try await daemon.drain() == 1)
+            _ = outbox.add("T2")
+            await #expect(throws: OutboxRelay.LockHeldElsewhere.self) { try await command.drain() }
+            #expect(try await command.takeLock() == false)
+            #expect(outbox.count == 1)
+            #expect(FileManager.default.fileExists(atPath: queue.root.appendingPathComponent(".outbox.lock").path))
+
+            await daemon.releaseLock()
+            #expect(try await command.takeLock(waitingUpTo: .seconds(1)))
+            #expect(try await command.drain() == 1)
+            #expect(try await daemon.takeLock() == false)
+        }
+    }
+
     @Test func aFailedDeliveryKeepsItsRowAndForgetsTheOnesBeforeIt() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: capturingLogger().0)
-            let entries = ["A", "B", "C"].map { makeEntry(tid: $0) }
-            for entry in entries { _ = try await ledger.record(entry) }
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
+            let names = ["A", "B", "C"].map { outbox.add($0) }
             // rename(2) cannot replace a directory with a file, even for root.
-            let blocker = newDir.appendingPathComponent(entries[1].queueFileName)
+            let blocker = newDir.appendingPathComponent(names[1])
             try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: false)
 
             await #expect(throws: SpoolError.self) { try await relay.drain() }
-            #expect(
-                try await ledger.pendingOutbox(limit: 10).map(\.fileName)
-                    == [entries[1].queueFileName, entries[2].queueFileName])
+            #expect(try await outbox.pendingOutbox(limit: 10).map(\.fileName) == [names[1], names[2]])
 
             try FileManager.default.removeItem(at: blocker)
             #expect(try await relay.drain() == 2)
-            #expect(try files(in: newDir) == entries.map(\.queueFileName).sorted())
+            #expect(try files(in: newDir) == names.sorted())
         }
     }
 
     @Test func runLogsFailuresAndKeepsGoing() async throws {
         try await withTemporaryDirectory { dir in
-            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
+            let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
             try FileManager.default.removeItem(at: newDir)
             let (logger, logs) = capturingLogger()
-            let relay = OutboxRelay(ledger: ledger, queue: queue, logger: logger, pollInterval: .seconds(3600))
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: logger, pollInterval: .seconds(3600))
             let running = Task { await relay.run() }
             defer { running.cancel() }
 
-            let entry = makeEntry(tid: "T1")
-            _ = try await ledger.record(entry)
+            let name = outbox.add("T1")
             relay.wake()
             try await waitUntil("the failure to be logged") {
                 logs.all.contains { $0.0 == .error && $0.1.contains("rename") && $0.1.contains(newDir.path) }
             }
-            #expect(try await ledger.counts().outbox == 1)
+            #expect(outbox.count == 1)
 
             // The disk recovers; the relay must get there on its own (backoff),
             // without another wake and long before the hour-long poll.
             try FileManager.default.createDirectory(at: newDir, withIntermediateDirectories: false)
-            try await waitUntil("retry after backoff") { try files(in: newDir) == [entry.queueFileName] }
+            try await waitUntil("retry after backoff") { try files(in: newDir) == [name] }
         }
+    }
+}
+
+@Suite struct QueueFileNameTests {
+    @Test func namesSortInFilingOrder() {
+        let earlier = QueueFileName.make(filedAtMicroseconds: 9_500_000, eventID: "ffff")
+        let later = QueueFileName.make(filedAtMicroseconds: 1_800_000_000_250_000, eventID: "0000")
+        #expect(earlier < later)
+        #expect(later == "01800000000250000-0000.json")
+        #expect(earlier.hasSuffix("-ffff.json"))
+        #expect(QueueFileName.isPlain(later))
+        #expect(!QueueFileName.isPlain("a/b") && !QueueFileName.isPlain("..") && !QueueFileName.isPlain(""))
     }
 }

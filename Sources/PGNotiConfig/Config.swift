@@ -1,0 +1,438 @@
+import Foundation
+import Logging
+import PGNotiCore
+
+/// A configuration problem, always naming the key so `check-config` can point at the line.
+/// The problem text never quotes a secret.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let key: String
+    public let problem: String
+    public init(_ key: String, _ problem: String) {
+        self.key = key
+        self.problem = problem
+    }
+    public var description: String { "\(key): \(problem)" }
+}
+
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `127.0.0.1:8080`, `[::1]:8080`, `0.0.0.0:80`.
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// How a provider's notifications are authenticated beyond what the PG itself signs.
+public struct ProviderAuth: Sendable, Equatable {
+    /// The URL is `/notify/<provider>/<secret>` when set; any value of the set is accepted.
+    public var pathSecrets = SecretValues([])
+    /// Client addresses (after `trusted_proxies`) the PG posts from; empty accepts any.
+    public var allowSources: [CIDR] = []
+    /// MIDs accepted; nil accepts any.
+    public var merchants: Set<String>?
+    /// Runs an unsigned PG without a path secret or allowlist, knowingly.
+    public var allowUnauthenticated = false
+    /// Accepts the PG's published test merchants outside sandbox mode.
+    public var acceptTestMerchants = false
+    /// Test merchants beyond the ones the PG publishes.
+    public var extraTestMerchants: Set<String> = []
+
+    public init() {}
+
+    /// Authenticated by something the operator configured (the PG's own signature aside).
+    public var hasTransportAuthentication: Bool { !pathSecrets.isEmpty || !allowSources.isEmpty }
+}
+
+public struct SmartroSettings: Sendable {
+    public var enabled = false
+    public var charset = CharsetSetting.cp949
+    public var signAlgorithm = SmartroSignAlgorithm.either
+    /// MID → merchant key(s). `SecretValues` keeps them out of every description and log line.
+    public var merchantKeys: [String: SecretValues] = [:]
+    public var auth = ProviderAuth()
+}
+
+public struct TomatoPaySettings: Sendable {
+    public var enabled = false
+    public var charset = CharsetSetting.cp949
+    public var ackBody = "OK"
+    public var auth = ProviderAuth()
+}
+
+public struct InnopaySettings: Sendable {
+    public var enabled = false
+    public var charset = CharsetSetting.cp949
+    public var auth = ProviderAuth()
+}
+
+/// Bounds on what a client can make the daemon do. Every one has a default; see README "Limits".
+public struct Limits: Sendable, Equatable {
+    /// Time a connection has to deliver a complete request (head and body) once it starts one.
+    public var readTimeoutSeconds = 10
+    /// Connections over this are closed as soon as they are accepted.
+    public var maxConnections = 4096
+    public var maxHeaderBytes = 16 * 1024
+    /// Per client address; 0 turns the limit off, so a PG's retry storm is never refused by default.
+    public var requestsPerSecondPerSource = 0
+    /// Requests a client may send at once above the rate.
+    public var burstPerSource = 10
+    /// Stored bytes of refused requests; never-parsed garbage is evicted first.
+    public var quarantineMaxBytes = 256 * 1024 * 1024
+    public var quarantineKeepDays = 30
+    /// On SIGTERM, requests still being read after this are cut (unACKed) and the daemon exits.
+    /// Below the unit's TimeoutStopSec (30 s), so systemd never has to kill it.
+    public var shutdownGraceSeconds = 20
+
+    public init() {}
+}
+
+public struct Config: Sendable {
+    public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
+    /// nil turns the admin listener off.
+    public var adminListen: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9759)
+    public var database = "/var/lib/pgnoti/pgnoti.sqlite"
+    public var queue = "/var/lib/pgnoti/queue"
+    public var logLevel = Logger.Level.info
+    public var maxBodyBytes = 64 * 1024
+    public var rejectedKeep = 10_000
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    public var trustedProxies: [CIDR] = []
+    public var limits = Limits()
+    public var smartro = SmartroSettings()
+    public var tomatopay = TomatoPaySettings()
+    public var innopay = InnopaySettings()
+    /// True only for the embedded defaults: test keys, state under ./var.
+    public var sandbox = false
+
+    public init() {}
+
+    /// Smartro's published test merchant (WEBLink manual v5.2 §4.4). The manual's table wraps
+    /// the key over three lines; Base64 has no spaces.
+    public static let smartroTestMID = "SMTPAY001m"
+    public static let smartroTestKey =
+        "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
+
+    /// What `pgnoti serve` runs on with no config at all: loopback only, state under ./var, every
+    /// PG enabled, test merchants accepted.
+    public static func sandbox(directory: String = "./var") -> Config {
+        var config = Config()
+        config.sandbox = true
+        config.database = directory + "/pgnoti.sqlite"
+        config.queue = directory + "/queue"
+        config.smartro.enabled = true
+        config.smartro.merchantKeys = [smartroTestMID: SecretValues([smartroTestKey])]
+        config.tomatopay.enabled = true
+        config.innopay.enabled = true
+        return config
+    }
+
+    public func auth(for provider: ProviderID) -> ProviderAuth {
+        switch provider {
+        case .smartro: smartro.auth
+        case .tomatopay: tomatopay.auth
+        case .innopay: innopay.auth
+        }
+    }
+
+    public var providers: [any PaymentProvider] {
+        var list: [any PaymentProvider] = []
+        if smartro.enabled {
+            list.append(
+                Smartro(
+                    merchantKeys: smartro.merchantKeys, signAlgorithm: smartro.signAlgorithm, charset: smartro.charset))
+        }
+        if tomatopay.enabled { list.append(TomatoPay(ackBody: tomatopay.ackBody, charset: tomatopay.charset)) }
+        if innopay.enabled { list.append(Innopay(charset: innopay.charset)) }
+        return list
+    }
+
+    /// Things worth a warning at every start: they are allowed, but an operator should know.
+    public var warnings: [String] {
+        var out: [String] = []
+        for (id, enabled, auth) in [
+            (ProviderID.tomatopay, tomatopay.enabled, tomatopay.auth), (.innopay, innopay.enabled, innopay.auth),
+        ] where enabled && !sandbox && !auth.hasTransportAuthentication {
+            out.append(
+                "\(id.rawValue) runs unauthenticated (allow_unauthenticated = true): anyone who knows the URL can post a payment"
+            )
+        }
+        if providers.isEmpty {
+            out.append(
+                "no PG is enabled: every notify URL answers 404 until a [smartro], [tomatopay] or [innopay] table is configured"
+            )
+        }
+        return out
+    }
+}
+
+/// Reads `pgnoti.toml`. Pure apart from the two callbacks, so every rule is testable.
+public struct ConfigLoader {
+    public var environment: [String: String]
+    public var readFile: (String) throws -> String
+    public var fileExists: (String) -> Bool
+
+    public static let smartroKeysCredential = "smartro-merchant-keys"
+    public static func pathSecretCredential(_ provider: ProviderID) -> String { "\(provider.rawValue)-path-secret" }
+
+    public init(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        readFile: @escaping (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) },
+        fileExists: @escaping (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }
+    ) {
+        self.environment = environment
+        self.readFile = readFile
+        self.fileExists = fileExists
+    }
+
+    public func load(path: String) throws(ConfigError) -> Config {
+        let text: String
+        do { text = try readFile(path) } catch {
+            throw ConfigError("config", "cannot read \(path): \(error.localizedDescription)")
+        }
+        return try parse(text)
+    }
+
+    public func parse(_ text: String) throws(ConfigError) -> Config {
+        let reader = try TableReader(parsing: text)
+        var config = Config()
+        try reader.allow([
+            "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
+            "trusted_proxies", "limits", "smartro", "tomatopay", "innopay",
+        ])
+        if let listen = try reader.string("listen") {
+            guard let address = ListenAddress(parsing: listen) else {
+                throw ConfigError("listen", "expected HOST:PORT, got \"\(listen)\"")
+            }
+            config.listen = address
+        }
+        if let admin = try reader.string("admin_listen") {
+            if admin == "off" || admin.isEmpty {
+                config.adminListen = nil
+            } else {
+                guard let address = ListenAddress(parsing: admin) else {
+                    throw ConfigError("admin_listen", "expected HOST:PORT or \"off\", got \"\(admin)\"")
+                }
+                config.adminListen = address
+            }
+        }
+        if let database = try reader.string("database") { config.database = database }
+        if let queue = try reader.string("queue") { config.queue = queue }
+        if let level = try reader.string("log_level") {
+            guard let parsed = Logger.Level(rawValue: level) else {
+                throw ConfigError(
+                    "log_level", "expected one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            config.logLevel = parsed
+        }
+        if let max = try reader.int("max_body_bytes") {
+            guard (1024...(1 << 20)).contains(max) else {
+                throw ConfigError("max_body_bytes", "must be between 1024 and 1048576")
+            }
+            config.maxBodyBytes = max
+        }
+        if let keep = try reader.int("rejected_keep") {
+            guard keep >= 0 else { throw ConfigError("rejected_keep", "must not be negative") }
+            config.rejectedKeep = keep
+        }
+        config.trustedProxies = try reader.cidrs("trusted_proxies") ?? []
+        if let limits = try reader.table("limits") { config.limits = try parseLimits(limits) }
+
+        if let smartro = try reader.table("smartro") {
+            try smartro.allow(
+                Self.authKeys.union(["enabled", "charset", "sign_algorithm", "merchant_keys", "merchant_keys_file"]))
+            config.smartro.enabled = try smartro.bool("enabled") ?? true
+            config.smartro.charset = try smartro.charsetSetting("charset") ?? .cp949
+            if let algorithm = try smartro.string("sign_algorithm") {
+                guard let parsed = SmartroSignAlgorithm(rawValue: algorithm) else {
+                    throw ConfigError("smartro.sign_algorithm", "expected md5, sha256 or either")
+                }
+                config.smartro.signAlgorithm = parsed
+            }
+            var keys: [String: [String]] = [:]
+            if let table = try smartro.table("merchant_keys") {
+                for mid in table.table.keys { keys[mid, default: []] += try table.secrets(mid) }
+            }
+            if let file = try smartro.string("merchant_keys_file") {
+                for (mid, values) in try readKeyFile(file, key: "smartro.merchant_keys_file") {
+                    keys[mid, default: []] += values
+                }
+            }
+            // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY, outside the config.
+            if let path = credentialPath(Self.smartroKeysCredential) {
+                for (mid, values) in try readKeyFile(path, key: "credential \(Self.smartroKeysCredential)") {
+                    keys[mid, default: []] += values
+                }
+            }
+            config.smartro.merchantKeys = keys.mapValues { SecretValues(Self.unique($0)) }
+            config.smartro.auth = try parseAuth(smartro, provider: .smartro)
+            if config.smartro.enabled && config.smartro.merchantKeys.isEmpty {
+                throw ConfigError(
+                    "smartro.merchant_keys",
+                    "Smartro is enabled but no merchant key is configured (merchant_keys, merchant_keys_file or the \(Self.smartroKeysCredential) credential); set enabled = false until you have one"
+                )
+            }
+        }
+        if let tomato = try reader.table("tomatopay") {
+            try tomato.allow(Self.authKeys.union(["enabled", "charset", "ack_body"]))
+            config.tomatopay.enabled = try tomato.bool("enabled") ?? true
+            config.tomatopay.charset = try tomato.charsetSetting("charset") ?? .cp949
+            if let ack = try tomato.string("ack_body") {
+                guard !ack.isEmpty, ack.count <= 64, !ack.contains(where: \.isNewline) else {
+                    throw ConfigError("tomatopay.ack_body", "must be 1 to 64 characters on one line")
+                }
+                config.tomatopay.ackBody = ack
+            }
+            config.tomatopay.auth = try parseAuth(tomato, provider: .tomatopay)
+        }
+        if let inno = try reader.table("innopay") {
+            try inno.allow(Self.authKeys.union(["enabled", "charset"]))
+            config.innopay.enabled = try inno.bool("enabled") ?? true
+            config.innopay.charset = try inno.charsetSetting("charset") ?? .cp949
+            config.innopay.auth = try parseAuth(inno, provider: .innopay)
+        }
+        try requireAuthentication(config)
+        return config
+    }
+
+    /// The same rules for a configuration built in code (sandbox aside): an unsigned PG needs a
+    /// path secret or an allowlist unless the operator says otherwise in so many words.
+    public func requireAuthentication(_ config: Config) throws(ConfigError) {
+        guard !config.sandbox else { return }
+        for (id, enabled, auth) in [
+            (ProviderID.tomatopay, config.tomatopay.enabled, config.tomatopay.auth),
+            (.innopay, config.innopay.enabled, config.innopay.auth),
+        ] where enabled && !auth.hasTransportAuthentication && !auth.allowUnauthenticated {
+            throw ConfigError(
+                id.rawValue,
+                "\(id.rawValue) signs nothing, so it needs path_secret (or path_secret_file, or the \(Self.pathSecretCredential(id)) credential) or allow_sources; set allow_unauthenticated = true to run it without either, or enabled = false"
+            )
+        }
+    }
+
+    static let authKeys: Set<String> = [
+        "path_secret", "path_secret_file", "allow_sources", "merchants", "allow_unauthenticated",
+        "accept_test_merchants", "test_merchants",
+    ]
+
+    func parseAuth(_ table: TableReader, provider: ProviderID) throws(ConfigError) -> ProviderAuth {
+        var auth = ProviderAuth()
+        var secrets = try table.secrets("path_secret")
+        if let file = try table.string("path_secret_file") {
+            secrets += try readSecretLines(file, key: table.name("path_secret_file"))
+        }
+        let credential = Self.pathSecretCredential(provider)
+        if let path = credentialPath(credential) {
+            secrets += try readSecretLines(path, key: "credential \(credential)")
+        }
+        for (index, secret) in secrets.enumerated() {
+            let key = "\(table.name("path_secret"))[\(index)]"
+            guard secret.utf8.count >= 16 else {
+                throw ConfigError(
+                    key, "a path secret must be at least 16 characters (it is the only thing that keeps forgers out)")
+            }
+            guard secret.utf8.allSatisfy(Self.isUnreservedURLByte) else {
+                throw ConfigError(
+                    key, "a path secret may contain only A-Z a-z 0-9 - . _ ~ (it becomes part of the URL)")
+            }
+        }
+        auth.pathSecrets = SecretValues(Self.unique(secrets))
+        auth.allowSources = try table.cidrs("allow_sources") ?? []
+        if let merchants = try table.strings("merchants") { auth.merchants = Set(merchants) }
+        auth.allowUnauthenticated = try table.bool("allow_unauthenticated") ?? false
+        auth.acceptTestMerchants = try table.bool("accept_test_merchants") ?? false
+        auth.extraTestMerchants = Set(try table.strings("test_merchants") ?? [])
+        return auth
+    }
+
+    func parseLimits(_ table: TableReader) throws(ConfigError) -> Limits {
+        try table.allow([
+            "read_timeout_seconds", "max_connections", "max_header_bytes", "requests_per_second_per_source",
+            "burst_per_source", "quarantine_max_bytes", "quarantine_keep_days", "shutdown_grace_seconds",
+        ])
+        var limits = Limits()
+        func bounded(_ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+            guard let value = try table.int(key) else { return nil }
+            guard range.contains(value) else {
+                throw ConfigError(table.name(key), "must be between \(range.lowerBound) and \(range.upperBound)")
+            }
+            return value
+        }
+        if let v = try bounded("read_timeout_seconds", 1...600) { limits.readTimeoutSeconds = v }
+        if let v = try bounded("max_connections", 1...1_000_000) { limits.maxConnections = v }
+        if let v = try bounded("max_header_bytes", 1024...(1 << 20)) { limits.maxHeaderBytes = v }
+        if let v = try bounded("requests_per_second_per_source", 0...1_000_000) {
+            limits.requestsPerSecondPerSource = v
+        }
+        if let v = try bounded("burst_per_source", 1...1_000_000) { limits.burstPerSource = v }
+        if let v = try bounded("quarantine_max_bytes", 1024 * 1024...(1 << 40)) { limits.quarantineMaxBytes = v }
+        if let v = try bounded("quarantine_keep_days", 1...3650) { limits.quarantineKeepDays = v }
+        if let v = try bounded("shutdown_grace_seconds", 1...600) { limits.shutdownGraceSeconds = v }
+        return limits
+    }
+
+    static func isUnreservedURLByte(_ b: UInt8) -> Bool {
+        (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b)
+            || b == UInt8(ascii: "-") || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "~")
+    }
+
+    static func unique(_ values: [String]) -> [String] {
+        var seen = Set<String>()
+        return values.filter { seen.insert($0).inserted }
+    }
+
+    func credentialPath(_ name: String) -> String? {
+        guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else { return nil }
+        let path = directory + "/" + name
+        return fileExists(path) ? path : nil
+    }
+
+    /// One `MID=KEY` per line; `#` starts a comment; a MID may appear twice while its key is
+    /// rotated. Base64 keys end in `=`, so only the first `=` separates.
+    func readKeyFile(_ path: String, key: String) throws(ConfigError) -> [String: [String]] {
+        let text: String
+        do { text = try readFile(path) } catch {
+            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+        }
+        var keys: [String: [String]] = [:]
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw ConfigError(key, "\(path) line \(number + 1): expected MID=KEY")
+            }
+            let mid = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let secret = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            guard !mid.isEmpty, !secret.isEmpty else {
+                throw ConfigError(key, "\(path) line \(number + 1): expected MID=KEY")
+            }
+            keys[mid, default: []].append(secret)
+        }
+        return keys
+    }
+
+    /// One secret per line, `#` comments and blank lines skipped, surrounding whitespace trimmed.
+    func readSecretLines(_ path: String, key: String) throws(ConfigError) -> [String] {
+        let text: String
+        do { text = try readFile(path) } catch {
+            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+        }
+        return text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    }
+}

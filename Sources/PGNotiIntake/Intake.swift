@@ -1,0 +1,282 @@
+import Foundation
+import Logging
+import Metrics
+import PGNotiCore
+import PGNotiStore
+import Synchronization
+
+/// What one submission became.
+public struct IntakeResult: Sendable {
+    public enum Outcome: String, Sendable {
+        /// Committed; `accepted` and `conflict` also filed an event.
+        case accepted, duplicate, conflict
+        /// Refused before anything was committed; kept in quarantine.
+        case rejected
+        /// The store failed; nothing was committed.
+        case error
+    }
+
+    public var outcome: Outcome
+    /// The exact body the PG must hear. Set only once the ledger has committed.
+    public var ack: String?
+    public var rejection: Rejection?
+    public var eventID: String?
+    public var queueFileName: String?
+    public var merchantID: String?
+    public var tid: String?
+    public var state: String?
+    public var kind: String?
+    /// For a conflict: the fingerprint already stored, the one just received, the event they
+    /// contradict, and whether a conflict event was filed (false past the per-key limit).
+    public var storedFingerprint: String?
+    public var receivedFingerprint: String?
+    public var conflictsWith: String?
+    public var conflictFiled: Bool?
+    /// The quarantine row that kept a refused request (nil if it was dropped or not stored).
+    public var quarantineID: Int64?
+    /// Why the store failed, or why a refused request could not be kept. Never holds a secret.
+    public var error: String?
+    /// The decoded fields with personal data masked; filled only when debug logging is on.
+    public var maskedFields: [(name: String, value: String)]?
+
+    init(outcome: Outcome) { self.outcome = outcome }
+
+    /// Committed: the PG may be told so.
+    public var isCommitted: Bool { ack != nil }
+}
+
+/// The single path every notification takes into the ledger, whichever door it came through:
+/// decode → authenticate → verify → commit. It knows nothing about HTTP; the transport maps
+/// a result to its answer, and only a committed result carries an ACK.
+public final class Intake: Sendable {
+    private let policyBox: Mutex<IntakePolicy>
+    let store: any NotificationStore
+    let logger: Logger
+    private let onFiled: @Sendable () -> Void
+
+    /// - Parameter onFiled: called after a commit that put an event in the outbox (wakes the relay).
+    public init(
+        policy: IntakePolicy, store: any NotificationStore, logger: Logger,
+        onFiled: @escaping @Sendable () -> Void = {}
+    ) {
+        self.policyBox = Mutex(policy)
+        self.store = store
+        self.logger = logger
+        self.onFiled = onFiled
+    }
+
+    public var policy: IntakePolicy { policyBox.withLock { $0 } }
+
+    /// Swaps the policy (a reload); submissions already under way finish with the old one.
+    public func replacePolicy(_ policy: IntakePolicy) {
+        policyBox.withLock { $0 = policy }
+    }
+
+    /// Decodes, authenticates, verifies and commits one submission. A refusal is kept in
+    /// quarantine unless `quarantine` is false (a release of an item that is already there).
+    public func process(_ submission: Submission, quarantine: Bool = true) async -> IntakeResult {
+        let policy = self.policy
+        guard let provider = policy.providers[submission.provider] else {
+            // Not a refusal of what was sent but of where: nothing to keep.
+            return await refuse(
+                submission, Rejection(.providerDisabled, "\(submission.provider.rawValue) is not enabled"),
+                parsed: nil, keep: false)
+        }
+        let auth = policy.auth(for: provider.id)
+
+        // Read the body first, whatever happens next: whether it reads as a notification decides
+        // how long the quarantine keeps it if it is refused.
+        let reading = Result { () throws(Rejection) in try Self.read(submission, with: provider) }
+        let parsed = try? reading.get()
+
+        if !auth.pathSecrets.isEmpty {
+            let matches: Bool =
+                switch submission.pathSecret {
+                case .none: false
+                case .presented(let bytes): auth.pathSecrets.matches(bytes)
+                case .digest(let digest): auth.pathSecrets.matches(sha256: digest)
+                }
+            if !matches {
+                let detail =
+                    submission.pathSecret == .none
+                    ? "the URL carries no path secret" : "the URL's path secret matches none configured"
+                return await refuse(
+                    submission, Rejection(.pathSecretMismatch, detail), parsed: parsed, keep: quarantine)
+            }
+        }
+        if !auth.allowSources.isEmpty {
+            let client = submission.address.client.flatMap(IPAddress.init)
+            if client.map({ !auth.allowSources.contains($0) }) ?? true {
+                let rejection = Rejection(
+                    .sourceNotAllowed,
+                    "client \(submission.address.client ?? "-") is not in \(provider.id.rawValue).allow_sources")
+                return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+            }
+        }
+
+        let (notification, fields): (PaymentNotification, Fields)
+        switch reading {
+        case .success(let value): (notification, fields) = value
+        case .failure(let rejection): return await refuse(submission, rejection, parsed: nil, keep: quarantine)
+        }
+        if let merchants = auth.merchants, !merchants.contains(notification.merchantID) {
+            let rejection = Rejection(
+                .merchantNotAccepted,
+                "MID \(notification.merchantID) is not in \(provider.id.rawValue).merchants")
+            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+        }
+        let isTest = policy.isTestMerchant(notification.merchantID, provider: provider)
+        if isTest && !policy.sandbox && !auth.acceptTestMerchants {
+            let rejection = Rejection(
+                .testMerchant,
+                "MID \(notification.merchantID) is a published test merchant; set \(provider.id.rawValue).accept_test_merchants = true to take it"
+            )
+            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+        }
+        var verified = notification
+        do {
+            verified.verifiedBy = try provider.verify(notification, fields)
+        } catch {
+            return await refuse(submission, error, parsed: parsed, keep: quarantine)
+        }
+        return await commit(verified, fields: fields, isTest: isTest, submission, ack: provider.ackBody)
+    }
+
+    /// Refuses a submission the transport judged before the intake could (an oversized body,
+    /// a rate limit), keeping it like any other refusal.
+    public func refuse(_ submission: Submission, _ rejection: Rejection) async -> IntakeResult {
+        let parsed = policy.providers[submission.provider].flatMap { try? Self.read(submission, with: $0) }
+        return await refuse(submission, rejection, parsed: parsed, keep: true)
+    }
+
+    /// The body decoded with the charset it declares (or the provider's setting) and read by
+    /// the provider. Pure.
+    static func read(_ submission: Submission, with provider: any PaymentProvider) throws(Rejection) -> (
+        PaymentNotification, Fields
+    ) {
+        let fields = try Fields.decoding(
+            submission.body, contentType: submission.contentType, charset: provider.charset)
+        return (try provider.interpret(fields), fields)
+    }
+
+    private func refuse(
+        _ submission: Submission, _ rejection: Rejection, parsed: (PaymentNotification, Fields)?, keep: Bool
+    ) async -> IntakeResult {
+        var result = IntakeResult(outcome: .rejected)
+        result.rejection = rejection
+        result.merchantID = parsed?.0.merchantID
+        result.tid = parsed?.0.tid
+        result.state = parsed?.0.state
+        result.kind = parsed?.0.kind.rawValue
+        if logger.logLevel <= .debug, let fields = parsed?.1 { result.maskedFields = Masking.fields(fields.all) }
+        Self.count(submission.provider, .rejected, reason: rejection.reason)
+        guard keep else { return result }
+        let entry = QuarantineEntry(
+            provider: submission.provider.rawValue, reason: rejection.reason.rawValue, detail: rejection.detail,
+            rawBody: submission.body, contentType: submission.contentType, forwardedFor: submission.forwardedFor,
+            peer: submission.address.peer, client: submission.address.client,
+            pathSecretSHA256: submission.pathSecret.sha256, parsed: parsed != nil,
+            merchantID: parsed?.0.merchantID, tid: parsed?.0.tid, receivedAt: submission.receivedAt)
+        do {
+            switch try await store.quarantine(entry) {
+            case .stored(let id): result.quarantineID = id
+            case .dropped:
+                result.error = "quarantine queue full: not kept"
+                IntakeMetrics.shared.quarantineDropped.increment()
+            }
+        } catch {
+            result.error = "could not be kept: \(error)"
+        }
+        return result
+    }
+
+    private func commit(
+        _ notification: PaymentNotification, fields: Fields, isTest: Bool, _ submission: Submission, ack: String
+    ) async -> IntakeResult {
+        var result = IntakeResult(outcome: .error)
+        result.merchantID = notification.merchantID
+        result.tid = notification.tid
+        result.state = notification.state
+        result.kind = notification.kind.rawValue
+        if logger.logLevel <= .debug { result.maskedFields = Masking.fields(fields.all) }
+        let event = Event(
+            notification: notification, receivedAt: submission.receivedAt, isTest: isTest, charset: fields.charset,
+            lossyFields: fields.lossyFieldNames)
+        result.eventID = event.id
+        let entry = LedgerEntry(
+            key: notification.key, fingerprint: notification.fingerprint, eventID: event.id,
+            kind: notification.kind.rawValue, orderID: notification.orderID, amount: notification.amount,
+            resultCode: notification.resultCode, rawBody: submission.body, contentType: submission.contentType,
+            peer: submission.address.peer, client: submission.address.client, receivedAt: submission.receivedAt,
+            eventJSON: { event.jsonBytes() },
+            conflictEvent: { storedEventID, storedAmount, storedResult in
+                let conflict = event.asConflict(
+                    with: storedEventID, storedAmount: storedAmount, storedResultCode: storedResult)
+                return (conflict.id, conflict.jsonBytes())
+            })
+        let outcome: RecordOutcome
+        do {
+            outcome = try await store.record(entry)
+        } catch {
+            result.error = "\(error)"
+            Self.count(submission.provider, .error)
+            return result
+        }
+        // Committed: from here on the PG may hear its ACK.
+        result.ack = ack
+        switch outcome {
+        case .accepted(let id, let fileName):
+            result.outcome = .accepted
+            result.eventID = id
+            result.queueFileName = fileName
+            onFiled()
+        case .duplicate(let id):
+            result.outcome = .duplicate
+            result.eventID = id
+        case .conflict(let id, let conflictsWith, let storedFingerprint, let fileName):
+            result.outcome = .conflict
+            result.eventID = id
+            result.kind = EventKind.notificationConflict.rawValue
+            result.queueFileName = fileName
+            result.conflictsWith = conflictsWith
+            result.storedFingerprint = storedFingerprint
+            result.receivedFingerprint = notification.fingerprint
+            result.conflictFiled = true
+            onFiled()
+        case .conflictIgnored(let conflictsWith, let storedFingerprint, let ignored):
+            result.outcome = .conflict
+            result.eventID = nil
+            result.conflictsWith = conflictsWith
+            result.storedFingerprint = storedFingerprint
+            result.receivedFingerprint = notification.fingerprint
+            result.conflictFiled = false
+            IntakeMetrics.shared.conflictsIgnored.increment()
+            if ignored == 1 {
+                logger.warning(
+                    "conflict limit reached: further conflicting versions of this notification are counted, not filed",
+                    metadata: [
+                        "provider": "\(notification.provider.rawValue)", "merchant_id": "\(notification.merchantID)",
+                        "tid": "\(notification.tid)", "state": "\(notification.state)",
+                        "limit": .stringConvertible(Ledger.maximumConflictsPerKey),
+                    ])
+            }
+        }
+        Self.count(submission.provider, result.outcome)
+        return result
+    }
+
+    static func count(_ provider: ProviderID, _ outcome: IntakeResult.Outcome, reason: Rejection.Reason? = nil) {
+        IntakeMetrics.shared.requests(provider, outcome).increment()
+        if let reason { IntakeMetrics.shared.quarantined(reason).increment() }
+        if outcome == .conflict { IntakeMetrics.shared.conflicts(provider).increment() }
+    }
+}
+
+extension IntakeResult {
+    /// A refusal with nothing else known, for transports and tests.
+    public static func refused(_ rejection: Rejection) -> IntakeResult {
+        var result = IntakeResult(outcome: .rejected)
+        result.rejection = rejection
+        return result
+    }
+}

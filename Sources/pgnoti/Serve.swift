@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import PGNotiConfig
+import PGNotiLogging
+import PGNotiServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the notification listener (under systemd: Type=notify).")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "Override the listen address (HOST:PORT; port 0 picks a free port).")
+    var listen: String?
+
+    func run() async throws {
+        var settings = try options.load()
+        if let listen {
+            guard let address = ListenAddress(parsing: listen) else {
+                throw ValidationError("--listen expects HOST:PORT")
+            }
+            settings.listen = address
+        }
+        let sink = LogSink.standardOutput()
+        let daemon = Daemon(config: settings, logger: .json(level: settings.logLevel, sink: sink))
+        do {
+            try await daemon.run()
+            sink.flush()
+        } catch {
+            sink.flush()
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Validate a configuration file; exits 78 naming the bad key.")
+
+    @Option(name: .long, help: "Path to pgnoti.toml.")
+    var config: String
+
+    func run() throws {
+        do {
+            let loaded = try ConfigLoader().load(path: config)
+            let providers = loaded.providers.map(\.id.rawValue).joined(separator: ", ")
+            print(
+                "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
+            )
+            for warning in loaded.warnings { print("warning: \(warning)") }
+        } catch {
+            printError("\(error)")
+            throw ExitCode(78)
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import PGNotiCore
+import Testing
+
+@testable import PGNotiConfig
+
+struct ConfigTests {
+    func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
+        ConfigLoader(
+            environment: env,
+            readFile: { path in
+                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
+                return text
+            }, fileExists: { files[$0] != nil })
+    }
+
+    let minimal = """
+        [smartro.merchant_keys]
+        SMTPAY001m = "k1=="
+        """
+
+    static let secretA = "tomato-secret-AAAAAAAAAAAA"
+    static let secretB = "tomato-secret-BBBBBBBBBBBB"
+
+    @Test func fullConfigIsRead() throws {
+        let config = try loader(files: ["/keys": "# comment\nMID2=abc+/==\n\nMID1=rotated==\n"]).parse(
+            """
+            listen = "0.0.0.0:9090"
+            admin_listen = "127.0.0.1:9999"
+            database = "/d/db.sqlite"
+            queue = "/d/q"
+            log_level = "debug"
+            max_body_bytes = 2048
+            trusted_proxies = ["10.0.0.0/8", "::1"]
+            [limits]
+            read_timeout_seconds = 5
+            max_connections = 100
+            max_header_bytes = 4096
+            requests_per_second_per_source = 20
+            quarantine_max_bytes = 10485760
+            quarantine_keep_days = 7
+            [smartro]
+            sign_algorithm = "sha256"
+            charset = "euc-kr"
+            merchant_keys_file = "/keys"
+            allow_sources = ["211.193.35.11", "211.193.35.20", "211.193.35.215/32"]
+            merchants = ["MID1", "MID2"]
+            [smartro.merchant_keys]
+            MID1 = "xyz"
+            [tomatopay]
+            ack_body = "SUCCESS"
+            path_secret = ["\(Self.secretA)", "\(Self.secretB)"]
+            charset = "auto"
+            [innopay]
+            enabled = false
+            """)
+        #expect(config.listen == ListenAddress(host: "0.0.0.0", port: 9090))
+        #expect(config.adminListen == ListenAddress(host: "127.0.0.1", port: 9999))
+        #expect(config.database == "/d/db.sqlite")
+        #expect(config.queue == "/d/q")
+        #expect(config.logLevel == .debug)
+        #expect(config.maxBodyBytes == 2048)
+        #expect(config.trustedProxies == [CIDR("10.0.0.0/8")!, CIDR("::1")!])
+        #expect(config.limits.readTimeoutSeconds == 5)
+        #expect(config.limits.maxConnections == 100)
+        #expect(config.limits.maxHeaderBytes == 4096)
+        #expect(config.limits.requestsPerSecondPerSource == 20)
+        #expect(config.limits.quarantineMaxBytes == 10_485_760)
+        #expect(config.limits.quarantineKeepDays == 7)
+        #expect(config.smartro.signAlgorithm == .sha256)
+        #expect(
+            config.smartro.merchantKeys == [
+                "MID1": SecretValues(["xyz", "rotated=="]), "MID2": SecretValues(["abc+/=="]),
+            ])
+        #expect(config.smartro.auth.allowSources.count == 3)
+        #expect(config.smartro.auth.merchants == ["MID1", "MID2"])
+        #expect(config.tomatopay.ackBody == "SUCCESS")
+        #expect(config.tomatopay.charset == .auto)
+        #expect(config.tomatopay.auth.pathSecrets.matches(Self.secretA))
+        #expect(config.tomatopay.auth.pathSecrets.matches(Self.secretB))
+        #expect(config.providers.map(\.id) == [.smartro, .tomatopay])
+        #expect(!config.sandbox)
+    }
+
+    @Test func defaultsWhenTheTablesAreAbsent() throws {
+        let config = try loader().parse("")
+        #expect(config.providers.isEmpty, "a PG that is not configured is not enabled")
+        #expect(config.adminListen == ListenAddress(host: "127.0.0.1", port: 9759))
+        #expect(config.limits == Limits())
+        #expect(config.limits.readTimeoutSeconds == 10)
+        #expect(config.limits.maxConnections == 4096)
+        #expect(config.limits.requestsPerSecondPerSource == 0)
+        #expect(config.limits.quarantineMaxBytes == 256 * 1024 * 1024)
+        #expect(config.limits.quarantineKeepDays == 30)
+        #expect(config.warnings.contains { $0.contains("no PG is enabled") })
+        #expect(try loader().parse("admin_listen = \"off\"").adminListen == nil)
+    }
+
+    @Test func secretsComeFromTheSystemdCredentialDirectory() throws {
+        let config = try loader(
+            files: [
+                "/run/creds/smartro-merchant-keys": "SMTPAY009m=secret==",
+                "/run/creds/innopay-path-secret": "# rotated\n\(Self.secretA)\n\(Self.secretB)\n",
+            ],
+            env: ["CREDENTIALS_DIRECTORY": "/run/creds"]
+        ).parse("[smartro]\n[innopay]\n")
+        #expect(config.smartro.merchantKeys == ["SMTPAY009m": SecretValues(["secret=="])])
+        #expect(config.innopay.auth.pathSecrets.count == 2)
+        #expect(config.innopay.auth.pathSecrets.matches(Self.secretB))
+    }
+
+    @Test func pathSecretFileHoldsOnePerLine() throws {
+        let config = try loader(files: ["/s": "\(Self.secretA)\n\n  \(Self.secretB)  \n"]).parse(
+            "[tomatopay]\npath_secret_file = \"/s\"")
+        #expect(config.tomatopay.auth.pathSecrets.count == 2)
+    }
+
+    @Test(arguments: ["tomatopay", "innopay"])
+    func anUnsignedPGNeedsAPathSecretOrAnAllowlist(provider: String) throws {
+        do {
+            _ = try loader().parse("[\(provider)]\n")
+            Issue.record("accepted without authentication")
+        } catch {
+            #expect(error.key == provider)
+            #expect(error.problem.contains("path_secret"))
+            #expect(error.problem.contains("allow_sources"))
+        }
+        let allowed = try loader().parse("[\(provider)]\nallow_sources = [\"192.0.2.0/24\"]")
+        #expect(allowed.warnings.isEmpty)
+        let knowingly = try loader().parse("[\(provider)]\nallow_unauthenticated = true")
+        #expect(knowingly.warnings.contains { $0.contains("unauthenticated") })
+        #expect(try loader().parse("[\(provider)]\nenabled = false").providers.isEmpty)
+        // The sandbox runs every PG unauthenticated, on loopback, on purpose.
+        #expect(throws: Never.self) { try loader().requireAuthentication(Config.sandbox()) }
+    }
+
+    @Test(arguments: [
+        ("listen = \"nonsense\"", "listen"),
+        ("colour = 1", "colour"),
+        ("[smartro]\nsign_algorithm = \"sha1\"", "smartro.sign_algorithm"),
+        ("[smartro]\nmerchant_key = \"x\"", "smartro.merchant_key"),
+        ("[tomatopay]\nack_body = \"\"\nallow_unauthenticated = true", "tomatopay.ack_body"),
+        ("[innopay]\ncharset = \"latin1\"", "innopay.charset"),
+        ("log_level = \"loud\"", "log_level"),
+        ("max_body_bytes = \"big\"", "max_body_bytes"),
+        ("[smartro]\nmerchant_keys_file = \"/missing\"", "smartro.merchant_keys_file"),
+        ("database = 3", "database"),
+        ("trusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]", "trusted_proxies[1]"),
+        ("[innopay]\nallow_sources = [\"300.1.1.1\"]", "innopay.allow_sources[0]"),
+        ("[limits]\nread_timeout_seconds = 0", "limits.read_timeout_seconds"),
+        ("[limits]\nmax_conections = 5", "limits.max_conections"),
+        ("[tomatopay]\npath_secret = \"short\"", "tomatopay.path_secret[0]"),
+        ("[tomatopay]\npath_secret = \"has/a/slash/in/it/xxxxxx\"", "tomatopay.path_secret[0]"),
+        ("[tomatopay]\nmerchants = \"M1\"\nallow_unauthenticated = true", "tomatopay.merchants"),
+        ("admin_listen = \"9759\"", "admin_listen"),
+    ])
+    func badKeysAreNamed(toml: String, key: String) {
+        do {
+            _ = try loader().parse(
+                minimal.contains("[smartro]") || !toml.contains("[smartro]") ? toml + "\n" + minimal : toml)
+            Issue.record("accepted: \(toml)")
+        } catch {
+            #expect(error.key == key, "\(error)")
+        }
+    }
+
+    @Test func errorsNeverQuoteASecret() {
+        for toml in [
+            "[tomatopay]\npath_secret = \"tiny-secret\"",
+            "[tomatopay]\npath_secret = [\"\(Self.secretA)\", \"bad secret with spaces 12345\"]",
+        ] {
+            do {
+                _ = try loader().parse(toml)
+                Issue.record("accepted")
+            } catch {
+                #expect(!error.description.contains("tiny-secret"))
+                #expect(!error.description.contains("bad secret"))
+                #expect(!error.description.contains(Self.secretA))
+            }
+        }
+    }
+
+    @Test func smartroWithoutAnyKeyIsAnError() {
+        do {
+            _ = try loader().parse("[smartro]\n")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.key == "smartro.merchant_keys")
+            #expect(error.problem.contains("enabled = false"))
+        }
+        #expect(throws: Never.self) { try loader().parse("[smartro]\nenabled = false") }
+    }
+
+    @Test func invalidTomlIsReportedWithALine() {
+        do {
+            _ = try loader().parse("listen = \n")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.key == "config")
+            #expect(error.problem.contains("line"))
+        }
+    }
+
+    @Test func sandboxKnowsSmartrosPublishedTestMerchantAndEveryPG() {
+        let config = Config.sandbox()
+        #expect(config.sandbox)
+        #expect(config.listen.description == "127.0.0.1:8080")
+        #expect(config.database == "./var/pgnoti.sqlite")
+        #expect(config.queue == "./var/queue")
+        #expect(config.smartro.merchantKeys["SMTPAY001m"]?.withValues { $0.first?.count } == 88)
+        #expect(config.smartro.merchantKeys["SMTPAY001m"]?.withValues { $0.first?.contains(" ") } == false)
+        #expect(config.providers.map(\.id) == [.smartro, .tomatopay, .innopay])
+    }
+
+    @Test func theShippedExampleConfigStartsCleanly() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("systemd/pgnoti.toml")
+        let config = try loader().parse(String(contentsOf: url, encoding: .utf8))
+        #expect(config.providers.isEmpty, "no PG is configured yet on a fresh install")
+    }
+
+    @Test func listenAddressForms() {
+        #expect(ListenAddress(parsing: "[::1]:8080") == ListenAddress(host: "::1", port: 8080))
+        #expect(ListenAddress(parsing: "127.0.0.1:0")?.port == 0)
+        #expect(ListenAddress(parsing: ":80") == nil)
+        #expect(ListenAddress(parsing: "host:99999") == nil)
+    }
+}

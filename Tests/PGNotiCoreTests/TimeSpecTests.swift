@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+
+@testable import PGNotiCore
+
+@Suite struct TimeSpecTests {
+    let now = Date(timeIntervalSince1970: 1_795_000_000)
+
+    @Test func spansCountBackFromNow() throws {
+        #expect(try TimeSpec.parse("30m", now: now) == now.addingTimeInterval(-1800))
+        #expect(try TimeSpec.parse("2h", now: now) == now.addingTimeInterval(-7200))
+        #expect(try TimeSpec.parse("7d", now: now) == now.addingTimeInterval(-7 * 86_400))
+        #expect(try TimeSpec.parse("45s", now: now) == now.addingTimeInterval(-45))
+    }
+
+    @Test func isoDatesWithoutAZoneAreKoreanTime() throws {
+        // 2026-11-23T00:00+09:00 = 2026-11-22T15:00Z
+        let midnight = try TimeSpec.parse("2026-11-23", now: now)
+        #expect(KoreanTime.iso8601(midnight) == "2026-11-23T00:00:00.000+09:00")
+        #expect(try TimeSpec.parse("2026-11-23T10:00", now: now) == midnight.addingTimeInterval(36_000))
+        #expect(try TimeSpec.parse("2026-11-23T10:00+09:00", now: now) == midnight.addingTimeInterval(36_000))
+        #expect(try TimeSpec.parse("2026-11-23T01:00Z", now: now) == midnight.addingTimeInterval(36_000))
+        #expect(try TimeSpec.parse("2026-11-23T10:00:30.5+0900", now: now) == midnight.addingTimeInterval(36_030.5))
+    }
+
+    @Test(arguments: ["", "yesterday", "2026-13-01", "2026-11-23T25:00", "10x", "-5m", "2026-11-23T10:00+9"])
+    func nonsenseIsRefusedWithAHint(text: String) {
+        do {
+            _ = try TimeSpec.parse(text, now: now)
+            Issue.record("\(text) accepted")
+        } catch {
+            #expect(error.description.contains("ISO 8601"))
+        }
+    }
+}
