@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // System libcrypto: MD5/SHA-256 digests and CRYPTO_memcmp for constant-time compares.
@@ -38,6 +39,7 @@ let package = Package(
             dependencies: [
                 "PGNotiCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]),
         // The SQLite ledger: notifications, outbox, conflicts, quarantine.
         .target(
@@ -45,6 +47,7 @@ let package = Package(
             dependencies: [
                 "PGNotiCore", "PGNotiSpool",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]),
         // The one path into the ledger: decode → authenticate → verify → commit. No HTTP.
         .target(
@@ -78,6 +81,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .executableTarget(
             name: "pgnoti",
@@ -88,8 +93,15 @@ let package = Package(
             ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiConfigTests", dependencies: ["PGNotiConfig", "PGNotiCore"]),
-        .testTarget(name: "PGNotiSpoolTests", dependencies: ["PGNotiSpool", "PGNotiCore"]),
-        .testTarget(name: "PGNotiStoreTests", dependencies: ["PGNotiCore", "PGNotiStore", "PGNotiSpool"]),
+        .testTarget(
+            name: "PGNotiSpoolTests",
+            dependencies: ["PGNotiSpool", "PGNotiCore", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "PGNotiStoreTests",
+            dependencies: [
+                "PGNotiCore", "PGNotiStore", "PGNotiSpool", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "PGNotiIntakeTests",
             dependencies: ["PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging"]),
@@ -102,6 +114,9 @@ let package = Package(
         // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "PGNotiEndToEndTests",
-            dependencies: ["PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiRawHTTP", "pgnoti"]),
+            dependencies: [
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiRawHTTP", "pgnoti",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
     ]
 )

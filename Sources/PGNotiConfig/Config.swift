@@ -113,6 +113,11 @@ public struct Config: Sendable {
     /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
     public var trustedProxies: [CIDR] = []
     public var limits = Limits()
+    /// `/readyz` fails while the database's or the queue's file system has less free space.
+    public var minFreeBytes = 64 * 1024 * 1024
+    /// Raw bodies and personal fields older than this are purged daily; nil (the default) keeps
+    /// everything. How long payment records must be kept is the merchant's legal decision.
+    public var retentionSeconds: Double?
     public var smartro = SmartroSettings()
     public var tomatopay = TomatoPaySettings()
     public var innopay = InnopaySettings()
@@ -212,8 +217,22 @@ public struct ConfigLoader {
         var config = Config()
         try reader.allow([
             "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
-            "trusted_proxies", "limits", "smartro", "tomatopay", "innopay",
+            "trusted_proxies", "limits", "min_free_bytes", "retention", "smartro", "tomatopay", "innopay",
         ])
+        if let free = try reader.int("min_free_bytes") {
+            guard free >= 0 else { throw ConfigError("min_free_bytes", "must not be negative") }
+            config.minFreeBytes = free
+        }
+        if let retention = try reader.string("retention") {
+            if retention != "off" {
+                guard let seconds = TimeSpec.span(retention), seconds >= 86_400 else {
+                    throw ConfigError(
+                        "retention",
+                        "expected a span of at least a day (\"400d\", \"5y\" is not supported; use days) or \"off\"")
+                }
+                config.retentionSeconds = seconds
+            }
+        }
         if let listen = try reader.string("listen") {
             guard let address = ListenAddress(parsing: listen) else {
                 throw ConfigError("listen", "expected HOST:PORT, got \"\(listen)\"")

@@ -3,22 +3,33 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOPosix
 import PGNotiConfig
 import PGNotiCore
 import PGNotiIntake
+import PGNotiLogging
 import PGNotiSpool
 import PGNotiStore
+import Prometheus
 import ServiceLifecycle
 
-/// Wires ledger, queue, relay and HTTP front together and runs them until SIGTERM/SIGINT.
+/// Wires ledger, queue, relay, the public and admin listeners and the systemd services together
+/// and runs them until SIGTERM/SIGINT.
 public struct Daemon: Sendable {
     public let config: Config
+    public let configPath: String?
     public let logger: Logger
+    let logSink: LogSink?
     let notifier: SystemdNotifier
 
-    public init(config: Config, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
+    public init(
+        config: Config, configPath: String? = nil, logger: Logger, logSink: LogSink? = nil,
+        notifier: SystemdNotifier = SystemdNotifier()
+    ) {
         self.config = config
+        self.configPath = configPath
         self.logger = logger
+        self.logSink = logSink
         self.notifier = notifier
     }
 
@@ -34,12 +45,14 @@ public struct Daemon: Sendable {
         logger.info(
             "starting",
             metadata: [
-                "listen": "\(config.listen)", "database": "\(config.database)", "queue": "\(config.queue)",
-                "providers": .array(enabled.map { .string($0) }), "sandbox": .stringConvertible(config.sandbox),
+                "version": "\(PGNotiVersion.current)", "listen": "\(config.listen)", "database": "\(config.database)",
+                "queue": "\(config.queue)", "providers": .array(enabled.map { .string($0) }),
+                "sandbox": .stringConvertible(config.sandbox),
                 "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
                 "pid": .stringConvertible(Int(getpid())),
             ])
         for warning in config.warnings { logger.warning("\(warning)") }
+        let registry = MetricsRegistry.bootstrapOnce()
 
         let ledger = try Ledger(
             path: config.database,
@@ -68,12 +81,34 @@ public struct Daemon: Sendable {
         let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay.wake() }
         let front = PublicFront(intake: intake, settings: FrontSettings(config: config), logger: logger)
         let connections = ConnectionRegistry(maximum: config.limits.maxConnections, logger: logger)
+        let running = RunningDaemon(
+            config: config, ledger: ledger, queue: queue, relay: relay, intake: intake, front: front,
+            connections: connections, logger: logger, logSink: logSink)
         var quietLogger = logger
         quietLogger.logLevel = .warning
         let notifier = self.notifier
         let logger = self.logger
         let limits = config.limits
         let maxBodyBytes = config.maxBodyBytes
+        let eventLoops = MultiThreadedEventLoopGroup.singleton
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let admin = config.adminListen {
+            let adminApp = Application(
+                router: AdminListener(daemon: running, registry: registry).router(),
+                configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "pgnoti-admin"),
+                onServerRunning: { channel in
+                    logger.info(
+                        "admin listening",
+                        metadata: [
+                            "address": "\(channel.localAddress?.ipAddress ?? "?")",
+                            "port": .stringConvertible(channel.localAddress?.port ?? -1),
+                        ])
+                },
+                eventLoopGroupProvider: .shared(eventLoops),
+                logger: quietLogger)
+            services.append(.init(service: adminApp))
+        }
         let app = Application(
             responder: front.responder,
             server: HTTPServerBuilder { responder in
@@ -88,26 +123,42 @@ public struct Daemon: Sendable {
             services: [RelayService(relay: relay)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? -1
+                running.listeningPort.store(port, ordering: .relaxed)
                 logger.info(
                     "listening",
                     metadata: [
                         "address": "\(channel.localAddress?.ipAddress ?? "?")", "port": .stringConvertible(port),
                     ])
                 // Only now: the socket accepts connections, the database is open and the relay runs.
-                notifier.notify("READY=1\nSTATUS=listening on port \(port)")
+                notifier.notify("READY=1\nSTATUS=\(await running.statusLine())")
             },
+            eventLoopGroupProvider: .shared(eventLoops),
             logger: quietLogger)
+        services.append(.init(service: app))
+        if let interval = WatchdogService.interval() {
+            services.append(
+                .init(
+                    service: WatchdogService(
+                        interval: interval, notifier: notifier,
+                        probes: [
+                            ("event loops", WatchdogService.eventLoops(eventLoops)),
+                            ("ledger writer", { await ledger.probeWriter() }),
+                            ("outbox relay", { await relay.probeIO() }),
+                        ], logger: logger)))
+        }
+        services.append(.init(service: StatusService(daemon: running, notifier: notifier, every: .seconds(5))))
+        services.append(
+            .init(service: ReloadService(daemon: running, configPath: configPath, notifier: notifier, logger: logger)))
+        services.append(
+            .init(
+                service: ShutdownAnnouncer(
+                    notifier: notifier, logger: logger, connections: connections,
+                    grace: .seconds(limits.shutdownGraceSeconds)),
+                successTerminationBehavior: .ignore))
 
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: app),
-                    .init(
-                        service: ShutdownAnnouncer(
-                            notifier: notifier, logger: logger, connections: connections,
-                            grace: .seconds(limits.shutdownGraceSeconds)),
-                        successTerminationBehavior: .ignore),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: quietLogger))

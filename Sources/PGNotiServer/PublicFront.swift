@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import PGNotiConfig
 import PGNotiCore
@@ -157,6 +158,7 @@ public final class PublicFront: Sendable {
             }
         }
         let response = Self.response(for: result)
+        Self.ackLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         NotificationLog.emit(
             result, submission, logger: logger,
             extra: [
@@ -166,6 +168,9 @@ public final class PublicFront: Sendable {
             ])
         return response
     }
+
+    /// Time from the request's arrival to its answer, for every answer.
+    static let ackLatency = Timer(label: "pgnoti_ack_latency_seconds")
 
     static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
     static let xRealIP = HTTPField.Name("X-Real-IP")!
@@ -246,5 +251,11 @@ enum RequestID {
     static func next() -> String {
         let n = counter.add(1, ordering: .relaxed).newValue
         return "\(prefix)-\(String(n, radix: 16))"
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

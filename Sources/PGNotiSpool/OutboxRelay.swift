@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// One committed event waiting to be filed.
@@ -37,11 +38,25 @@ public actor OutboxRelay {
     private let batchSize: Int
     private let pollInterval: Duration
     // fsync can take a while; keep it off the cooperative pool.
-    private let ioQueue = DispatchQueue(label: "pgnoti.spool.deliver")
+    private nonisolated let ioQueue = DispatchQueue(label: "pgnoti.spool.deliver")
     private let wakeSignal = WakeSignal()
     private var inFlight: Task<Int, any Error>?
     private var lock: OutboxLock?
+    private let role: OutboxLock.Role
     private var reportedLockWait = false
+    private let health = Mutex(RelayHealth())
+
+    /// What readiness and the status line need to know about the relay.
+    public struct RelayHealth: Sendable, Equatable {
+        /// Why the last drain failed; nil once one succeeds.
+        public var lastError: String?
+        public var filed = 0
+        /// Whether this process holds the outbox lock.
+        public var holdsLock = false
+    }
+
+    static let filedCounter = Counter(label: "pgnoti_events_filed_total")
+    static let errorCounter = Counter(label: "pgnoti_relay_errors_total")
 
     static let initialBackoff: Duration = .milliseconds(100)
     static let maximumBackoff: Duration = .seconds(30)
@@ -49,9 +64,10 @@ public actor OutboxRelay {
     /// - Parameter pollInterval: how often `run` looks for events it was not woken for, such as
     ///   those a command-line tool committed while this process held the lock.
     public init(
-        outbox: any OutboxSource, queue: QueueDirectory, logger: Logger,
+        outbox: any OutboxSource, queue: QueueDirectory, logger: Logger, role: OutboxLock.Role = .daemon,
         batchSize: Int = 128, pollInterval: Duration = .milliseconds(500)
     ) {
+        self.role = role
         precondition(batchSize > 0, "batchSize must be positive")
         self.outbox = outbox
         self.queue = queue
@@ -69,23 +85,41 @@ public actor OutboxRelay {
     /// True once this relay holds `<queue>/.outbox.lock`.
     public var holdsLock: Bool { lock != nil }
 
+    public nonisolated var currentHealth: RelayHealth { health.withLock { $0 } }
+
+    /// Returns once the relay's I/O thread has taken a turn: a relay stuck in a hung fsync or
+    /// rename never does, and the watchdog must then let systemd restart the daemon.
+    public nonisolated func probeIO() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            ioQueue.async { done.resume() }
+        }
+    }
+
+    /// Parks the I/O thread until the returned closure is called (tests of the watchdog).
+    @_spi(Testing) public nonisolated func holdIO() -> @Sendable () -> Void {
+        let gate = DispatchSemaphore(value: 0)
+        ioQueue.async { gate.wait() }
+        return { gate.signal() }
+    }
+
     /// Takes the outbox lock if it is free; true when this relay holds it afterwards.
     @discardableResult
     public func takeLock() throws -> Bool {
-        if lock == nil { lock = try OutboxLock.tryAcquire(queue: queue.root.path) }
+        if lock == nil { lock = try OutboxLock.tryAcquire(queue: queue.root.path, role: role) }
         return lock != nil
     }
 
     /// Like `takeLock`, waiting up to `timeout` for the current holder.
     @discardableResult
     public func takeLock(waitingUpTo timeout: Duration) async throws -> Bool {
-        if lock == nil { lock = try await OutboxLock.acquire(queue: queue.root.path, waitingUpTo: timeout) }
+        if lock == nil { lock = try await OutboxLock.acquire(queue: queue.root.path, role: role, waitingUpTo: timeout) }
         return lock != nil
     }
 
     public func releaseLock() async {
         _ = try? await inFlight?.value
         lock = nil
+        health.withLock { $0.holdsLock = false }
     }
 
     /// Files everything pending and returns how many files were delivered. Throws
@@ -107,7 +141,20 @@ public actor OutboxRelay {
         }
         inFlight = pass
         defer { if inFlight == pass { inFlight = nil } }
-        return try await pass.value
+        do {
+            let filed = try await pass.value
+            health.withLock {
+                $0.lastError = nil
+                $0.filed += filed
+                $0.holdsLock = true
+            }
+            if filed > 0 { Self.filedCounter.increment(by: filed) }
+            return filed
+        } catch {
+            health.withLock { $0.lastError = "\(error)" }
+            Self.errorCounter.increment()
+            throw error
+        }
     }
 
     /// Asks `run` to drain now instead of at the next poll. Many calls made

@@ -122,6 +122,33 @@ public struct QueueDirectory: Sendable {
         return removed
     }
 
+    /// Writes, syncs and removes a probe file in `tmp/` and checks `new/` is a directory: what
+    /// readiness needs to know before claiming the queue can take events.
+    public func probeWritable() throws {
+        var info = stat()
+        guard stat(newPath, &info) == 0 else { throw SpoolError("stat", path: newPath, errno: errno) }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw SpoolError("stat", path: newPath, message: "not a directory")
+        }
+        let probe = "\(tmpPath)/.probe.\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, Self.fileMode)
+        guard fd >= 0 else { throw SpoolError("open", path: probe, errno: errno) }
+        defer { unlink(probe) }
+        let ok = write(fd, "x", 1) == 1 && fsync(fd) == 0
+        let code = errno
+        close(fd)
+        guard ok else { throw SpoolError("write", path: probe, errno: code) }
+    }
+
+    /// How many events wait in `new/` for a consumer, and the filing time of the oldest (from
+    /// its name): the consumer's lag.
+    public func pendingNew() -> (count: Int, oldest: Date?) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: newPath) else { return (0, nil) }
+        let events = names.filter { $0.hasSuffix(".json") }
+        let oldest = events.min().flatMap { Int64($0.prefix(17)) }.map { Date(timeIntervalSince1970: Double($0) / 1e6) }
+        return (events.count, oldest)
+    }
+
     // MARK: - Helpers
 
     private static func validate(_ fileName: String) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Metrics
 import PGNotiCore
 import PGNotiSpool
 import Synchronization
@@ -59,7 +60,8 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         var drainScheduled = false
         var closed = false
         var stats = WriterStats()
-        var batchSizes: [Int] = []
+        /// Why the last write transaction failed; nil once one commits again.
+        var lastFailure: String?
     }
 
     /// State only the writer thread touches.
@@ -266,11 +268,15 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                     state.stats.largestBatch = max(state.stats.largestBatch, batch.records.count)
                     state.stats.quarantined += batch.quarantine.count
                     state.stats.quarantineEvicted += outcome.evicted
-                    if !batch.records.isEmpty { state.batchSizes.append(batch.records.count) }
-                    if state.batchSizes.count > 4096 { state.batchSizes.removeFirst(2048) }
-                case .failure:
+                    state.lastFailure = nil
+                case .failure(let error):
                     state.stats.failedBatches += 1
+                    state.lastFailure = "\(error)"
                 }
+            }
+            if case .success(let outcome) = result {
+                if !batch.records.isEmpty { Self.batchSize.record(batch.records.count) }
+                if outcome.evicted > 0 { Self.evictedCounter.increment(by: outcome.evicted) }
             }
             // Callers are resumed only now, after COMMIT returned.
             switch result {
@@ -456,8 +462,9 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
 
     private func insertOutbox(fileName: String, payload: [UInt8], notificationID: Int64, in db: Database) throws {
         try db.cachedStatement(
-            sql: "INSERT INTO outbox (file_name, payload, notification_id) VALUES (?, coalesce(?, x''), ?)"
-        ).execute(arguments: [fileName, Data(payload), notificationID])
+            sql:
+                "INSERT INTO outbox (file_name, payload, notification_id, queued_at) VALUES (?, coalesce(?, x''), ?, ?)"
+        ).execute(arguments: [fileName, Data(payload), notificationID, Date().unixMicroseconds])
     }
 
     private static func insert(_ entry: QuarantineEntry, in db: Database) throws -> Int64 {
@@ -519,13 +526,27 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         writer.withLock { $0.stats }
     }
 
-    /// Sizes of recent group-commit batches (notifications per transaction), oldest first,
-    /// emptied by the call: the metrics exporter turns them into a histogram.
-    public func takeBatchSizes() -> [Int] {
-        writer.withLock { state in
-            defer { state.batchSizes.removeAll(keepingCapacity: true) }
-            return state.batchSizes
+    /// Notifications per group-commit transaction.
+    static let batchSize = Recorder(label: "pgnoti_group_commit_batch_size")
+    static let evictedCounter = Counter(label: "pgnoti_quarantine_evicted_total")
+
+    /// Why the last write transaction failed, or nil when the last one committed.
+    public var lastFailure: String? {
+        writer.withLock { $0.lastFailure }
+    }
+
+    /// Returns once the writer thread has taken a turn, without touching SQLite: the watchdog's
+    /// proof that the writer is not stuck (a full disk fails commits quickly; it does not stop
+    /// the writer).
+    public func probeWriter() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            writerQueue.async { done.resume() }
         }
+    }
+
+    /// Opens and commits an empty write transaction: throws if the database cannot be written.
+    public func probeWritable() async throws {
+        try await write { _ in }
     }
 
     // MARK: - Outbox
@@ -555,6 +576,14 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                 try db.execute(
                     sql: "DELETE FROM outbox WHERE id IN (\(marks))", arguments: StatementArguments(Array(chunk)))
             }
+        }
+    }
+
+    /// How many events wait to be filed, and since when the oldest has.
+    public func outboxStatus() async throws -> (depth: Int, oldest: Date?) {
+        try await read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(queued_at) AS oldest FROM outbox")!
+            return (row["n"], (row["oldest"] as Int64?).map(Date.init(unixMicroseconds:)))
         }
     }
 

@@ -104,6 +104,9 @@ enum Schema {
                     UPDATE conflicts SET peer = remote_address, client = remote_address;
                     CREATE INDEX conflicts_key ON conflicts (provider, merchant_id, tid, state, new_fingerprint);
 
+                    -- When a row entered the outbox, for the age of the oldest unfiled event.
+                    ALTER TABLE outbox ADD COLUMN queued_at INTEGER;
+
                     CREATE TABLE quarantine (
                         id INTEGER PRIMARY KEY AUTOINCREMENT,
                         provider TEXT NOT NULL,

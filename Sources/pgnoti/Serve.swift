@@ -13,6 +13,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Override the listen address (HOST:PORT; port 0 picks a free port).")
     var listen: String?
 
+    @Option(name: .long, help: "Override the admin listener (HOST:PORT, port 0 picks a free port, or \"off\").")
+    var adminListen: String?
+
     func run() async throws {
         var settings = try options.load()
         if let listen {
@@ -21,8 +24,20 @@ struct Serve: AsyncParsableCommand {
             }
             settings.listen = address
         }
+        if let adminListen {
+            if adminListen == "off" {
+                settings.adminListen = nil
+            } else {
+                guard let address = ListenAddress(parsing: adminListen) else {
+                    throw ValidationError("--admin-listen expects HOST:PORT or off")
+                }
+                settings.adminListen = address
+            }
+        }
         let sink = LogSink.standardOutput()
-        let daemon = Daemon(config: settings, logger: .json(level: settings.logLevel, sink: sink))
+        let daemon = Daemon(
+            config: settings, configPath: options.config, logger: .json(level: settings.logLevel, sink: sink),
+            logSink: sink)
         do {
             try await daemon.run()
             sink.flush()

@@ -63,10 +63,13 @@ struct CommandContext {
     /// holder (the daemon) files it within a second. Returns how many files this command wrote,
     /// or nil when it left them to the holder.
     func fileCommittedEvents() async throws -> Int? {
-        let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
-        // A short wait covers another command that is just finishing its own filing.
-        guard try await relay.takeLock(waitingUpTo: .seconds(2)) else { return nil }
-        defer { Task { await relay.releaseLock() } }
+        let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger, role: .command)
+        if try await !relay.takeLock() {
+            // The daemon keeps the lock while it runs and files within a second. Another command
+            // holds it only while it files; wait for that one.
+            if OutboxLock.holder(queue: queue.root.path) == .daemon { return nil }
+            guard try await relay.takeLock(waitingUpTo: .seconds(5)) else { return nil }
+        }
         let filed = try await relay.drain()
         await relay.releaseLock()
         return filed

@@ -200,6 +200,26 @@ final class DaemonProcess: @unchecked Sendable {
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
     }
 
+    /// Bytes the daemon has read through read(2)-like calls (/proc/PID/io `rchar`).
+    func bytesRead() -> Int {
+        let text = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/io", encoding: .utf8)) ?? ""
+        let line = text.split(separator: "\n").first { $0.hasPrefix("rchar:") }
+        return line.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) } ?? 0
+    }
+
+    /// The admin listener's port, from its "admin listening" log line.
+    func adminPort() throws -> Int {
+        let line = try #require(waitForLog { $0["msg"] as? String == "admin listening" }.first)
+        return try #require(line["port"] as? Int)
+    }
+
+    /// `GET path` on the admin listener: status and body.
+    func admin(_ path: String) throws -> RawHTTPResponse {
+        try RawHTTPClient.exchange(
+            host: "127.0.0.1", port: try adminPort(),
+            bytes: Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+    }
+
     /// Sockets the daemon has open (listeners, accepted connections, its notify socket).
     func socketCount() -> Int {
         let fdDir = "/proc/\(process.processIdentifier)/fd"
@@ -276,6 +296,29 @@ final class NotifySocket: @unchecked Sendable {
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
     }
 
+    /// Every datagram that arrives within `duration`.
+    func receiveAll(for duration: TimeInterval) -> [String] {
+        var messages: [String] = []
+        let deadline = Date().addingTimeInterval(duration)
+        while Date() < deadline {
+            if let message = receive(timeoutMilliseconds: 50) { messages.append(message) }
+        }
+        return messages
+    }
+
+    /// Datagrams until one satisfies `predicate` or `timeout` passes; all of them, in order.
+    func receive(until predicate: (String) -> Bool, timeout: TimeInterval = 20) -> [String] {
+        var messages: [String] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let message = receive(timeoutMilliseconds: 100) {
+                messages.append(message)
+                if predicate(message) { break }
+            }
+        }
+        return messages
+    }
+
     deinit {
         close(fd)
         unlink(path)
@@ -293,8 +336,19 @@ struct Fixture: CustomStringConvertible {
     var expectedStatus: Int { expect["http_status"] as? Int ?? -1 }
     var expectedAck: String? { expect["ack"] as? String }
     var isAccepted: Bool { (expect["outcome"] as? String) == "accepted" }
+    var isConflict: Bool { (expect["outcome"] as? String) == "conflict" }
+    /// Accepted and conflicting versions are both committed, ACKed and filed as an event.
+    var filesEvent: Bool { isAccepted || isConflict }
+    /// The configuration a fixture is meant for: nil for the test config (test merchants
+    /// accepted), "production" for one that refuses them.
+    var profile: String? { expect["profile"] as? String }
 
+    /// The fixtures for the test config, in file-name order per provider.
     static func all() throws -> [Fixture] {
+        try every().filter { $0.profile == nil }
+    }
+
+    static func every() throws -> [Fixture] {
         var fixtures: [Fixture] = []
         let root = DaemonProcess.fixtures
         for provider in ["smartro", "tomatopay", "innopay"] {
@@ -325,3 +379,50 @@ final class Shared<Value: Sendable>: Sendable {
         mutex.withLock { body(&$0) }
     }
 }
+
+/// One kept-alive connection that sends requests one after another, as a busy PG or a load
+/// generator would; much cheaper per request than a connection each.
+final class KeepAliveConnection {
+    let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int) throws {
+        fd = try connectLoopback(port: port)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `request` (which must not say `Connection: close`) and returns the status code.
+    func exchange(_ request: [UInt8]) throws -> Int {
+        var offset = 0
+        while offset < request.count {
+            let n = request[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw HarnessError("send failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        while true {
+            if let end = pending.firstRange(of: [13, 10, 13, 10] as [UInt8]) {
+                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
+                let length =
+                    head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if pending.count >= end.upperBound + length {
+                    pending.removeFirst(end.upperBound + length)
+                    let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? -1
+                    return status
+                }
+            }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            guard n > 0 else { throw HarnessError("connection closed while waiting for a response") }
+            pending += buffer[..<n]
+        }
+    }
+}
+
+/// Every end-to-end suite is nested here, so they run one after another: each starts real
+/// daemons, several of them load both cores, and timing assertions (read deadlines, shutdown)
+/// must not compete with another suite's flood.
+@Suite(.serialized) enum EndToEnd {}

@@ -7,129 +7,131 @@ import Testing
     import Glibc
 #endif
 
-@Suite(.serialized)
-struct OperationsEndToEndTests {
-    static func fixture(_ provider: String, _ name: String) throws -> Fixture {
-        try #require(try Fixture.all().first { $0.provider == provider && $0.name == name })
-    }
-
-    static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = DaemonProcess.binary
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
-    @Test func sandboxModeNeedsNoConfigAndKnowsSmartrosTestMerchant() throws {
-        let dir = try DaemonProcess.makeDirectory("sandbox")
-        let daemon = try DaemonProcess.start(dir, arguments: ["serve", "--listen", "127.0.0.1:0"])
-        let first = try #require(daemon.waitForLog { _ in true }.first)
-        #expect(first["level"] as? String == "warning")
-        #expect((first["msg"] as? String)?.contains("SANDBOX MODE") == true)
-        let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
-        #expect(response.status == 200 && response.bodyText == "OK")
-        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/pgnoti.sqlite").path))
-        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/queue/tmp").path))
-        let new = dir.appendingPathComponent("var/queue/new").path
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline, (try? FileManager.default.contentsOfDirectory(atPath: new).count) != 1 {
-            usleep(50_000)
+extension EndToEnd {
+    @Suite struct OperationsEndToEndTests {
+        static func fixture(_ provider: String, _ name: String) throws -> Fixture {
+            try #require(try Fixture.all().first { $0.provider == provider && $0.name == name })
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: new).count == 1)
-        #expect(!daemon.logText.contains(Config.smartroTestKey))
-        #expect(try daemon.terminate() == 0)
-    }
 
-    @Test func sendReplaysAFixtureAndPrintsStatusAndBody() throws {
-        let dir = try DaemonProcess.makeDirectory("send")
-        _ = try DaemonProcess.writeConfig(in: dir)
-        let daemon = try DaemonProcess.start(dir)
-        let file = DaemonProcess.fixtures.appendingPathComponent("innopay/approve-card.http").path
-        let ok = try Self.run(["send", file, "--to", "http://127.0.0.1:\(daemon.port)"], in: dir)
-        #expect(ok.status == 0)
-        #expect(ok.output == "200\n0000\n")
-        let bad = try Self.run(
-            [
-                "send", DaemonProcess.fixtures.appendingPathComponent("smartro/reject-bad-signature.http").path,
-                "--to", "http://127.0.0.1:\(daemon.port)/notify/smartro",
-            ], in: dir)
-        #expect(bad.status != 0)
-        #expect(bad.output.hasPrefix("403\n"))
-        #expect(try daemon.terminate() == 0)
-    }
+        static func run(_ arguments: [String], in directory: URL) throws -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = DaemonProcess.binary
+            process.arguments = arguments
+            process.currentDirectoryURL = directory
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
 
-    @Test func checkConfigNamesTheBadKeyAndServeRefusesIt() throws {
-        let dir = try DaemonProcess.makeDirectory("checkconfig")
-        let good = try DaemonProcess.writeConfig(in: dir)
-        let ok = try Self.run(["check-config", "--config", good.path], in: dir)
-        #expect(ok.status == 0, "\(ok.output)")
-        #expect(ok.output.hasPrefix("ok:"))
-        #expect(!ok.output.contains(Config.smartroTestKey))
+        @Test func sandboxModeNeedsNoConfigAndKnowsSmartrosTestMerchant() throws {
+            let dir = try DaemonProcess.makeDirectory("sandbox")
+            let daemon = try DaemonProcess.start(dir, arguments: ["serve", "--listen", "127.0.0.1:0"])
+            let first = try #require(daemon.waitForLog { _ in true }.first)
+            #expect(first["level"] as? String == "warning")
+            #expect((first["msg"] as? String)?.contains("SANDBOX MODE") == true)
+            let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
+            #expect(response.status == 200 && response.bodyText == "OK")
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/pgnoti.sqlite").path))
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("var/queue/tmp").path))
+            let new = dir.appendingPathComponent("var/queue/new").path
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, (try? FileManager.default.contentsOfDirectory(atPath: new).count) != 1 {
+                usleep(50_000)
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: new).count == 1)
+            #expect(!daemon.logText.contains(Config.smartroTestKey))
+            #expect(try daemon.terminate() == 0)
+        }
 
-        let bad = dir.appendingPathComponent("bad.toml")
-        try "[smartro]\nsign_algorithm = \"sha1\"\n[smartro.merchant_keys]\nSMTPAY001m = \"\(Config.smartroTestKey)\"\n"
-            .write(to: bad, atomically: true, encoding: .utf8)
-        let refused = try Self.run(["check-config", "--config", bad.path], in: dir)
-        #expect(refused.status == 78)
-        #expect(refused.output.contains("smartro.sign_algorithm"))
-        #expect(!refused.output.contains(Config.smartroTestKey))
-        let serve = try Self.run(["serve", "--config", bad.path], in: dir)
-        #expect(serve.status == 78)
-        #expect(serve.output.contains("smartro.sign_algorithm"))
-    }
+        @Test func sendReplaysAFixtureAndPrintsStatusAndBody() throws {
+            let dir = try DaemonProcess.makeDirectory("send")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            let file = DaemonProcess.fixtures.appendingPathComponent("innopay/approve-card.http").path
+            let ok = try Self.run(["send", file, "--to", "http://127.0.0.1:\(daemon.port)"], in: dir)
+            #expect(ok.status == 0)
+            #expect(ok.output == "200\n0000\n")
+            let bad = try Self.run(
+                [
+                    "send", DaemonProcess.fixtures.appendingPathComponent("smartro/reject-bad-signature.http").path,
+                    "--to", "http://127.0.0.1:\(daemon.port)/notify/smartro",
+                ], in: dir)
+            #expect(bad.status != 0)
+            #expect(bad.output.hasPrefix("403\n"))
+            #expect(try daemon.terminate() == 0)
+        }
 
-    @Test func debugLogShowsFieldsWithPersonalDataMasked() throws {
-        let dir = try DaemonProcess.makeDirectory("mask")
-        _ = try DaemonProcess.writeConfig(in: dir, logLevel: "debug")
-        let daemon = try DaemonProcess.start(dir)
-        let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
-        #expect(response.status == 200)
-        let line = try #require(daemon.notificationLines(count: 1).first)
-        let fields = try #require(line["fields"] as? [String: String])
-        #expect(fields["MID"] == "SMTPAY001m")
-        #expect(fields["Name"] == "김똠순")
-        #expect(fields["BuyerTel"] != "010-0000-0001" && fields["BuyerTel"]?.hasSuffix("0001") == true)
-        #expect(fields["BuyerEmail"]?.contains("buyer0001") == false)
-        #expect(fields["pinNo"] != nil && fields["pinNo"] != "53651234****1234")
-        #expect(!daemon.logText.contains("010-0000-0001"))
-        #expect(!daemon.logText.contains("buyer0001@example.com"))
-        #expect(!daemon.logText.contains("YTVkYTRjMDRkYTY0OTFkNzUwODU4ZWQ5YTc2Y2Y5MDY"), "SignValue is masked too")
-        #expect(!daemon.logText.contains(Config.smartroTestKey))
-        #expect(try daemon.terminate() == 0)
-    }
+        @Test func checkConfigNamesTheBadKeyAndServeRefusesIt() throws {
+            let dir = try DaemonProcess.makeDirectory("checkconfig")
+            let good = try DaemonProcess.writeConfig(in: dir)
+            let ok = try Self.run(["check-config", "--config", good.path], in: dir)
+            #expect(ok.status == 0, "\(ok.output)")
+            #expect(ok.output.hasPrefix("ok:"))
+            #expect(!ok.output.contains(Config.smartroTestKey))
 
-    /// SIGTERM while a PG is halfway through sending: that request is cut without an ACK (the
-    /// PG retries it), and the daemon exits promptly instead of waiting on the slow client past
-    /// systemd's TimeoutStopSec.
-    @Test func sigtermCutsARequestStillBeingReadAndExitsPromptly() throws {
-        let dir = try DaemonProcess.makeDirectory("inflight")
-        _ = try DaemonProcess.writeConfig(in: dir)
-        let daemon = try DaemonProcess.start(dir)
-        let request = try Self.fixture("tomatopay", "approve").request
-        let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
-        let half = bytes.count - 40
+            let bad = dir.appendingPathComponent("bad.toml")
+            try
+                "[smartro]\nsign_algorithm = \"sha1\"\n[smartro.merchant_keys]\nSMTPAY001m = \"\(Config.smartroTestKey)\"\n"
+                .write(to: bad, atomically: true, encoding: .utf8)
+            let refused = try Self.run(["check-config", "--config", bad.path], in: dir)
+            #expect(refused.status == 78)
+            #expect(refused.output.contains("smartro.sign_algorithm"))
+            #expect(!refused.output.contains(Config.smartroTestKey))
+            let serve = try Self.run(["serve", "--config", bad.path], in: dir)
+            #expect(serve.status == 78)
+            #expect(serve.output.contains("smartro.sign_algorithm"))
+        }
 
-        let baseline = daemon.socketCount()
-        let fd = try connectLoopback(port: daemon.port)
-        defer { close(fd) }
-        _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        // The head is in and the body has started: wait until the daemon has the connection.
-        try waitFor("the daemon to accept the connection") { daemon.socketCount() > baseline }
-        let stopping = Date()
-        kill(daemon.process.processIdentifier, SIGTERM)
-        #expect(try daemon.waitForExit(timeout: 15) == 0)
-        #expect(Date().timeIntervalSince(stopping) < 10, "exits well inside TimeoutStopSec")
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = recv(fd, &buffer, buffer.count, 0)
-        let text = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
-        #expect(!text.contains("\r\n\r\nOK"), "no ACK for a request that never arrived whole: \(text)")
-        #expect(try daemon.queueFiles().isEmpty)
+        @Test func debugLogShowsFieldsWithPersonalDataMasked() throws {
+            let dir = try DaemonProcess.makeDirectory("mask")
+            _ = try DaemonProcess.writeConfig(in: dir, logLevel: "debug")
+            let daemon = try DaemonProcess.start(dir)
+            let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
+            #expect(response.status == 200)
+            let line = try #require(daemon.notificationLines(count: 1).first)
+            let fields = try #require(line["fields"] as? [String: String])
+            #expect(fields["MID"] == "SMTPAY001m")
+            #expect(fields["Name"] == "김똠순")
+            #expect(fields["BuyerTel"] != "010-0000-0001" && fields["BuyerTel"]?.hasSuffix("0001") == true)
+            #expect(fields["BuyerEmail"]?.contains("buyer0001") == false)
+            #expect(fields["pinNo"] != nil && fields["pinNo"] != "53651234****1234")
+            #expect(!daemon.logText.contains("010-0000-0001"))
+            #expect(!daemon.logText.contains("buyer0001@example.com"))
+            #expect(!daemon.logText.contains("YTVkYTRjMDRkYTY0OTFkNzUwODU4ZWQ5YTc2Y2Y5MDY"), "SignValue is masked too")
+            #expect(!daemon.logText.contains(Config.smartroTestKey))
+            #expect(try daemon.terminate() == 0)
+        }
+
+        /// SIGTERM while a PG is halfway through sending: that request is cut without an ACK (the
+        /// PG retries it), and the daemon exits promptly instead of waiting on the slow client past
+        /// systemd's TimeoutStopSec.
+        @Test func sigtermCutsARequestStillBeingReadAndExitsPromptly() throws {
+            let dir = try DaemonProcess.makeDirectory("inflight")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            let request = try Self.fixture("tomatopay", "approve").request
+            let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
+            let half = bytes.count - 40
+
+            let baseline = daemon.socketCount()
+            let fd = try connectLoopback(port: daemon.port)
+            defer { close(fd) }
+            _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            // The head is in and the body has started: wait until the daemon has the connection.
+            try waitFor("the daemon to accept the connection") { daemon.socketCount() > baseline }
+            let stopping = Date()
+            kill(daemon.process.processIdentifier, SIGTERM)
+            #expect(try daemon.waitForExit(timeout: 15) == 0)
+            #expect(Date().timeIntervalSince(stopping) < 10, "exits well inside TimeoutStopSec")
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            let text = n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
+            #expect(!text.contains("\r\n\r\nOK"), "no ACK for a request that never arrived whole: \(text)")
+            #expect(try daemon.queueFiles().isEmpty)
+        }
     }
 }

@@ -1,0 +1,56 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import PGNotiCore
+import Prometheus
+
+/// The admin listener, separate from the public one and on loopback by default: `/healthz`,
+/// `/readyz` and `/metrics` (Prometheus text format).
+struct AdminListener {
+    let daemon: RunningDaemon
+    let registry: PrometheusCollectorRegistry
+
+    func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/healthz") { _, _ in
+            Self.text(.ok, "ok\n")
+        }
+        router.get("/readyz") { _, _ in
+            let checks = await daemon.readiness()
+            let ready = checks.allSatisfy(\.ok)
+            var json = JSONWriter()
+            json.beginObject()
+            json.member("ready", ready)
+            json.key("checks")
+            json.beginObject()
+            for check in checks {
+                json.key(check.name)
+                json.beginObject()
+                json.member("ok", check.ok)
+                json.member("detail", check.detail)
+                json.endObject()
+            }
+            json.endObject()
+            json.endObject()
+            var body = json.bytes
+            body.append(0x0A)
+            return Response(
+                status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        }
+        router.get("/metrics") { _, _ in
+            await daemon.updateGauges()
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+        return router
+    }
+
+    static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status, headers: [.contentType: "text/plain; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

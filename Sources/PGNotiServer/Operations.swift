@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import Metrics
+import PGNotiConfig
+import PGNotiCore
+import PGNotiIntake
+import PGNotiSpool
+import PGNotiStore
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The running daemon's parts, shared by the services that watch and steer it: readiness,
+/// metrics, the status line, reload.
+final class RunningDaemon: Sendable {
+    let ledger: Ledger
+    let queue: QueueDirectory
+    let relay: OutboxRelay
+    let intake: Intake
+    let front: PublicFront
+    let connections: ConnectionRegistry
+    let logger: Logger
+    let logSink: LogSinkCounters?
+    private let configBox: Mutex<Config>
+    let listeningPort = Atomic<Int>(0)
+
+    init(
+        config: Config, ledger: Ledger, queue: QueueDirectory, relay: OutboxRelay, intake: Intake,
+        front: PublicFront, connections: ConnectionRegistry, logger: Logger, logSink: LogSinkCounters?
+    ) {
+        self.configBox = Mutex(config)
+        self.ledger = ledger
+        self.queue = queue
+        self.relay = relay
+        self.intake = intake
+        self.front = front
+        self.connections = connections
+        self.logger = logger
+        self.logSink = logSink
+    }
+
+    var config: Config { configBox.withLock { $0 } }
+
+    // MARK: Readiness
+
+    struct Check: Sendable {
+        var name: String
+        var ok: Bool
+        var detail: String
+    }
+
+    /// The database is writable, the queue directory is writable and filing, and both file
+    /// systems have `min_free_bytes` free. A storage outage makes the daemon not ready; it never
+    /// stops the watchdog, so systemd does not restart-loop through it.
+    func readiness() async -> [Check] {
+        let config = self.config
+        var checks: [Check] = []
+        do {
+            try await withTimeout(.seconds(3)) { try await self.ledger.probeWritable() }
+            if let failure = ledger.lastFailure {
+                checks.append(Check(name: "database", ok: false, detail: "last commit failed: \(failure)"))
+            } else {
+                checks.append(Check(name: "database", ok: true, detail: "writable"))
+            }
+        } catch {
+            checks.append(Check(name: "database", ok: false, detail: "\(error)"))
+        }
+        do {
+            try queue.probeWritable()
+            if let error = relay.currentHealth.lastError {
+                checks.append(Check(name: "queue", ok: false, detail: "filing fails: \(error)"))
+            } else {
+                checks.append(Check(name: "queue", ok: true, detail: "writable"))
+            }
+        } catch {
+            checks.append(Check(name: "queue", ok: false, detail: "\(error)"))
+        }
+        var disk = Check(name: "disk", ok: true, detail: "")
+        var details: [String] = []
+        for path in [(config.database as NSString).deletingLastPathComponent, config.queue] {
+            guard let free = Self.freeBytes(path) else {
+                disk.ok = false
+                details.append("\(path): cannot stat")
+                continue
+            }
+            if free < config.minFreeBytes {
+                disk.ok = false
+                details.append("\(path): \(free) bytes free, below min_free_bytes \(config.minFreeBytes)")
+            } else {
+                details.append("\(path): \(free / 1_048_576) MiB free")
+            }
+        }
+        disk.detail = details.joined(separator: "; ")
+        checks.append(disk)
+        return checks
+    }
+
+    static func freeBytes(_ path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(path.isEmpty ? "." : path, &info) == 0 else { return nil }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    // MARK: Status and metrics
+
+    /// The short line systemd shows in `systemctl status`.
+    func statusLine() async -> String {
+        let port = listeningPort.load(ordering: .relaxed)
+        let outbox = (try? await ledger.outboxStatus().depth).map(String.init) ?? "?"
+        let filed = relay.currentHealth.filed
+        var line = "listening on port \(port); events filed \(filed); outbox depth \(outbox)"
+        if let error = relay.currentHealth.lastError { line += "; filing fails: \(error.prefix(80))" }
+        if let failure = ledger.lastFailure { line += "; commits fail: \(failure.prefix(80))" }
+        return line
+    }
+
+    /// Values Prometheus reads as gauges, worked out at scrape time.
+    func updateGauges() async {
+        if let outbox = try? await ledger.outboxStatus() {
+            Gauge(label: "pgnoti_outbox_depth").record(outbox.depth)
+            Gauge(label: "pgnoti_outbox_oldest_age_seconds").record(outbox.oldest.map { -$0.timeIntervalSinceNow } ?? 0)
+        }
+        let lag = queue.pendingNew()
+        Gauge(label: "pgnoti_queue_new_files").record(lag.count)
+        Gauge(label: "pgnoti_queue_oldest_age_seconds").record(lag.oldest.map { -$0.timeIntervalSinceNow } ?? 0)
+        Gauge(label: "pgnoti_connections_open").record(connections.count)
+        if let counts = try? await ledger.counts() {
+            Gauge(label: "pgnoti_quarantine_rows").record(counts.quarantine)
+            Gauge(label: "pgnoti_quarantine_bytes").record(counts.quarantineBytes)
+        }
+        if let logSink { Gauge(label: "pgnoti_log_lines_dropped").record(logSink.droppedLines) }
+        Gauge(label: "pgnoti_build_info", dimensions: [("version", PGNotiVersion.current)]).record(1)
+    }
+
+    // MARK: Reload
+
+    /// Applies a configuration read again on SIGHUP: keys, ACK bodies, the PGs' authentication
+    /// and the limits that can change under a running listener. Returns the keys that only take
+    /// effect after a restart.
+    func apply(_ new: Config) -> [String] {
+        let old = config
+        intake.replacePolicy(IntakePolicy(config: new))
+        front.replaceSettings(FrontSettings(config: new))
+        connections.setMaximum(new.limits.maxConnections)
+        ledger.setQuarantinePolicy(
+            QuarantinePolicy(
+                maxBytes: new.limits.quarantineMaxBytes, maxRows: new.rejectedKeep,
+                keepDays: new.limits.quarantineKeepDays))
+        var restart: [String] = []
+        if old.listen != new.listen { restart.append("listen") }
+        if old.adminListen != new.adminListen { restart.append("admin_listen") }
+        if old.database != new.database { restart.append("database") }
+        if old.queue != new.queue { restart.append("queue") }
+        if old.logLevel != new.logLevel { restart.append("log_level") }
+        if old.limits.readTimeoutSeconds != new.limits.readTimeoutSeconds {
+            restart.append("limits.read_timeout_seconds")
+        }
+        if old.limits.maxHeaderBytes != new.limits.maxHeaderBytes { restart.append("limits.max_header_bytes") }
+        if old.limits.shutdownGraceSeconds != new.limits.shutdownGraceSeconds {
+            restart.append("limits.shutdown_grace_seconds")
+        }
+        var kept = new
+        // What cannot change live stays as it was, so the status and readiness stay true.
+        kept.listen = old.listen
+        kept.adminListen = old.adminListen
+        kept.database = old.database
+        kept.queue = old.queue
+        configBox.withLock { $0 = kept }
+        return restart
+    }
+}
+
+/// What the log sink counts, for the metrics.
+protocol LogSinkCounters: Sendable {
+    var droppedLines: Int { get }
+}
+
+/// Runs `work`, failing with `TimedOut` if it takes longer than `limit`. The work is not
+/// cancelled (a hung fsync cannot be), only no longer waited for.
+func withTimeout<T: Sendable>(_ limit: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+    let slot = OneShot<T>()
+    return try await withCheckedThrowingContinuation { continuation in
+        slot.set(continuation)
+        Task {
+            do { slot.finish(.success(try await work())) } catch { slot.finish(.failure(error)) }
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            slot.finish(.failure(TimedOut(limit: limit)))
+        }
+    }
+}
+
+/// A continuation resumed by whichever finishes first.
+private final class OneShot<T: Sendable>: Sendable {
+    private let pending = Mutex<CheckedContinuation<T, any Error>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<T, any Error>) {
+        pending.withLock { $0 = continuation }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let continuation = pending.withLock { value in
+            defer { value = nil }
+            return value
+        }
+        continuation?.resume(with: result)
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let limit: Duration
+    var description: String { "no answer within \(limit)" }
+}

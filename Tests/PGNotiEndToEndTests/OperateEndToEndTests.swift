@@ -1,0 +1,135 @@
+import Foundation
+import PGNotiConfig
+import PGNotiRawHTTP
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Living under systemd: sd_notify, reload, readiness and metrics, against the real binary.
+extension EndToEnd {
+    @Suite struct OperateEndToEndTests {
+        @Test func notifiesReadyStatusWatchdogReloadingAndStopping() throws {
+            let dir = try DaemonProcess.makeDirectory("sdnotify")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            // A watchdog of 400 ms: pgnoti must ping every 200 ms.
+            let daemon = try DaemonProcess(directory: dir, environment: ["WATCHDOG_USEC": "400000"])
+            try daemon.waitUntilReady()
+            let pings = daemon.notifySocket.receiveAll(for: 1.5).filter { $0.contains("WATCHDOG=1") }
+            #expect(pings.count >= 4, "\(pings.count) pings in 1.5 s")
+            #expect(pings.count <= 12)
+
+            kill(daemon.process.processIdentifier, SIGHUP)
+            let reload = daemon.notifySocket.receive(until: { $0.contains("READY=1") })
+            let reloading = try #require(reload.firstIndex { $0.contains("RELOADING=1") })
+            #expect(reload[reloading].contains("MONOTONIC_USEC="))
+            let ready = try #require(reload.lastIndex { $0.contains("READY=1") })
+            #expect(ready > reloading)
+            #expect(reload[ready].contains("STATUS=listening on port \(daemon.port)"))
+
+            kill(daemon.process.processIdentifier, SIGTERM)
+            let stopping = daemon.notifySocket.receive(until: { $0.contains("STOPPING=1") })
+            #expect(stopping.last?.contains("STOPPING=1") == true)
+            #expect(try daemon.waitForExit(timeout: 30) == 0)
+        }
+
+        @Test func theStatusLineSaysWhatWasFiled() throws {
+            let dir = try DaemonProcess.makeDirectory("status")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request)
+            let status = daemon.notifySocket.receive(until: { $0.contains("events filed 1") }, timeout: 15)
+            #expect(
+                status.last?.contains("STATUS=listening on port \(daemon.port); events filed 1; outbox depth 0") == true
+            )
+            #expect(try daemon.terminate() == 0)
+        }
+
+        /// SIGHUP with a fixed merchant key takes effect without a restart; a broken file is refused
+        /// naming the key, and the running configuration stays.
+        @Test func sighupReloadsKeysAndRefusesABrokenConfiguration() throws {
+            let dir = try DaemonProcess.makeDirectory("reload")
+            try QuarantineEndToEndTests.writeKeys(QuarantineEndToEndTests.wrongKey, in: dir)
+            let config = try DaemonProcess.writeConfig(in: dir, providers: QuarantineEndToEndTests.smartroOnly(dir))
+            let daemon = try DaemonProcess.start(dir)
+            let approve = try TrustEndToEndTests.fixture("smartro", "approve-card").request
+            #expect(try daemon.send(fixture: approve).status == 403)
+
+            try QuarantineEndToEndTests.writeKeys(Config.smartroTestKey, in: dir)
+            kill(daemon.process.processIdentifier, SIGHUP)
+            let reloaded = daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
+            #expect(reloaded.count == 1)
+            #expect(try daemon.send(fixture: approve).status == 200)
+
+            let good = try String(contentsOf: config, encoding: .utf8)
+            try (good + "\n[smartro.sign_algorithm]\n").write(to: config, atomically: true, encoding: .utf8)
+            try "SMTPAY001m=\(QuarantineEndToEndTests.wrongKey)\n".write(
+                to: dir.appendingPathComponent("keys"), atomically: true, encoding: .utf8)
+            kill(daemon.process.processIdentifier, SIGHUP)
+            let refused = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("reload refused") == true }
+            #expect(
+                refused.first?["key"] as? String == "config"
+                    || refused.first?["key"] as? String == "smartro.sign_algorithm"
+            )
+            // The old configuration (the right key) is still in force.
+            let vbank = try TrustEndToEndTests.fixture("smartro", "vbank-issued").request
+            #expect(try daemon.send(fixture: vbank).status == 200)
+            #expect(!daemon.logText.contains(Config.smartroTestKey))
+            #expect(try daemon.terminate() == 0)
+        }
+
+        @Test func readyzTurns503WhileTheQueueIsUnusableAndRecovers() throws {
+            let dir = try DaemonProcess.makeDirectory("readyz")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            #expect(try daemon.admin("/healthz").bodyText == "ok\n")
+            #expect(try daemon.admin("/readyz").status == 200)
+
+            let moved = dir.appendingPathComponent("state/queue/new.away")
+            try FileManager.default.moveItem(at: daemon.queueNew, to: moved)
+            try Data("x".utf8).write(to: daemon.queueNew)
+            let down = try daemon.admin("/readyz")
+            #expect(down.status == 503)
+            let body = try JSONSerialization.jsonObject(with: Data(down.body)) as! [String: Any]
+            let checks = try #require(body["checks"] as? [String: [String: Any]])
+            #expect(checks["queue"]?["ok"] as? Bool == false)
+            #expect((checks["queue"]?["detail"] as? String)?.contains("new") == true)
+            #expect(checks["database"]?["ok"] as? Bool == true)
+            // The ACKs go on meanwhile.
+            #expect(
+                try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request).status == 200)
+
+            try FileManager.default.removeItem(at: daemon.queueNew)
+            try FileManager.default.moveItem(at: moved, to: daemon.queueNew)
+            try waitFor("readiness to come back", timeout: 60) { (try? daemon.admin("/readyz").status) == 200 }
+            try waitForQueue(daemon, count: 1, timeout: 60)
+            #expect(try daemon.terminate() == 0)
+        }
+
+        @Test func metricsCountAPostedFixture() throws {
+            let dir = try DaemonProcess.makeDirectory("metrics")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "reject-bad-signature").request)
+            try waitForQueue(daemon, count: 1)
+            let metrics = try daemon.admin("/metrics")
+            #expect(metrics.status == 200)
+            let text = metrics.bodyText
+            for line in [
+                #"pgnoti_requests_total{provider="smartro",outcome="accepted"} 1"#,
+                #"pgnoti_requests_total{provider="smartro",outcome="duplicate"} 1"#,
+                #"pgnoti_requests_total{provider="smartro",outcome="rejected"} 1"#,
+                #"pgnoti_quarantined_total{reason="signature_mismatch"} 1"#,
+                "pgnoti_events_filed_total 1", "pgnoti_ack_latency_seconds_count 3", "pgnoti_outbox_depth 0",
+                "pgnoti_queue_new_files 1", #"pgnoti_build_info{version="#,
+            ] {
+                #expect(text.contains(line), "\(line)")
+            }
+            #expect(text.contains("pgnoti_group_commit_batch_size_bucket"))
+            #expect(try daemon.terminate() == 0)
+        }
+    }
+}
