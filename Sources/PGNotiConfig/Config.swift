@@ -228,7 +228,7 @@ public struct ConfigLoader {
                 guard let seconds = TimeSpec.span(retention), seconds >= 86_400 else {
                     throw ConfigError(
                         "retention",
-                        "expected a span of at least a day (\"400d\", \"5y\" is not supported; use days) or \"off\"")
+                        "expected a span of at least a day, in days (\"400d\"), or \"off\"")
                 }
                 config.retentionSeconds = seconds
             }

@@ -147,6 +147,9 @@ public struct Daemon: Sendable {
                         ], logger: logger)))
         }
         services.append(.init(service: StatusService(daemon: running, notifier: notifier, every: .seconds(5))))
+        if let retention = config.retentionSeconds {
+            services.append(.init(service: RetentionService(ledger: ledger, retention: retention, logger: logger)))
+        }
         services.append(
             .init(service: ReloadService(daemon: running, configPath: configPath, notifier: notifier, logger: logger)))
         services.append(

@@ -3,6 +3,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PGNotiConfig
+import PGNotiCore
+import PGNotiStore
 import ServiceLifecycle
 import UnixSignals
 
@@ -30,29 +32,33 @@ struct WatchdogService: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            var withheld: String?
+            var withheld: [String] = []
             while !Task.isCancelled {
                 let started = ContinuousClock.now
-                var failed: [String] = []
-                for (name, probe) in probes {
-                    do { try await withTimeout(interval) { try await probe() } } catch { failed.append(name) }
-                }
-                if failed.isEmpty {
-                    notifier.notify("WATCHDOG=1")
-                    if withheld != nil {
-                        logger.notice("watchdog: every part answers again")
-                        withheld = nil
-                    }
-                } else if withheld != failed.joined(separator: ", ") {
-                    withheld = failed.joined(separator: ", ")
+                let stuck = await tick()
+                if stuck.isEmpty, !withheld.isEmpty {
+                    logger.notice("watchdog: every part answers again")
+                } else if !stuck.isEmpty, stuck != withheld {
                     logger.critical(
                         "watchdog: not answering, WATCHDOG=1 withheld so systemd can restart the daemon",
-                        metadata: ["stuck": .string(withheld!)])
+                        metadata: ["stuck": .string(stuck.joined(separator: ", "))])
                 }
+                withheld = stuck
                 let elapsed = ContinuousClock.now - started
                 try? await Task.sleep(for: max(.zero, interval - elapsed))
             }
         }
+    }
+
+    /// Runs every probe (each given one interval to answer) and sends WATCHDOG=1 only if all
+    /// answered. Returns the names of those that did not.
+    func tick() async -> [String] {
+        var stuck: [String] = []
+        for (name, probe) in probes {
+            do { try await withTimeout(interval) { try await probe() } } catch { stuck.append(name) }
+        }
+        if stuck.isEmpty { notifier.notify("WATCHDOG=1") }
+        return stuck
     }
 
     /// Every event loop of `group` runs a task.
@@ -130,5 +136,37 @@ struct ReloadService: Service {
                 "config": .string(configPath), "providers": .array(config.providers.map { .string($0.id.rawValue) }),
                 "needs_restart": .array(restart.map { .string($0) }),
             ])
+    }
+}
+
+/// With `retention` set, purges raw bodies and personal fields older than it once a day (the
+/// first time a minute after start).
+struct RetentionService: Service {
+    let ledger: PGNotiStore.Ledger
+    let retention: Double
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var wait = Duration.seconds(60)
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: wait) } catch { return }
+                wait = .seconds(86_400)
+                let cutoff = Date().addingTimeInterval(-retention)
+                do {
+                    let counts = try await ledger.purge(before: cutoff)
+                    logger.notice(
+                        "retention: purged raw bodies and personal fields",
+                        metadata: [
+                            "before": .string(PGNotiCore.KoreanTime.iso8601(cutoff)),
+                            "notifications": .stringConvertible(counts.notifications),
+                            "conflicts": .stringConvertible(counts.conflicts),
+                            "quarantine": .stringConvertible(counts.quarantine),
+                        ])
+                } catch {
+                    logger.error("retention: purge failed; trying again tomorrow", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 }

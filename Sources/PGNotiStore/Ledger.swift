@@ -44,6 +44,8 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     /// Conflicting versions filed per key. Anyone holding one signed Smartro post can vary `Amt`
     /// at will (SignValue does not cover it), so this is bounded.
     public static let maximumConflictsPerKey = 10
+    /// Retries of one notification kept one by one (time, peer, client); beyond, only counted.
+    static let retriesKept = 100
 
     enum Job {
         case record(LedgerEntry, CheckedContinuation<RecordOutcome, any Error>)
@@ -382,6 +384,16 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                 try db.cachedStatement(
                     sql: "UPDATE notifications SET retries = retries + 1, last_seen_at = ? WHERE id = ?"
                 ).execute(arguments: [now, storedID])
+                // The first retries are kept one by one; a storm only counts.
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO retries (notification_id, received_at, peer, client)
+                        SELECT ?, ?, ?, ? WHERE (SELECT retries FROM notifications WHERE id = ?) <= ?
+                        """
+                ).execute(arguments: [
+                    storedID, entry.receivedAt.unixMicroseconds, entry.peer, entry.client, storedID,
+                    Self.retriesKept,
+                ])
                 return .duplicate(eventID: storedEventID)
             }
             if let filed = try Row.fetchOne(
@@ -424,13 +436,14 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                 sql: """
                     INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, conflict_event_id,
                         stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, peer, client,
-                        received_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, ?, ?, ?, ?)
+                        received_at, event_json, queue_file_name)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, ?, ?, ?, ?, ?, ?)
                     """
             ).execute(
                 arguments: key + [
                     storedEventID, conflictID, storedFingerprint, entry.fingerprint, Data(entry.rawBody),
                     entry.contentType, entry.peer, entry.peer, entry.client, entry.receivedAt.unixMicroseconds,
+                    Data(json), fileName,
                 ])
             try insertOutbox(fileName: fileName, payload: json, notificationID: storedID, in: db)
             return .conflict(

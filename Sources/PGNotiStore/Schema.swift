@@ -101,8 +101,21 @@ enum Schema {
                     ALTER TABLE conflicts ADD COLUMN client TEXT;
                     ALTER TABLE conflicts ADD COLUMN conflict_event_id TEXT;
                     ALTER TABLE conflicts ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE conflicts ADD COLUMN event_json BLOB;
+                    ALTER TABLE conflicts ADD COLUMN queue_file_name TEXT;
                     UPDATE conflicts SET peer = remote_address, client = remote_address;
                     CREATE INDEX conflicts_key ON conflicts (provider, merchant_id, tid, state, new_fingerprint);
+
+                    -- Each PG retry of a stored notification (the first ones; the count goes on
+                    -- in notifications.retries), for `pgnoti events show`.
+                    CREATE TABLE retries (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        notification_id INTEGER NOT NULL,
+                        received_at INTEGER NOT NULL,
+                        peer TEXT,
+                        client TEXT
+                    );
+                    CREATE INDEX retries_notification ON retries (notification_id);
 
                     -- When a row entered the outbox, for the age of the oldest unfiled event.
                     ALTER TABLE outbox ADD COLUMN queued_at INTEGER;

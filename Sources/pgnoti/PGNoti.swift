@@ -1,4 +1,5 @@
 import ArgumentParser
+import PGNotiCore
 
 @main
 struct PGNoti: AsyncParsableCommand {
@@ -6,6 +7,10 @@ struct PGNoti: AsyncParsableCommand {
         commandName: "pgnoti",
         abstract:
             "Receives Korean PG payment notifications, stores each once, ACKs after commit, queues JSON events.",
-        subcommands: [Serve.self, CheckConfig.self, Send.self, QuarantineCommand.self],
+        version: PGNotiVersion.current,
+        subcommands: [
+            Serve.self, CheckConfig.self, Send.self, EventsCommand.self, QuarantineCommand.self, Redeliver.self,
+            Stats.self, Backup.self, Purge.self,
+        ],
         defaultSubcommand: Serve.self)
 }

@@ -121,44 +121,67 @@ struct SystemdTests {
             .deletingLastPathComponent()
     }
 
-    @Test func unitDeclaresNotifyStateDirectoryUserAndHardening() throws {
+    static var analyzeAvailable: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") }
+
+    static func systemdAnalyze(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// The shipped unit with ExecStart pointing at the binary this build made: `verify` checks
+    /// that the binaries exist, so the unit is checked as it ships, not as it would be installed.
+    static func unitWithBuiltBinary(_ name: String) throws -> URL {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "pgnoti")
+        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build pgnoti first")
+        let unit = try String(contentsOf: root.appendingPathComponent("systemd/\(name)"), encoding: .utf8)
+            .replacingOccurrences(of: "/usr/bin/pgnoti", with: binary.path)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "pgnoti-unit-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent(name)
+        try unit.write(to: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func unitDeclaresNotifyWatchdogReloadAndHardening() throws {
         let unit = try String(contentsOf: Self.root.appendingPathComponent("systemd/pgnoti.service"), encoding: .utf8)
         for line in [
             "Type=notify", "StateDirectory=pgnoti", "User=pgnoti", "Restart=on-failure", "ProtectSystem=strict",
-            "NoNewPrivileges=yes", "PrivateTmp=yes", "LoadCredential=smartro-merchant-keys:",
+            "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes", "NoNewPrivileges=yes",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "SystemCallFilter=@system-service",
+            "SystemCallArchitectures=native", "MemoryDenyWriteExecute=yes", "CapabilityBoundingSet=\n", "UMask=0027",
+            "IPAddressDeny=any", "LoadCredential=smartro-merchant-keys:", "WatchdogSec=", "ExecReload=",
+            "LimitNOFILE=65536",
         ] {
             #expect(unit.contains(line), "\(line)")
         }
     }
 
-    /// `systemd-analyze verify` also checks that ExecStart's binary exists, so the unit is verified
-    /// with the path pointing at the binary this build made.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
-    func systemdAnalyzeVerifyPasses() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "pgnoti-unit-\(UUID().uuidString.prefix(6))")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
-            "pgnoti")
-        let installed = FileManager.default.isExecutableFile(atPath: "/usr/local/bin/pgnoti")
-        var unit = try String(contentsOf: Self.root.appendingPathComponent("systemd/pgnoti.service"), encoding: .utf8)
-        if !installed {
-            try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build pgnoti first")
-            unit = unit.replacingOccurrences(of: "/usr/local/bin/pgnoti", with: binary.path)
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeVerifyPasses() throws {
+        for name in ["pgnoti.service"] {
+            let result = try Self.systemdAnalyze(["verify", try Self.unitWithBuiltBinary(name).path])
+            #expect(result.status == 0, "\(name): \(result.output)")
+            #expect(!result.output.contains("\(name):"), "\(result.output)")
         }
-        let path = dir.appendingPathComponent("pgnoti.service")
-        try unit.write(to: path, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        process.arguments = ["verify", path.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        process.waitUntilExit()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(output)")
-        #expect(!output.contains("pgnoti.service:"), "\(output)")
+    }
+
+    /// `systemd-analyze security` rates the shipped unit 2.0 or better ("OK" or "SAFE").
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeSecurityRatesTheUnitOK() throws {
+        for name in ["pgnoti.service"] {
+            let result = try Self.systemdAnalyze(["security", "--offline=yes", try Self.unitWithBuiltBinary(name).path])
+            let line = try #require(result.output.split(separator: "\n").last { $0.contains("Overall exposure level") })
+            let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+            #expect(score != nil && score! <= 2.0, "\(name): \(line)")
+        }
     }
 }
 

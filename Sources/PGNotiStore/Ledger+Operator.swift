@@ -1,0 +1,251 @@
+import Foundation
+import GRDB
+import PGNotiCore
+import Synchronization
+
+/// What operators ask the ledger from the command line. Reads run on reader connections and
+/// never hold the writer; the few writes go through it like the daemon's.
+extension Ledger {
+    public struct EventFilter: Sendable {
+        public var provider: String?
+        public var since: Date?
+        public var until: Date?
+        public var tid: String?
+        public var orderID: String?
+        public var kind: String?
+        public var limit: Int
+
+        public init(
+            provider: String? = nil, since: Date? = nil, until: Date? = nil, tid: String? = nil,
+            orderID: String? = nil, kind: String? = nil, limit: Int = 100
+        ) {
+            self.provider = provider
+            self.since = since
+            self.until = until
+            self.tid = tid
+            self.orderID = orderID
+            self.kind = kind
+            self.limit = limit
+        }
+    }
+
+    /// Notifications matching `filter`, newest first.
+    public func events(_ filter: EventFilter) async throws -> [StoredNotification] {
+        try await read { db in
+            var request = StoredNotification.all()
+            if let v = filter.provider { request = request.filter(Column("provider") == v) }
+            if let v = filter.since { request = request.filter(Column("received_at") >= v.unixMicroseconds) }
+            if let v = filter.until { request = request.filter(Column("received_at") < v.unixMicroseconds) }
+            if let v = filter.tid { request = request.filter(Column("tid") == v) }
+            if let v = filter.orderID { request = request.filter(Column("order_id") == v) }
+            if let v = filter.kind { request = request.filter(Column("kind") == v) }
+            return try request.order(Column("id").desc).limit(filter.limit).fetchAll(db)
+        }
+    }
+
+    /// The notifications `reference` names: an event id (a notification's or a conflict's), a
+    /// TID, or an order id, tried in that order.
+    public func lookup(_ reference: String) async throws -> [StoredNotification] {
+        try await read { db in
+            let byEvent = try StoredNotification.filter(Column("event_id") == reference).fetchAll(db)
+            if !byEvent.isEmpty { return byEvent }
+            if let conflict = try ConflictRecord.filter(Column("conflict_event_id") == reference).fetchOne(db) {
+                return try StoredNotification.filter(Column("event_id") == conflict.eventID).fetchAll(db)
+            }
+            let byTID = try StoredNotification.filter(Column("tid") == reference).order(Column("id")).fetchAll(db)
+            if !byTID.isEmpty { return byTID }
+            return try StoredNotification.filter(Column("order_id") == reference).order(Column("id")).fetchAll(db)
+        }
+    }
+
+    public struct Retry: Sendable, Equatable {
+        public let receivedAt: Date
+        public let peer: String?
+        public let client: String?
+    }
+
+    /// Everything recorded about one stored notification besides itself.
+    public struct History: Sendable {
+        public let retries: [Retry]
+        public let conflicts: [ConflictRecord]
+        public let inOutbox: Bool
+    }
+
+    public func history(of notification: StoredNotification) async throws -> History {
+        try await read { db in
+            let retries = try Row.fetchAll(
+                db, sql: "SELECT received_at, peer, client FROM retries WHERE notification_id = ? ORDER BY id",
+                arguments: [notification.rowID]
+            ).map {
+                Retry(receivedAt: Date(unixMicroseconds: $0["received_at"]), peer: $0["peer"], client: $0["client"])
+            }
+            let conflicts = try ConflictRecord.filter(Column("event_id") == notification.eventID).order(Column("id"))
+                .fetchAll(db)
+            let queued =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM outbox WHERE file_name = ?", arguments: [notification.queueFileName])
+                ?? 0
+            return History(retries: retries, conflicts: conflicts, inOutbox: queued > 0)
+        }
+    }
+
+    /// Puts events back into the outbox under their own ids and file names, so whoever holds the
+    /// outbox lock files them again: notifications whose event id is in `eventIDs` or that were
+    /// received in `since..<until`, and conflict events by id. Returns how many were queued.
+    public func redeliver(eventIDs: [String] = [], since: Date? = nil, until: Date? = nil) async throws -> Int {
+        let queued = Mutex(0)
+        let now = Date().unixMicroseconds
+        try await write { db in
+            var count = 0
+            func requeue(_ sql: String, _ arguments: StatementArguments) throws {
+                try db.execute(sql: sql, arguments: arguments)
+                count += db.changesCount
+            }
+            for id in eventIDs {
+                try requeue(
+                    """
+                    INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                    SELECT queue_file_name, event_json, id, ? FROM notifications WHERE event_id = ?
+                    """, [now, id])
+                try requeue(
+                    """
+                    INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                    SELECT c.queue_file_name, c.event_json, n.id, ? FROM conflicts c
+                    JOIN notifications n ON n.event_id = c.event_id
+                    WHERE c.conflict_event_id = ? AND c.event_json IS NOT NULL
+                    """, [now, id])
+            }
+            if since != nil || until != nil {
+                let from = since?.unixMicroseconds ?? 0
+                let to = until?.unixMicroseconds ?? Int64.max
+                try requeue(
+                    """
+                    INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                    SELECT queue_file_name, event_json, id, ? FROM notifications
+                    WHERE received_at >= ? AND received_at < ? ORDER BY id
+                    """, [now, from, to])
+                try requeue(
+                    """
+                    INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                    SELECT c.queue_file_name, c.event_json, n.id, ? FROM conflicts c
+                    JOIN notifications n ON n.event_id = c.event_id
+                    WHERE c.received_at >= ? AND c.received_at < ? AND c.event_json IS NOT NULL ORDER BY c.id
+                    """, [now, from, to])
+            }
+            let final = count
+            queued.withLock { $0 = final }
+        }
+        return queued.withLock { $0 }
+    }
+
+    /// A consistent copy of the whole database, taken while the daemon writes (`VACUUM INTO`).
+    public func backup(to path: String) async throws {
+        try checkOpen()
+        try await pool.writeWithoutTransaction { db in
+            try db.execute(sql: "VACUUM INTO ?", arguments: [path])
+        }
+    }
+
+    public struct PurgeCounts: Sendable, Equatable {
+        public var notifications = 0
+        public var conflicts = 0
+        public var quarantine = 0
+        public var retries = 0
+    }
+
+    /// Removes raw bodies and personal fields from everything received before `cutoff` and keeps
+    /// dedup keys, ids, amounts and results: the stored event shrinks to those facts.
+    public func purge(before cutoff: Date) async throws -> PurgeCounts {
+        let counts = Mutex(PurgeCounts())
+        let micros = cutoff.unixMicroseconds
+        try await write { db in
+            var result = PurgeCounts()
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, event_id, provider, kind, merchant_id, tid, state, amount, result_code, order_id,
+                        received_at FROM notifications
+                    WHERE received_at < ? AND (length(raw_body) > 0 OR json_extract(event_json, '$.purged') IS NOT 1)
+                    """, arguments: [micros])
+            for row in rows {
+                var json = JSONWriter()
+                json.beginObject()
+                json.member("amount", row["amount"] as Int?)
+                json.member("id", row["event_id"] as String)
+                json.member("kind", row["kind"] as String?)
+                json.member("merchant_id", row["merchant_id"] as String)
+                json.member("order_id", row["order_id"] as String?)
+                json.member("provider", row["provider"] as String)
+                json.member("purged", true)
+                json.member("received_at", KoreanTime.iso8601(Date(unixMicroseconds: row["received_at"])))
+                json.member("result_code", row["result_code"] as String?)
+                json.member("schema", Event.schemaV1)
+                json.member("state", row["state"] as String)
+                json.member("tid", row["tid"] as String)
+                json.endObject()
+                try db.execute(
+                    sql: "UPDATE notifications SET raw_body = x'', event_json = ? WHERE id = ?",
+                    arguments: [Data(json.bytes), row["id"] as Int64])
+                result.notifications += 1
+            }
+            try db.execute(
+                sql:
+                    "UPDATE conflicts SET raw_body = x'', event_json = NULL WHERE received_at < ? AND length(raw_body) > 0",
+                arguments: [micros])
+            result.conflicts = db.changesCount
+            try db.execute(
+                sql: "UPDATE quarantine SET raw_body = x'' WHERE received_at < ? AND length(raw_body) > 0",
+                arguments: [micros])
+            result.quarantine = db.changesCount
+            try db.execute(sql: "DELETE FROM retries WHERE received_at < ?", arguments: [micros])
+            result.retries = db.changesCount
+            let final = result
+            counts.withLock { $0 = final }
+        }
+        return counts.withLock { $0 }
+    }
+
+    public struct Stats: Sendable {
+        public struct Row: Sendable, Equatable {
+            public let provider: String
+            public let kind: String
+            public let events: Int
+            public let retries: Int
+        }
+
+        public var byKind: [Row]
+        public var conflicts: Int
+        public var conflictsIgnored: Int
+        public var quarantineByReason: [(reason: String, count: Int)]
+        public var outboxDepth: Int
+        public var oldestInOutbox: Date?
+    }
+
+    public func stats(since: Date?) async throws -> Stats {
+        try await read { db in
+            let from = since?.unixMicroseconds ?? 0
+            let kinds = try GRDB.Row.fetchAll(
+                db,
+                sql: """
+                    SELECT provider, coalesce(kind, '?') AS kind, count(*) AS n, sum(retries) AS r, sum(conflicts_ignored) AS ci
+                    FROM notifications WHERE received_at >= ? GROUP BY provider, kind ORDER BY provider, kind
+                    """, arguments: [from])
+            let conflicts =
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE received_at >= ?", arguments: [from])
+                ?? 0
+            let reasons = try GRDB.Row.fetchAll(
+                db,
+                sql:
+                    "SELECT reason, count(*) AS n FROM quarantine WHERE received_at >= ? GROUP BY reason ORDER BY n DESC",
+                arguments: [from])
+            let outbox = try GRDB.Row.fetchOne(db, sql: "SELECT count(*) AS n, min(queued_at) AS oldest FROM outbox")!
+            return Stats(
+                byKind: kinds.map {
+                    Stats.Row(provider: $0["provider"], kind: $0["kind"], events: $0["n"], retries: $0["r"])
+                },
+                conflicts: conflicts, conflictsIgnored: kinds.reduce(0) { $0 + ($1["ci"] as Int) },
+                quarantineByReason: reasons.map { ($0["reason"], $0["n"]) }, outboxDepth: outbox["n"],
+                oldestInOutbox: (outbox["oldest"] as Int64?).map(Date.init(unixMicroseconds:)))
+        }
+    }
+}

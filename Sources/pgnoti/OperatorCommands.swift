@@ -1,0 +1,326 @@
+import ArgumentParser
+import Foundation
+import PGNotiConfig
+import PGNotiCore
+import PGNotiSpool
+import PGNotiStore
+
+/// Opens the ledger a config names, read-side, for commands that only look.
+func openLedger(_ config: Config) throws -> Ledger {
+    guard FileManager.default.fileExists(atPath: config.database) else {
+        throw ValidationError("no database at \(config.database) (database in the configuration)")
+    }
+    return try Ledger(path: config.database)
+}
+
+struct EventsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events", abstract: "Find notifications and their events. Safe while the daemon runs.",
+        subcommands: [List.self, Show.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List stored notifications, newest first.")
+
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "smartro, tomatopay or innopay.") var provider: String?
+        @Option(help: "Received since: ISO 8601 or a span (30m, 2h, 7d).") var since: String?
+        @Option(help: "Received before: ISO 8601 or a span.") var until: String?
+        @Option(help: "Only this TID.") var tid: String?
+        @Option(help: "Only this order id.") var order: String?
+        @Option(help: "Only this kind (payment.approved …).") var kind: String?
+        @Option(help: "At most this many.") var limit = 100
+        @Flag(help: "One JSON object per line.") var json = false
+
+        func run() async throws {
+            let config = try options.load()
+            let filter = Ledger.EventFilter(
+                provider: provider, since: try since.map { try parseTime($0, option: "--since") },
+                until: try until.map { try parseTime($0, option: "--until") }, tid: tid, orderID: order, kind: kind,
+                limit: limit)
+            let ledger = try openLedger(config)
+            let found = try await ledger.events(filter)
+            try? await ledger.close()
+            if json {
+                for n in found { print(Self.json(n)) }
+                return
+            }
+            let rows = found.map { n in
+                [
+                    KoreanTime.display(n.receivedAt), n.provider, n.kind ?? "-", n.merchantID, n.tid, n.state,
+                    n.amount.map(String.init) ?? "-", n.orderID ?? "-", n.eventID,
+                ]
+            }
+            print(
+                table(["RECEIVED (KST)", "PROVIDER", "KIND", "MID", "TID", "STATE", "AMOUNT", "ORDER", "EVENT"], rows))
+        }
+
+        static func json(_ n: StoredNotification) -> String {
+            var json = JSONWriter()
+            json.beginObject()
+            json.member("received_at", KoreanTime.iso8601(n.receivedAt))
+            json.member("provider", n.provider)
+            json.member("kind", n.kind)
+            json.member("merchant_id", n.merchantID)
+            json.member("tid", n.tid)
+            json.member("state", n.state)
+            json.member("amount", n.amount)
+            json.member("result_code", n.resultCode)
+            json.member("order_id", n.orderID)
+            json.member("event_id", n.eventID)
+            json.member("queue_file", n.queueFileName)
+            json.member("retries", n.retries)
+            json.endObject()
+            return String(decoding: json.bytes, as: UTF8.self)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Show a notification by event id, TID or order id: its event, the request (masked), retries, conflicts, queue file."
+        )
+
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "An event id, a TID or an order id.") var reference: String
+        @Flag(help: "Also print the raw request bytes (escaped). They carry unmasked personal data.") var raw = false
+
+        func run() async throws {
+            let config = try options.load()
+            let ledger = try openLedger(config)
+            defer { Task { try? await ledger.close() } }
+            let found = try await ledger.lookup(reference)
+            guard !found.isEmpty else {
+                throw ValidationError("nothing stored for \(reference) (event id, TID or order id)")
+            }
+            if raw { printError("warning: --raw prints requests exactly as received, personal data unmasked") }
+            for (index, n) in found.enumerated() {
+                if index > 0 { print("") }
+                let history = try await ledger.history(of: n)
+                print("event:         \(n.eventID) (\(n.kind ?? "-"))")
+                print(
+                    "received:      \(KoreanTime.iso8601(n.receivedAt)) from \(n.client ?? "-") (peer \(n.peer ?? "-"))"
+                )
+                print("key:           \(n.provider) \(n.merchantID) \(n.tid) \(n.state)")
+                print(
+                    "queue file:    \(config.queue)/new/\(n.queueFileName)\(history.inOutbox ? " (still in the outbox: not filed yet)" : "")"
+                )
+                print("retries:       \(n.retries)")
+                for retry in history.retries {
+                    print(
+                        "  \(KoreanTime.iso8601(retry.receivedAt)) from \(retry.client ?? "-") (peer \(retry.peer ?? "-"))"
+                    )
+                }
+                if n.retries > history.retries.count {
+                    print("  … \(n.retries - history.retries.count) more, counted only")
+                }
+                print(
+                    "conflicts:     \(history.conflicts.count)\(n.conflictsIgnored > 0 ? " (+\(n.conflictsIgnored) beyond the limit, counted only)" : "")"
+                )
+                for conflict in history.conflicts {
+                    print(
+                        "  \(KoreanTime.iso8601(conflict.receivedAt)) \(conflict.newFingerprint) (stored \(conflict.storedFingerprint)) event \(conflict.conflictEventID ?? "-")"
+                    )
+                }
+                print("event json:")
+                print(String(decoding: Self.maskedEvent(Array(n.eventJSON)), as: UTF8.self))
+                let setting = config.providers.first { $0.id.rawValue == n.provider }?.charset ?? .cp949
+                if let fields = try? Fields.decoding(Array(n.rawBody), contentType: n.contentType, charset: setting),
+                    !n.rawBody.isEmpty
+                {
+                    print("request (\(fields.charset.label), personal data masked):")
+                    for (name, value) in Masking.fields(fields.all) { print("  \(name) = \(value)") }
+                } else if n.rawBody.isEmpty {
+                    print("request:       purged")
+                }
+                if raw {
+                    print("raw:")
+                    print(QuarantineCommand.Show.escaped(Array(n.rawBody)))
+                }
+            }
+        }
+
+        /// The event as filed, with its personal fields masked the way logs show them.
+        static func maskedEvent(_ bytes: [UInt8]) -> [UInt8] {
+            guard var object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+                return bytes
+            }
+            if var buyer = object["buyer"] as? [String: Any] {
+                if let phone = buyer["phone"] as? String { buyer["phone"] = Masking.phone(phone) }
+                if let email = buyer["email"] as? String { buyer["email"] = Masking.email(email) }
+                object["buyer"] = buyer
+            }
+            if var raw = object["raw"] as? [String: Any] {
+                for (name, value) in raw {
+                    if let text = value as? String { raw[name] = Masking.value(text, named: name) }
+                }
+                object["raw"] = raw
+            }
+            if var delivery = object["delivery"] as? [String: Any], let phone = delivery["recipient_phone"] as? String {
+                delivery["recipient_phone"] = Masking.phone(phone)
+                object["delivery"] = delivery
+            }
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            return data.map(Array.init) ?? bytes
+        }
+    }
+}
+
+struct Redeliver: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Put events back into the outbox, to be filed again under the same ids and names.",
+        discussion: """
+            Whoever holds <queue>/.outbox.lock files them: the daemon within a second if it runs,
+            otherwise this command before it exits.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Event ids.") var ids: [String] = []
+    @Option(help: "Every notification received since (ISO 8601 or a span).") var since: String?
+    @Option(help: "With --since: received before.") var until: String?
+
+    func validate() throws {
+        guard ids.isEmpty != (since == nil) else {
+            throw ValidationError("give event ids or --since, not both and not neither")
+        }
+        if until != nil && since == nil { throw ValidationError("--until goes with --since") }
+    }
+
+    func run() async throws {
+        let config = try options.load()
+        let context = try CommandContext.open(config)
+        let since = try since.map { try parseTime($0, option: "--since") }
+        let until = try until.map { try parseTime($0, option: "--until") }
+        var queued = 0
+        if ids.count > 300 {
+            // Many at once: in chunks, with progress.
+            for start in stride(from: 0, to: ids.count, by: 500) {
+                let chunk = Array(ids[start..<min(start + 500, ids.count)])
+                queued += try await context.ledger.redeliver(eventIDs: chunk)
+                printError("queued \(queued) of \(ids.count)")
+            }
+        } else {
+            queued = try await context.ledger.redeliver(eventIDs: ids, since: since, until: until)
+        }
+        print("queued \(queued) event(s) for filing")
+        if queued > 300 { printError("filing \(queued) events …") }
+        if let filed = try await context.fileCommittedEvents() {
+            print("filed \(filed) into \(config.queue)/new")
+        } else {
+            print("the daemon holds the outbox lock; it files them")
+        }
+        await context.close()
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a consistent copy of the database while the daemon runs (VACUUM INTO).")
+
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Where to write the copy; must not exist.") var file: String
+
+    func run() async throws {
+        let config = try options.load()
+        guard !FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) already exists") }
+        let ledger = try openLedger(config)
+        do {
+            try await ledger.backup(to: file)
+        } catch {
+            throw ValidationError("backup to \(file) failed: \(error)")
+        }
+        try? await ledger.close()
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+        print("backed up \(config.database) to \(file) (\(size) bytes)")
+    }
+}
+
+struct Purge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove raw bodies and personal fields from old notifications and quarantine.",
+        discussion: """
+            Keeps dedup keys, event ids, amounts and results, so retries are still recognised and the
+            ledger still answers "did this payment arrive". How long payment records must be kept is
+            the merchant's legal decision.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @Option(name: .customLong("older-than"), help: "ISO 8601 or a span back from now (400d).") var olderThan: String
+
+    func run() async throws {
+        let config = try options.load()
+        let cutoff = try parseTime(olderThan, option: "--older-than")
+        try StateOwner.adopt(directoryOf: config.database)
+        let ledger = try openLedger(config)
+        let counts = try await ledger.purge(before: cutoff)
+        try? await ledger.close()
+        print(
+            "purged before \(KoreanTime.iso8601(cutoff)): \(counts.notifications) notification(s), \(counts.conflicts) conflict(s), \(counts.quarantine) quarantined request(s), \(counts.retries) retry record(s)"
+        )
+    }
+}
+
+struct Stats: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Counts by provider, kind and outcome; outbox and quarantine.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Only since: ISO 8601 or a span (30m, 2h, 7d).") var since: String?
+    @Flag(help: "One JSON object.") var json = false
+
+    func run() async throws {
+        let config = try options.load()
+        let since = try since.map { try parseTime($0, option: "--since") }
+        let ledger = try openLedger(config)
+        let stats = try await ledger.stats(since: since)
+        try? await ledger.close()
+        let queue = try? QueueDirectory(root: URL(fileURLWithPath: config.queue))
+        let pending = queue?.pendingNew()
+        if json {
+            var out = JSONWriter()
+            out.beginObject()
+            out.key("events")
+            out.beginArray()
+            for row in stats.byKind {
+                out.beginObject()
+                out.member("provider", row.provider)
+                out.member("kind", row.kind)
+                out.member("events", row.events)
+                out.member("retries", row.retries)
+                out.endObject()
+            }
+            out.endArray()
+            out.member("conflicts", stats.conflicts)
+            out.member("conflicts_ignored", stats.conflictsIgnored)
+            out.key("quarantine")
+            out.beginObject()
+            for (reason, count) in stats.quarantineByReason { out.member(reason, count) }
+            out.endObject()
+            out.member("outbox_depth", stats.outboxDepth)
+            out.member("oldest_in_outbox", stats.oldestInOutbox.map(KoreanTime.iso8601))
+            out.member("queue_new_files", pending?.count)
+            out.member("oldest_in_queue", pending?.oldest.map(KoreanTime.iso8601))
+            out.endObject()
+            print(String(decoding: out.bytes, as: UTF8.self))
+            return
+        }
+        print(since.map { "since \(KoreanTime.display($0)) KST" } ?? "all time")
+        print(
+            table(
+                ["PROVIDER", "KIND", "EVENTS", "RETRIES"],
+                stats.byKind.map { [$0.provider, $0.kind, String($0.events), String($0.retries)] }))
+        print("conflicts: \(stats.conflicts) filed, \(stats.conflictsIgnored) beyond the limit")
+        print(
+            "quarantine: "
+                + (stats.quarantineByReason.isEmpty
+                    ? "empty" : stats.quarantineByReason.map { "\($0.reason) \($0.count)" }.joined(separator: ", ")))
+        print(
+            "outbox: \(stats.outboxDepth) waiting\(stats.oldestInOutbox.map { ", oldest since \(KoreanTime.display($0)) KST" } ?? "")"
+        )
+        if let pending {
+            print(
+                "queue: \(pending.count) file(s) in new/ waiting for a consumer\(pending.oldest.map { ", oldest filed \(KoreanTime.display($0)) KST" } ?? "")"
+            )
+        }
+    }
+}

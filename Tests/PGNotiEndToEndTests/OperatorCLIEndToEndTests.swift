@@ -1,0 +1,91 @@
+import Foundation
+import PGNotiConfig
+import PGNotiStore
+import Testing
+
+extension EndToEnd {
+    /// The operator CLI on a database the daemon seeded, with the daemon still running.
+    @Suite struct OperatorCLIEndToEndTests {
+        static func run(_ arguments: [String], in dir: URL) throws -> (status: Int32, stdout: String, stderr: String) {
+            try QuarantineEndToEndTests.runSplit(arguments, in: dir)
+        }
+
+        @Test func eventsStatsRedeliverBackupAndPurge() async throws {
+            let dir = try DaemonProcess.makeDirectory("cli")
+            let config = try DaemonProcess.writeConfig(in: dir).path
+            let daemon = try DaemonProcess.start(dir)
+            let approve = try TrustEndToEndTests.fixture("smartro", "approve-card")
+            for name in ["approve-card", "conflict-amount", "reject-bad-signature"] {
+                _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", name).request)
+            }
+            _ = try daemon.send(fixture: approve.request)  // a PG retry
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("innopay", "approve-card").request)
+            try waitForQueue(daemon, count: 3)
+            let tid = try #require(approve.expect["tid"] as? String)
+
+            let list = try Self.run(["events", "list", "--config", config], in: dir)
+            #expect(list.status == 0)
+            #expect(list.stdout.contains("RECEIVED (KST)") && list.stdout.contains(tid), "the whole TID")
+            #expect(list.stdout.split(separator: "\n").count == 3, "a header and two notifications")
+            let json = try Self.run(
+                ["events", "list", "--config", config, "--json", "--provider", "smartro", "--since", "1h"], in: dir)
+            let objects = json.stdout.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            #expect(objects.count == 1)
+            #expect(objects.first?["retries"] as? Int == 1 && objects.first?["tid"] as? String == tid)
+            let eventID = try #require(objects.first?["event_id"] as? String)
+            let queueFile = try #require(objects.first?["queue_file"] as? String)
+
+            let show = try Self.run(["events", "show", tid, "--config", config], in: dir)
+            #expect(show.status == 0)
+            #expect(show.stdout.contains("event:         \(eventID) (payment.approved)"))
+            #expect(show.stdout.contains("retries:       1"))
+            #expect(show.stdout.contains("conflicts:     1"))
+            #expect(show.stdout.contains(queueFile))
+            #expect(show.stdout.contains("+09:00"), "times in KST")
+            #expect(!show.stdout.contains("010-0000-0001"), "personal data masked")
+            #expect(!show.stdout.contains("raw:"))
+            #expect(
+                try Self.run(["events", "show", "ORD-20241123-0001", "--config", config], in: dir).stdout.contains(
+                    eventID))
+            let unknown = try Self.run(["events", "show", "nope", "--config", config], in: dir)
+            #expect(unknown.status != 0 && unknown.stderr.contains("nope"))
+
+            let stats = try Self.run(["stats", "--config", config], in: dir)
+            #expect(stats.stdout.contains("payment.approved"))
+            #expect(stats.stdout.contains("conflicts: 1 filed"))
+            #expect(stats.stdout.contains("signature_mismatch 1"))
+            #expect(stats.stdout.contains("queue: 3 file(s) in new/"))
+
+            // A consumer took the file and lost it: redeliver files it again, same name and id.
+            let file = daemon.queueNew.appendingPathComponent(queueFile)
+            let original = try Data(contentsOf: file)
+            try FileManager.default.removeItem(at: file)
+            let redeliver = try Self.run(["redeliver", eventID, "--config", config], in: dir)
+            #expect(redeliver.stdout.contains("queued 1 event(s)"))
+            #expect(redeliver.stdout.contains("the daemon holds the outbox lock"))
+            try waitFor("the daemon to file it again") { FileManager.default.fileExists(atPath: file.path) }
+            #expect(try Data(contentsOf: file) == original)
+
+            let backup = dir.appendingPathComponent("backup.sqlite").path
+            let copied = try Self.run(["backup", backup, "--config", config], in: dir)
+            #expect(copied.status == 0, "\(copied.stderr)")
+            let copy = try Ledger(path: backup)
+            #expect(try await copy.counts().notifications == 2)
+            try await copy.close()
+
+            let purge = try Self.run(["purge", "--older-than", "0s", "--config", config], in: dir)
+            #expect(purge.stdout.contains("2 notification(s)"), "\(purge)")
+            let purged = try Self.run(["events", "show", tid, "--config", config], in: dir)
+            #expect(purged.stdout.contains("request:       purged"))
+            #expect(!purged.stdout.contains("김똠순"))
+            #expect(purged.stdout.contains(#""amount" : 15000"#) || purged.stdout.contains(#""amount": 15000"#))
+            // Dedup keys survive a purge: the PG's retry is still a retry.
+            #expect(try daemon.send(fixture: approve.request).status == 200)
+            let lines = daemon.waitForLog(count: 6) { $0["msg"] as? String == "notification" }
+            #expect(lines.last?["outcome"] as? String == "duplicate")
+            #expect(try daemon.terminate() == 0)
+        }
+    }
+}
