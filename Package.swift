@@ -23,6 +23,8 @@ let package = Package(
     targets: [
         // System libcrypto: MD5/SHA-256 digests and CRYPTO_memcmp for constant-time compares.
         .systemLibrary(name: "CPGNotiOpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Linux calls Swift's Glibc module leaves out (syncfs).
+        .target(name: "CPGNotiSys"),
         // Pure logic: bytes in, values out. No files, sockets or clocks.
         .target(name: "PGNotiCore", dependencies: ["CPGNotiOpenSSL"]),
         // pgnoti.toml → Config.
@@ -37,7 +39,7 @@ let package = Package(
         .target(
             name: "PGNotiSpool",
             dependencies: [
-                "PGNotiCore",
+                "PGNotiCore", "CPGNotiSys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),

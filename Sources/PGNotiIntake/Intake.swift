@@ -7,7 +7,7 @@ import Synchronization
 
 /// What one submission became.
 public struct IntakeResult: Sendable {
-    public enum Outcome: String, Sendable {
+    public enum Outcome: String, Sendable, CaseIterable {
         /// Committed; `accepted` and `conflict` also filed an event.
         case accepted, duplicate, conflict
         /// Refused before anything was committed; kept in quarantine.

@@ -1,37 +1,51 @@
 import Metrics
 import PGNotiCore
-import Synchronization
 
-/// The intake's counters, made once per label set: creating a metric goes through the
-/// factory's lock and registry, which is not something to do on every request.
+/// The intake's counters, made once for every label set: creating a metric goes through the
+/// factory's lock and registry, and building its key costs allocations, neither of which
+/// belongs on every request. Made on first use, after the daemon has bootstrapped the metrics
+/// system.
 final class IntakeMetrics: Sendable {
     static let shared = IntakeMetrics()
 
-    private let counters = Mutex<[String: Counter]>([:])
+    private let requests: [ProviderID: [IntakeResult.Outcome: Counter]]
+    private let quarantinedBy: [Rejection.Reason: Counter]
+    private let conflictsBy: [ProviderID: Counter]
     let quarantineDropped = Counter(label: "pgnoti_quarantine_dropped_total")
     let conflictsIgnored = Counter(label: "pgnoti_conflicts_ignored_total")
 
+    private init() {
+        var requests: [ProviderID: [IntakeResult.Outcome: Counter]] = [:]
+        var conflicts: [ProviderID: Counter] = [:]
+        for provider in ProviderID.allCases {
+            var byOutcome: [IntakeResult.Outcome: Counter] = [:]
+            for outcome in IntakeResult.Outcome.allCases {
+                byOutcome[outcome] = Counter(
+                    label: "pgnoti_requests_total",
+                    dimensions: [("provider", provider.rawValue), ("outcome", outcome.rawValue)])
+            }
+            requests[provider] = byOutcome
+            conflicts[provider] = Counter(
+                label: "pgnoti_conflicts_total", dimensions: [("provider", provider.rawValue)])
+        }
+        self.requests = requests
+        self.conflictsBy = conflicts
+        var quarantined: [Rejection.Reason: Counter] = [:]
+        for reason in Rejection.Reason.allCases {
+            quarantined[reason] = Counter(label: "pgnoti_quarantined_total", dimensions: [("reason", reason.rawValue)])
+        }
+        self.quarantinedBy = quarantined
+    }
+
     func requests(_ provider: ProviderID, _ outcome: IntakeResult.Outcome) -> Counter {
-        counter(
-            "pgnoti_requests_total", [("provider", provider.rawValue), ("outcome", outcome.rawValue)])
+        requests[provider]![outcome]!
     }
 
     func quarantined(_ reason: Rejection.Reason) -> Counter {
-        counter("pgnoti_quarantined_total", [("reason", reason.rawValue)])
+        quarantinedBy[reason]!
     }
 
     func conflicts(_ provider: ProviderID) -> Counter {
-        counter("pgnoti_conflicts_total", [("provider", provider.rawValue)])
-    }
-
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        let key = label + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
-        if let existing = counters.withLock({ $0[key] }) { return existing }
-        let made = Counter(label: label, dimensions: dimensions)
-        return counters.withLock { counters in
-            if let existing = counters[key] { return existing }
-            counters[key] = made
-            return made
-        }
+        conflictsBy[provider]!
     }
 }

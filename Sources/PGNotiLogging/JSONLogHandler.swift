@@ -45,7 +45,7 @@ public struct JSONLogHandler: LogHandler {
         var keys = Array(metadata.keys)
         keys.removeAll { $0 == "time" || $0 == "level" || $0 == "msg" }
         keys.append(contentsOf: ["time", "level", "msg"])
-        for key in keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
+        for key in keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
             json.key(key)
             switch key {
             case "time":

@@ -65,7 +65,7 @@ public actor OutboxRelay {
     ///   those a command-line tool committed while this process held the lock.
     public init(
         outbox: any OutboxSource, queue: QueueDirectory, logger: Logger, role: OutboxLock.Role = .daemon,
-        batchSize: Int = 128, pollInterval: Duration = .milliseconds(500)
+        batchSize: Int = 256, pollInterval: Duration = .milliseconds(500)
     ) {
         self.role = role
         precondition(batchSize > 0, "batchSize must be positive")

@@ -105,7 +105,7 @@ extension Ledger {
                 try requeue(
                     """
                     INSERT INTO outbox (file_name, payload, notification_id, queued_at)
-                    SELECT queue_file_name, event_json, id, ? FROM notifications WHERE event_id = ?
+                    SELECT queue_file_name, x'', id, ? FROM notifications WHERE event_id = ?
                     """, [now, id])
                 try requeue(
                     """
@@ -121,7 +121,7 @@ extension Ledger {
                 try requeue(
                     """
                     INSERT INTO outbox (file_name, payload, notification_id, queued_at)
-                    SELECT queue_file_name, event_json, id, ? FROM notifications
+                    SELECT queue_file_name, x'', id, ? FROM notifications
                     WHERE received_at >= ? AND received_at < ? ORDER BY id
                     """, [now, from, to])
                 try requeue(

@@ -343,16 +343,25 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
 
     /// Runs `body` in a savepoint; a constraint violation becomes that item's failure, anything
     /// else fails the whole transaction.
+    ///
+    /// The savepoint statements are prepared once per connection: a batch opens one per entry.
     private static func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> Result<T, any Error> {
+        try db.cachedStatement(sql: "SAVEPOINT entry").execute()
         do {
-            var value: T?
-            try db.inSavepoint {
-                value = try body()
-                return .commit
-            }
-            return .success(value!)
+            let value = try body()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT entry").execute()
+            return .success(value)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT && db.isInsideTransaction {
+            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT entry").execute()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT entry").execute()
             return .failure(error)
+        } catch {
+            // The transaction fails as a whole; unwind the savepoint so the rollback is clean.
+            if db.isInsideTransaction {
+                try? db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT entry").execute()
+                try? db.cachedStatement(sql: "RELEASE SAVEPOINT entry").execute()
+            }
+            throw error
         }
     }
 
@@ -469,7 +478,9 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                 entry.peer, entry.peer, entry.client, entry.kind, entry.orderID, entry.amount, entry.resultCode,
                 entry.receivedAt.unixMicroseconds, now,
             ])
-        try insertOutbox(fileName: fileName, payload: json, notificationID: db.lastInsertedRowID, in: db)
+        // The outbox refers to the stored event rather than holding a second copy: half the
+        // bytes written to the WAL per event.
+        try insertOutbox(fileName: fileName, payload: [], notificationID: db.lastInsertedRowID, in: db)
         return .accepted(eventID: entry.eventID, queueFileName: fileName)
     }
 
@@ -564,14 +575,20 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
 
     // MARK: - Outbox
 
-    /// Oldest first, which is filing order.
+    /// Oldest first, which is filing order. An empty payload refers to the notification's stored
+    /// event (no event is empty JSON); conflict events carry their own.
     public func pendingOutbox(limit: Int) async throws -> [OutboxItem] {
         try checkOpen()
         return try await pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT id, file_name, payload FROM outbox ORDER BY id LIMIT ?", arguments: [limit]
-            )
-            .map { OutboxItem(id: $0["id"], fileName: $0["file_name"], payload: $0.bytes("payload")) }
+                db,
+                sql: """
+                    SELECT o.id, o.file_name,
+                        CASE WHEN length(o.payload) > 0 THEN o.payload ELSE n.event_json END AS payload
+                    FROM outbox o LEFT JOIN notifications n ON n.id = o.notification_id
+                    ORDER BY o.id LIMIT ?
+                    """, arguments: [limit]
+            ).map { OutboxItem(id: $0["id"], fileName: $0["file_name"], payload: $0.bytes("payload")) }
         }
     }
 

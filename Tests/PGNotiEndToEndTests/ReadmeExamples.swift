@@ -33,7 +33,7 @@ enum ReadmeExamples {
         let inner = indent + "  "
         switch value {
         case let object as [String: Any]:
-            let keys = object.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            let keys = object.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             if keys.isEmpty { return "{}" }
             let members = try keys.map { key in
                 try string(key) + (pretty ? ": " : ":") + json(object[key]!, pretty: pretty, indent: inner)

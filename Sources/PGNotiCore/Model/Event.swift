@@ -132,7 +132,7 @@ public struct Event: Sendable, Equatable {
     /// Every field as decoded, keyed by the name the PG used and sorted; repeated names become arrays.
     private func writeRaw(_ fields: [DecodedField], to json: inout JSONWriter) {
         json.beginObject()
-        for field in fields.sorted(by: { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }) {
+        for field in fields.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
             let masked = Self.maskedRawFields.contains(FieldKey.normalize(field.name))
             let values = masked ? field.values.map { $0.isEmpty ? $0 : Masking.secret($0) } : field.values
             if values.count == 1 {

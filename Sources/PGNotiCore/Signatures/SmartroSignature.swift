@@ -12,20 +12,32 @@ public enum SmartroSignAlgorithm: String, Sendable, Codable, CaseIterable {
 /// digest, newer builds Base64 the raw SHA-256 digest.
 public enum SmartroSignature {
     public static func signedText(tid: String, resultCode: String, merchantKey: String) -> String {
-        let t = Array(tid)
-        func part(_ from: Int, _ to: Int?) -> String {
+        String(decoding: signedBytes(tid: tid, resultCode: resultCode, merchantKey: merchantKey), as: UTF8.self)
+    }
+
+    /// The same text as bytes. The manual splits the TID by position (1–10, 11–15, 16–); TIDs
+    /// are ASCII, so a byte is a character here.
+    static func signedBytes(tid: String, resultCode: String, merchantKey: String) -> [UInt8] {
+        let t = Array(tid.utf8)
+        func part(_ from: Int, _ to: Int?) -> ArraySlice<UInt8> {
             let lo = min(from, t.count)
-            let hi = min(to ?? t.count, t.count)
-            return String(t[lo..<hi])
+            return t[lo..<max(lo, min(to ?? t.count, t.count))]
         }
-        return part(0, 10) + resultCode + part(10, 15) + merchantKey + part(15, nil)
+        var out: [UInt8] = []
+        out.reserveCapacity(t.count + resultCode.utf8.count + merchantKey.utf8.count)
+        out += part(0, 10)
+        out += resultCode.utf8
+        out += part(10, 15)
+        out += merchantKey.utf8
+        out += part(15, nil)
+        return out
     }
 
     /// The SignValue Smartro would send (algorithm must be .md5 or .sha256; .either → sha256).
     public static func make(tid: String, resultCode: String, merchantKey: String, algorithm: SmartroSignAlgorithm)
         -> String
     {
-        let text = Array(signedText(tid: tid, resultCode: resultCode, merchantKey: merchantKey).utf8)
+        let text = signedBytes(tid: tid, resultCode: resultCode, merchantKey: merchantKey)
         return Data(expectedBytes(text, algorithm == .md5 ? .md5 : .sha256)).base64EncodedString()
     }
 
@@ -35,7 +47,7 @@ public enum SmartroSignature {
     ) -> SmartroSignAlgorithm? {
         let received = candidates(signValue)
         guard !received.isEmpty else { return nil }
-        let text = Array(signedText(tid: tid, resultCode: resultCode, merchantKey: merchantKey).utf8)
+        let text = signedBytes(tid: tid, resultCode: resultCode, merchantKey: merchantKey)
 
         let order: [SmartroSignAlgorithm] =
             switch allowed {
@@ -69,21 +81,22 @@ public enum SmartroSignature {
     /// Decodings of a SignValue as it may arrive in a form post. Merchants'
     /// relays often forward Base64 unescaped, so `+` becomes a space; a
     /// leading/trailing space is then ambiguous (a `+` or padding noise), so
-    /// both readings are tried.
-    private static func candidates(_ signValue: String) -> [[UInt8]] {
-        let stripped = signValue.unicodeScalars.filter { $0 == " " || !$0.properties.isWhitespace }
-        let whole = String(String.UnicodeScalarView(stripped))
+    /// both readings are tried. Works on bytes: this runs on every Smartro post.
+    static func candidates(_ signValue: String) -> [[UInt8]] {
+        // Other whitespace (CR, LF, tab) is line-wrapping noise; spaces stand for `+`.
+        let whole = signValue.utf8.filter { $0 == 0x20 || !(0x09...0x0D).contains($0) }
         var texts = [whole]
-        let trimmed = String(whole.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
-        if trimmed != whole { texts.append(trimmed) }
+        let first = whole.firstIndex { $0 != 0x20 } ?? whole.endIndex
+        let last = whole.lastIndex { $0 != 0x20 }.map { $0 + 1 } ?? first
+        if first != 0 || last != whole.count { texts.append(Array(whole[first..<max(first, last)])) }
 
         var out: [[UInt8]] = []
         for text in texts {
-            var b64 = String(text.map { $0 == " " ? "+" : $0 })
-            while b64.hasSuffix("=") { b64.removeLast() }
+            var b64 = text.map { $0 == 0x20 ? UInt8(ascii: "+") : $0 }
+            while b64.last == UInt8(ascii: "=") { b64.removeLast() }
             guard !b64.isEmpty else { continue }
-            b64 += String(repeating: "=", count: (4 - b64.count % 4) % 4)
-            if let data = Data(base64Encoded: b64) { out.append(Array(data)) }
+            b64 += Array(repeating: UInt8(ascii: "="), count: (4 - b64.count % 4) % 4)
+            if let data = Data(base64Encoded: Data(b64)) { out.append(Array(data)) }
         }
         return out
     }

@@ -6,21 +6,35 @@ public struct ContentType: Sendable, Equatable {
     public let charsetLabel: String?
 
     public init(_ header: String) {
-        var parts = header.split(separator: ";", omittingEmptySubsequences: false)[...]
-        mediaType = parts.popFirst().map { Self.trim($0).lowercased() } ?? ""
+        // Bytes, not Characters: this runs on every request.
+        let bytes = Array(header.utf8)
+        var segments = bytes.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)[...]
+        mediaType = segments.popFirst().map { Self.lowercased(Self.trim($0)) } ?? ""
         var label: String?
         // The first segment is the media type itself, never a parameter.
-        for param in parts {
-            guard let eq = param.firstIndex(of: "=") else { continue }
-            guard Self.trim(param[param.startIndex..<eq]).lowercased() == "charset" else { continue }
-            var value = Self.trim(param[param.index(after: eq)...])
-            if value.count >= 2, value.first == "\"", value.last == "\"" {
-                value = String(value.dropFirst().dropLast())
+        for param in segments {
+            guard let eq = param.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            guard Self.lowercased(Self.trim(param[param.startIndex..<eq])) == "charset" else { continue }
+            var value = Self.trim(param[(eq + 1)...])
+            if value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") {
+                value = value.dropFirst().dropLast()
             }
-            label = value.isEmpty ? nil : value
+            label = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
             break
         }
         charsetLabel = label
+    }
+
+    static func trim(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || (0x09...0x0D).contains(b) }
+        guard let first = s.firstIndex(where: { !isSpace($0) }), let last = s.lastIndex(where: { !isSpace($0) }) else {
+            return []
+        }
+        return s[first...last]
+    }
+
+    static func lowercased(_ s: ArraySlice<UInt8>) -> String {
+        String(decoding: s.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 
     public static let formURLEncoded = "application/x-www-form-urlencoded"
@@ -28,10 +42,4 @@ public struct ContentType: Sendable, Equatable {
     /// PGs post forms; an absent or empty media type is taken as one (some send none).
     public var isForm: Bool { mediaType.isEmpty || mediaType == Self.formURLEncoded }
 
-    static func trim(_ s: Substring) -> String {
-        let scalars = s.unicodeScalars
-            .drop(while: { $0.properties.isWhitespace })
-            .reversed().drop(while: { $0.properties.isWhitespace }).reversed()
-        return String(String.UnicodeScalarView(scalars))
-    }
 }

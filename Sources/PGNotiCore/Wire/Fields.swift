@@ -58,10 +58,12 @@ public struct Fields: Sendable {
         self.charset = charset
         var all: [DecodedField] = []
         var index: [String: Int] = [:]
-        // Each pair's name is decoded and normalized exactly once.
+        all.reserveCapacity(body.pairs.count)
+        index.reserveCapacity(body.pairs.count)
+        // Each pair's name is decoded and normalized exactly once; PGs' names are ASCII, which
+        // is normalized straight from the bytes.
         for pair in body.pairs {
-            let name = KoreanText.decode(pair.name, as: charset).text
-            let key = FieldKey.normalize(name)
+            let (name, key) = Self.name(pair.name, charset: charset)
             let value = KoreanText.decode(pair.value, as: charset)
             if let i = index[key] {
                 let field = all[i]
@@ -74,6 +76,25 @@ public struct Fields: Sendable {
         }
         self.all = all
         self.index = index
+    }
+
+    /// The name as the PG spelled it, and its normalized key.
+    private static func name(_ bytes: [UInt8], charset: TextCharset) -> (String, String) {
+        guard bytes.allSatisfy({ $0 < 0x80 }) else {
+            let name = KoreanText.decode(bytes, as: charset).text
+            return (name, FieldKey.normalize(name))
+        }
+        var end = bytes.count
+        if end >= 2, bytes[end - 2] == UInt8(ascii: "["), bytes[end - 1] == UInt8(ascii: "]") { end -= 2 }
+        let key = String(unsafeUninitializedCapacity: end) { buffer in
+            var n = 0
+            for b in bytes[..<end] where b != UInt8(ascii: "_") && b != UInt8(ascii: "-") {
+                buffer[n] = (0x41...0x5A).contains(b) ? b | 0x20 : b
+                n += 1
+            }
+            return n
+        }
+        return (String(decoding: bytes, as: UTF8.self), key)
     }
 
     /// The field for the first spelling of `key` that is present. Aliases are

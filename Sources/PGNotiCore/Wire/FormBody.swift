@@ -25,7 +25,12 @@ public struct FormBody: Sendable, Equatable {
     }
 
     public init(parsing bytes: some Sequence<UInt8>) {
-        var body = Array(bytes)
+        self.init(parsing: Array(bytes))
+    }
+
+    /// The body as received, without copying it: pairs are cut from slices of it.
+    public init(parsing bytes: [UInt8]) {
+        var body = bytes[...]
         // Some PG HTTP clients terminate the body with CR/LF; it is not part of the last value.
         while let last = body.last, last == 0x0D || last == 0x0A {
             body.removeLast()

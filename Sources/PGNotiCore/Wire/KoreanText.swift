@@ -96,51 +96,52 @@ public enum KoreanText {
         defer { ConverterPool.cp949.give(back: converter) }
         let cd = converter.descriptor
 
-        var output: [UInt8] = []
-        output.reserveCapacity(input.count * 2)
+        // A valid CP949 character of 2 bytes becomes at most 3 UTF-8 bytes, an invalid byte one
+        // 3-byte replacement: three times the input always fits, so it is converted straight
+        // into the result.
         var lossy = false
-        // CP949 is at most 2 bytes per character, UTF-8 for Hangul 3, so this
-        // chunk holds a full conversion of a typical field in one pass.
-        var chunk = [UInt8](repeating: 0, count: max(64, input.count * 2 + 8))
-
-        input.withUnsafeBufferPointer { inBuf in
-            var consumed = 0
-            while consumed < inBuf.count {
-                var inLeft = inBuf.count - consumed
-                var inPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(
-                    mutating: inBuf.baseAddress! + consumed
-                ).assumingMemoryBound(to: CChar.self)
-                let (rc, err, produced): (Int, Int32, Int) = chunk.withUnsafeMutableBufferPointer { outBuf in
-                    var outLeft = outBuf.count
-                    var outPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(outBuf.baseAddress!)
+        let text = String(unsafeUninitializedCapacity: input.count * 3 + 4) { out in
+            var produced = 0
+            input.withUnsafeBufferPointer { inBuf in
+                var consumed = 0
+                while consumed < inBuf.count {
+                    var inLeft = inBuf.count - consumed
+                    var inPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(
+                        mutating: inBuf.baseAddress! + consumed
+                    ).assumingMemoryBound(to: CChar.self)
+                    var outLeft = out.count - produced
+                    var outPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(out.baseAddress! + produced)
                         .assumingMemoryBound(to: CChar.self)
                     let rc = iconv(cd, &inPtr, &inLeft, &outPtr, &outLeft)
                     let err = rc == -1 ? errno : 0
-                    return (rc, err, outBuf.count - outLeft)
-                }
-                output.append(contentsOf: chunk[0..<produced])
-                consumed = inBuf.count - inLeft
-                if rc != -1 { break }
-                switch err {
-                case E2BIG:
-                    continue
-                case EINVAL:
-                    // Input ends mid-character: PGs cut GoodsName at a byte
-                    // limit and split the last syllable. Keep the prefix.
-                    output += replacement
-                    lossy = true
-                    consumed = inBuf.count
-                default:
-                    // EILSEQ (or anything unexpected): resynchronise one byte
-                    // later so a single bad byte does not eat the rest.
-                    output += replacement
-                    lossy = true
-                    consumed = min(consumed + 1, inBuf.count)
-                    _ = iconv(cd, nil, nil, nil, nil)
+                    produced = out.count - outLeft
+                    consumed = inBuf.count - inLeft
+                    if rc != -1 { break }
+                    func replace() {
+                        for b in replacement where produced < out.count {
+                            out[produced] = b
+                            produced += 1
+                        }
+                        lossy = true
+                    }
+                    switch err {
+                    case EINVAL:
+                        // Input ends mid-character: PGs cut GoodsName at a byte limit and split
+                        // the last syllable. Keep the prefix.
+                        replace()
+                        consumed = inBuf.count
+                    default:
+                        // EILSEQ (or anything unexpected, E2BIG cannot happen): resynchronise one
+                        // byte later so a single bad byte does not eat the rest.
+                        replace()
+                        consumed = min(consumed + 1, inBuf.count)
+                        _ = iconv(cd, nil, nil, nil, nil)
+                    }
                 }
             }
+            return produced
         }
-        return DecodedText(text: String(decoding: output, as: UTF8.self), isLossy: lossy)
+        return DecodedText(text: text, isLossy: lossy)
     }
 }
 
