@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // System libcrypto: MD5/SHA-256 digests and CRYPTO_memcmp for constant-time compares.
@@ -92,6 +93,15 @@ let package = Package(
                 "PGNotiServer", "PGNotiConfig", "PGNotiIntake", "PGNotiStore", "PGNotiSpool", "PGNotiLogging",
                 "PGNotiRawHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // Benchmark helpers (ACK-only server, fixed-rate load, outbox seeding). Not shipped.
+        .executableTarget(
+            name: "pgnoti-bench",
+            dependencies: [
+                "PGNotiServer", "PGNotiConfig", "PGNotiIntake", "PGNotiStore", "PGNotiCore", "PGNotiRawHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiConfigTests", dependencies: ["PGNotiConfig", "PGNotiCore"]),
