@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // System libcrypto: MD5/SHA-256 digests and CRYPTO_memcmp for constant-time compares.
@@ -60,6 +61,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]),
+        // The queue's consumer: claims events from new/ and delivers them (webhook or command).
+        .target(
+            name: "PGNotiForward",
+            dependencies: [
+                "PGNotiCore", "PGNotiSpool",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         // JSON log lines and the sink that writes them without blocking requests.
         .target(
             name: "PGNotiLogging",
@@ -74,6 +86,7 @@ let package = Package(
             name: "PGNotiServer",
             dependencies: [
                 "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool", "PGNotiIntake", "PGNotiLogging",
+                "PGNotiForward",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -91,7 +104,7 @@ let package = Package(
             name: "pgnoti",
             dependencies: [
                 "PGNotiServer", "PGNotiConfig", "PGNotiIntake", "PGNotiStore", "PGNotiSpool", "PGNotiLogging",
-                "PGNotiRawHTTP",
+                "PGNotiRawHTTP", "PGNotiForward",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmark helpers (ACK-only server, fixed-rate load, outbox seeding). Not shipped.
@@ -105,6 +118,9 @@ let package = Package(
             ]),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiConfigTests", dependencies: ["PGNotiConfig", "PGNotiCore"]),
+        .testTarget(
+            name: "PGNotiForwardTests",
+            dependencies: ["PGNotiForward", "PGNotiCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "PGNotiSpoolTests",
             dependencies: ["PGNotiSpool", "PGNotiCore", .product(name: "Logging", package: "swift-log")]),

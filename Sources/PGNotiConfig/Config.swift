@@ -80,6 +80,23 @@ public struct InnopaySettings: Sendable {
     public var auth = ProviderAuth()
 }
 
+/// `[forward]`: how `pgnoti forward` delivers the queue to the merchant's app. The daemon
+/// itself never reads the secret; the forwarder does, when it starts.
+public struct ForwardConfig: Sendable, Equatable {
+    /// The app's webhook endpoint.
+    public var url: String?
+    /// Where the signing secret is: `secret_file`, else the `forward-secret` credential.
+    public var secretPath: String?
+    public var timeoutSeconds = 10.0
+    public var concurrency = 4
+    public var giveUpAfterHours = 72.0
+    public var keepDoneDays = 7.0
+    /// The first retry's delay; each later one is three times longer, up to four hours.
+    public var retryInitialSeconds = 5.0
+
+    public init() {}
+}
+
 /// Bounds on what a client can make the daemon do. Every one has a default; see README "Limits".
 public struct Limits: Sendable, Equatable {
     /// Time a connection has to deliver a complete request (head and body) once it starts one.
@@ -121,6 +138,7 @@ public struct Config: Sendable {
     public var smartro = SmartroSettings()
     public var tomatopay = TomatoPaySettings()
     public var innopay = InnopaySettings()
+    public var forward = ForwardConfig()
     /// True only for the embedded defaults: test keys, state under ./var.
     public var sandbox = false
 
@@ -218,6 +236,7 @@ public struct ConfigLoader {
         try reader.allow([
             "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
             "trusted_proxies", "limits", "min_free_bytes", "retention", "smartro", "tomatopay", "innopay",
+            "forward",
         ])
         if let free = try reader.int("min_free_bytes") {
             guard free >= 0 else { throw ConfigError("min_free_bytes", "must not be negative") }
@@ -324,8 +343,70 @@ public struct ConfigLoader {
             config.innopay.charset = try inno.charsetSetting("charset") ?? .cp949
             config.innopay.auth = try parseAuth(inno, provider: .innopay)
         }
+        if let forward = try reader.table("forward") { config.forward = try parseForward(forward) }
         try requireAuthentication(config)
         return config
+    }
+
+    static let forwardSecretCredential = "forward-secret"
+
+    /// The forwarder's signing secret, from `path` (the `--secret-file` flag) or where the
+    /// configuration says. The error names the source, never the content.
+    public func forwardSecret(_ forward: ForwardConfig, path override: String? = nil) throws(ConfigError)
+        -> WebhookSecret
+    {
+        let key = override != nil ? "--secret-file" : "forward.secret_file"
+        guard let path = override ?? forward.secretPath else {
+            throw ConfigError(
+                "forward.secret_file",
+                "no signing secret: set forward.secret_file, pass --secret-file, or load the \(Self.forwardSecretCredential) credential"
+            )
+        }
+        let text: String
+        do {
+            text =
+                path == "-"
+                ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "")
+                : try readFile(path)
+        } catch {
+            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try WebhookSecret(text)
+        } catch {
+            throw ConfigError(key, "\(path): \(error)")
+        }
+    }
+
+    func parseForward(_ table: TableReader) throws(ConfigError) -> ForwardConfig {
+        try table.allow([
+            "url", "secret_file", "timeout_seconds", "concurrency", "give_up_after_hours", "keep_done_days",
+            "retry_initial_seconds",
+        ])
+        var forward = ForwardConfig()
+        if let url = try table.string("url") {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+                parsed.host?.isEmpty == false
+            else { throw ConfigError("forward.url", "expected an http:// or https:// URL") }
+            forward.url = url
+        }
+        forward.secretPath = try table.string("secret_file") ?? credentialPath(Self.forwardSecretCredential)
+        func positive(_ key: String, _ range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+            guard let value = try table.double(key) else { return nil }
+            guard range.contains(value) else {
+                throw ConfigError("forward.\(key)", "must be between \(range.lowerBound) and \(range.upperBound)")
+            }
+            return value
+        }
+        if let v = try positive("timeout_seconds", 0.1...600) { forward.timeoutSeconds = v }
+        if let v = try table.int("concurrency") {
+            guard (1...256).contains(v) else { throw ConfigError("forward.concurrency", "must be between 1 and 256") }
+            forward.concurrency = v
+        }
+        if let v = try positive("give_up_after_hours", 0.0001...8760) { forward.giveUpAfterHours = v }
+        if let v = try positive("keep_done_days", 0...3650) { forward.keepDoneDays = v }
+        if let v = try positive("retry_initial_seconds", 0.01...3600) { forward.retryInitialSeconds = v }
+        return forward
     }
 
     /// The same rules for a configuration built in code (sandbox aside): an unsigned PG needs a

@@ -41,6 +41,14 @@ struct TableReader {
         return int
     }
 
+    /// A number, written with or without a fraction.
+    func double(_ key: String) throws(ConfigError) -> Double? {
+        guard let value = table[key] else { return nil }
+        if let int = value.int { return Double(int) }
+        guard let double = value.double else { throw ConfigError(name(key), "expected a number") }
+        return double
+    }
+
     func bool(_ key: String) throws(ConfigError) -> Bool? {
         guard let value = table[key] else { return nil }
         guard let bool = value.bool else { throw ConfigError(name(key), "expected true or false") }

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import PGNotiConfig
 import PGNotiCore
+import PGNotiForward
 import PGNotiIntake
 import PGNotiSpool
 import PGNotiStore
@@ -131,6 +132,16 @@ final class RunningDaemon: Sendable {
             Gauge(label: "pgnoti_quarantine_bytes").record(counts.quarantineBytes)
         }
         if let logSink { Gauge(label: "pgnoti_log_lines_dropped").record(logSink.droppedLines) }
+        // The forwarder is a process of its own; its directories say how it is doing.
+        let forward = ForwardLayout(queue: config.queue)
+        if FileManager.default.fileExists(atPath: forward.base) {
+            let status = ForwardStatus.read(forward)
+            Gauge(label: "pgnoti_forward_pending").record(status.pending)
+            Gauge(label: "pgnoti_forward_in_flight").record(status.inFlight)
+            Gauge(label: "pgnoti_forward_retrying").record(status.retrying.count)
+            Gauge(label: "pgnoti_forward_failed").record(status.failed.count)
+            Gauge(label: "pgnoti_forward_delivered_last_hour").record(status.deliveredLastHour)
+        }
         Gauge(label: "pgnoti_build_info", dimensions: [("version", PGNotiVersion.current)]).record(1)
     }
 

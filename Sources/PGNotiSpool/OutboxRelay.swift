@@ -41,7 +41,7 @@ public actor OutboxRelay {
     private nonisolated let ioQueue = DispatchQueue(label: "pgnoti.spool.deliver")
     private let wakeSignal = WakeSignal()
     private var inFlight: Task<Int, any Error>?
-    private var lock: OutboxLock?
+    private var lock: QueueLock?
     private let role: OutboxLock.Role
     private var reportedLockWait = false
     private let health = Mutex(RelayHealth())

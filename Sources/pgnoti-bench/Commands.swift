@@ -128,7 +128,8 @@ struct WaitFiles: ParsableCommand {
             usleep(10_000)
         }
         let elapsed = ContinuousClock.now - start
-        print(String(format: "%.3f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        print(
+            String(format: "%.3f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
     }
 
     /// readdir rather than FileManager: a queue of 100,000 files is counted in milliseconds.

@@ -63,6 +63,11 @@ struct CheckConfig: ParsableCommand {
             print(
                 "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
             )
+            if loaded.forward.url != nil || loaded.forward.secretPath != nil {
+                // The forwarder reads its secret only when it starts; check it now, not then.
+                _ = try ConfigLoader().forwardSecret(loaded.forward)
+                print("ok: forward to \(loaded.forward.url ?? "(no url: pass --url)") with a valid signing secret")
+            }
             for warning in loaded.warnings { print("warning: \(warning)") }
         } catch {
             printError("\(error)")

@@ -226,3 +226,77 @@ struct ConfigTests {
         #expect(ListenAddress(parsing: "host:99999") == nil)
     }
 }
+
+struct ForwardConfigTests {
+    static let secret = "whsec_cGdub3RpLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNk"
+
+    func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
+        ConfigLoader(
+            environment: env,
+            readFile: { path in
+                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
+                return text
+            }, fileExists: { files[$0] != nil })
+    }
+
+    @Test func forwardTableIsRead() throws {
+        let config = try loader().parse(
+            """
+            [forward]
+            url = "https://app.example.com/webhooks/pgnoti"
+            secret_file = "/etc/pgnoti/forward-secret"
+            timeout_seconds = 5
+            concurrency = 8
+            give_up_after_hours = 24
+            keep_done_days = 3
+            retry_initial_seconds = 0.5
+            """)
+        #expect(config.forward.url == "https://app.example.com/webhooks/pgnoti")
+        #expect(config.forward.secretPath == "/etc/pgnoti/forward-secret")
+        #expect(config.forward.timeoutSeconds == 5 && config.forward.concurrency == 8)
+        #expect(config.forward.giveUpAfterHours == 24 && config.forward.keepDoneDays == 3)
+        #expect(config.forward.retryInitialSeconds == 0.5)
+        #expect(try loader().parse("").forward == ForwardConfig(), "defaults without the table")
+        #expect(ForwardConfig().giveUpAfterHours == 72)
+    }
+
+    @Test func badForwardValuesNameTheirKey() {
+        #expect(throws: ConfigError.self) { try loader().parse("[forward]\nurl = \"ftp://x\"") }
+        do {
+            _ = try loader().parse("[forward]\nconcurrency = 0")
+            Issue.record("accepted concurrency 0")
+        } catch { #expect(error.key == "forward.concurrency") }
+        do {
+            _ = try loader().parse("[forward]\nsecret = \"inline\"")
+            Issue.record("accepted an inline secret")
+        } catch { #expect(error.key == "forward.secret") }
+    }
+
+    @Test func theSecretComesFromItsFileOrTheCredential() throws {
+        let fromFile = loader(files: ["/s": Self.secret + "\n"])
+        let config = try fromFile.parse("[forward]\nsecret_file = \"/s\"")
+        _ = try fromFile.forwardSecret(config.forward)
+        let credential = loader(
+            files: ["/creds/forward-secret": "  \(Self.secret)  \n"], env: ["CREDENTIALS_DIRECTORY": "/creds"])
+        let viaCredential = try credential.parse("[forward]\nurl = \"http://127.0.0.1:9/hook\"")
+        #expect(viaCredential.forward.secretPath == "/creds/forward-secret")
+        _ = try credential.forwardSecret(viaCredential.forward)
+    }
+
+    @Test func aBadSecretIsNamedButNeverShown() throws {
+        let leaky = "whsec_not-base64-and-secret!"
+        let files = loader(files: ["/s": leaky])
+        let config = try files.parse("[forward]\nsecret_file = \"/s\"")
+        do {
+            _ = try files.forwardSecret(config.forward)
+            Issue.record("accepted a secret that is not Base64")
+        } catch {
+            #expect(error.key == "forward.secret_file")
+            #expect(!error.description.contains("not-base64-and-secret"))
+        }
+        do {
+            _ = try loader().forwardSecret(ForwardConfig())
+            Issue.record("no secret at all was accepted")
+        } catch { #expect(error.problem.contains("--secret-file")) }
+    }
+}

@@ -77,7 +77,8 @@ import Testing
         let event = Event(
             notification: n, receivedAt: Date(timeIntervalSince1970: 0), charset: .utf8, lossyFields: [hard])
         try Self.expectSameValue(event, "hard text")
-        try Self.expectSameValue(event.asConflict(with: hard, storedAmount: nil, storedResultCode: hard), "hard conflict")
+        try Self.expectSameValue(
+            event.asConflict(with: hard, storedAmount: nil, storedResultCode: hard), "hard conflict")
     }
 
     static func expectSameValue(_ event: Event, _ name: String) throws {

@@ -31,7 +31,9 @@ extension EndToEnd {
             let deb = try #require(built.output.split(separator: "\n").last.map(String.init))
             let contents = try Self.run("/usr/bin/dpkg-deb", ["--contents", deb]).output
             for path in [
-                "./usr/bin/pgnoti", "./lib/systemd/system/pgnoti.service", "./usr/lib/sysusers.d/pgnoti.conf",
+                "./usr/bin/pgnoti", "./lib/systemd/system/pgnoti.service",
+                "./lib/systemd/system/pgnoti-forward.service",
+                "./usr/lib/sysusers.d/pgnoti.conf",
                 "./usr/lib/tmpfiles.d/pgnoti.conf", "./etc/pgnoti/pgnoti.toml", "./usr/share/man/man1/pgnoti.1.gz",
                 "./usr/share/bash-completion/completions/pgnoti", "./usr/share/zsh/vendor-completions/_pgnoti",
                 "./usr/share/doc/pgnoti/README.md",

@@ -166,8 +166,21 @@ struct SystemdTests {
         }
     }
 
+    @Test func forwarderUnitRunsTheConsumerHardenedWithItsSecretAsACredential() throws {
+        let unit = try String(
+            contentsOf: Self.root.appendingPathComponent("systemd/pgnoti-forward.service"), encoding: .utf8)
+        for line in [
+            "Type=notify", "ExecStart=/usr/bin/pgnoti forward --config /etc/pgnoti/pgnoti.toml",
+            "LoadCredential=forward-secret:/etc/pgnoti/forward-secret", "StateDirectory=pgnoti", "User=pgnoti",
+            "WatchdogSec=", "ProtectSystem=strict", "NoNewPrivileges=yes", "MemoryDenyWriteExecute=yes",
+            "CapabilityBoundingSet=\n", "IPAddressDeny=any",
+        ] {
+            #expect(unit.contains(line), "\(line)")
+        }
+    }
+
     @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeVerifyPasses() throws {
-        for name in ["pgnoti.service"] {
+        for name in ["pgnoti.service", "pgnoti-forward.service"] {
             let result = try Self.systemdAnalyze(["verify", try Self.unitWithBuiltBinary(name).path])
             #expect(result.status == 0, "\(name): \(result.output)")
             #expect(!result.output.contains("\(name):"), "\(result.output)")
@@ -176,7 +189,7 @@ struct SystemdTests {
 
     /// `systemd-analyze security` rates the shipped unit 2.0 or better ("OK" or "SAFE").
     @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeSecurityRatesTheUnitOK() throws {
-        for name in ["pgnoti.service"] {
+        for name in ["pgnoti.service", "pgnoti-forward.service"] {
             let result = try Self.systemdAnalyze(["security", "--offline=yes", try Self.unitWithBuiltBinary(name).path])
             let line = try #require(result.output.split(separator: "\n").last { $0.contains("Overall exposure level") })
             let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }

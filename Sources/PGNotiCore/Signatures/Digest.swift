@@ -24,6 +24,25 @@ public enum Digest {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// HMAC-SHA256 (RFC 2104); empty only if libcrypto fails to allocate.
+    public static func hmacSHA256(key: [UInt8], message: some Collection<UInt8>) -> [UInt8] {
+        let input = Array(message)
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { keyBuf in
+            input.withUnsafeBytes { inBuf in
+                out.withUnsafeMutableBufferPointer { outBuf in
+                    HMAC(
+                        EVP_sha256(), keyBuf.baseAddress, Int32(keyBuf.count),
+                        inBuf.baseAddress?.assumingMemoryBound(to: UInt8.self), inBuf.count, outBuf.baseAddress,
+                        &length)
+                }
+            }
+        }
+        guard result != nil else { return [] }
+        return Array(out[0..<Int(length)])
+    }
+
     private static func digest(_ input: [UInt8], _ md: OpaquePointer?) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0

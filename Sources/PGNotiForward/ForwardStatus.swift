@@ -1,0 +1,86 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where the queue's events stand with the consumer, read from the directories alone, so
+/// `pgnoti forward status` and the daemon's `/metrics` see the same thing as the consumer.
+public struct ForwardStatus: Sendable {
+    public struct Entry: Sendable {
+        public let name: String
+        public let record: DeliveryRecord?
+    }
+
+    /// In `new/`, not claimed yet.
+    public var pending = 0
+    /// Claimed, never failed: being delivered or about to be.
+    public var inFlight = 0
+    /// Claimed and failed at least once: waiting for the next attempt.
+    public var retrying: [Entry] = []
+    public var failed: [Entry] = []
+    public var deliveredLastHour = 0
+
+    public static func read(_ layout: ForwardLayout, now: Date = Date()) -> ForwardStatus {
+        var status = ForwardStatus()
+        status.pending = ForwardLayout.names(in: layout.new).count
+        for name in ForwardLayout.names(in: layout.cur) {
+            if let record = DeliveryRecord.read(layout.stateFile(for: name)), record.attempts > 0 {
+                status.retrying.append(Entry(name: name, record: record))
+            } else {
+                status.inFlight += 1
+            }
+        }
+        status.failed = ForwardLayout.names(in: layout.failed).map {
+            Entry(name: $0, record: DeliveryRecord.read(layout.stateFile(for: $0)))
+        }
+        let hourAgo = now.timeIntervalSince1970 - 3600
+        for name in ForwardLayout.names(in: layout.done) {
+            var info = stat()
+            if stat(layout.done + "/" + name, &info) == 0, Double(info.st_mtim.tv_sec) >= hourAgo {
+                status.deliveredLastHour += 1
+            }
+        }
+        return status
+    }
+}
+
+/// `pgnoti forward retry`: failed events back into `cur/`, with a fresh retry budget. The
+/// running consumer takes them on at its next look (within a second).
+public enum ForwardRetry {
+    public struct Result: Sendable {
+        public var moved: [String] = []
+        public var notFound: [String] = []
+    }
+
+    /// `ids` are event ids or queue file names.
+    public static func retry(_ layout: ForwardLayout, ids: [String]) throws -> Result {
+        try layout.create()
+        var result = Result()
+        let failed = ForwardLayout.names(in: layout.failed)
+        for id in ids {
+            let matches = failed.filter { $0 == id || ForwardLayout.eventID(fromFileName: $0) == id }
+            if matches.isEmpty { result.notFound.append(id) }
+            for name in matches { try bringBack(name, layout) }
+            result.moved += matches
+        }
+        return result
+    }
+
+    public static func retryAllFailed(_ layout: ForwardLayout) throws -> Result {
+        try layout.create()
+        var result = Result()
+        for name in ForwardLayout.names(in: layout.failed) {
+            try bringBack(name, layout)
+            result.moved.append(name)
+        }
+        return result
+    }
+
+    private static func bringBack(_ name: String, _ layout: ForwardLayout) throws {
+        // The record goes first: if the move then fails, the event is still in failed/ and a
+        // second `retry` works; the other order could leave an old give-up record on a live event.
+        unlink(layout.stateFile(for: name))
+        try ForwardLayout.move(layout.failed + "/" + name, layout.cur + "/" + name)
+    }
+}

@@ -1,0 +1,202 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PGNotiConfig
+import PGNotiCore
+import PGNotiForward
+import PGNotiLogging
+import PGNotiServer
+import PGNotiSpool
+
+struct ForwardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Deliver queued events to the merchant's app as signed webhooks (Standard Webhooks).",
+        subcommands: [ForwardRun.self, ForwardStatusCommand.self, ForwardRetryCommand.self],
+        defaultSubcommand: ForwardRun.self)
+}
+
+struct ForwardRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Claim events from <queue>/new/ and POST each to [forward] url until it answers 2xx.")
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "The app's webhook URL (overrides forward.url).") var url: String?
+    @Option(help: "File holding the whsec_ signing secret, - for stdin (overrides forward.secret_file).")
+    var secretFile: String?
+
+    func run() async throws {
+        let config = try options.load()
+        guard let target = url ?? config.forward.url else {
+            throw ValidationError("no webhook URL: set forward.url in the config or pass --url")
+        }
+        guard let parsed = URL(string: target), ["http", "https"].contains(parsed.scheme?.lowercased() ?? "") else {
+            throw ValidationError("--url expects an http:// or https:// URL")
+        }
+        let secret: WebhookSecret
+        do {
+            secret = try ConfigLoader().forwardSecret(config.forward, path: secretFile)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(78)
+        }
+        let delivery = WebhookDelivery(
+            url: target, secret: secret, timeout: .milliseconds(Int64(config.forward.timeoutSeconds * 1000)))
+        try await runConsumer(config: config, delivery: delivery, describing: ["url": .string(target)])
+    }
+}
+
+struct Consume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Run a command per queued event: event JSON on stdin, PGNOTI_EVENT_ID and PGNOTI_EVENT_KIND set; exit 0 means done."
+    )
+
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Shell command run with /bin/sh -c for each event.") var exec: String
+    @Option(help: "Seconds the command may run before it is killed and the event retried.")
+    var timeoutSeconds: Double = 60
+
+    func run() async throws {
+        let config = try options.load()
+        let delivery = ExecDelivery(command: exec, timeout: .milliseconds(Int64(timeoutSeconds * 1000)))
+        try await runConsumer(config: config, delivery: delivery, describing: ["exec": .string(exec)])
+    }
+}
+
+/// Takes the queue's consumer lock, then runs the forwarder until SIGTERM.
+func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger.Metadata) async throws {
+    let sink = LogSink.standardOutput()
+    let logger = Logger.json(level: config.logLevel, sink: sink)
+    defer { sink.flush() }
+    let layout = ForwardLayout(queue: config.queue)
+    do {
+        try FileManager.default.createDirectory(atPath: config.queue + "/new", withIntermediateDirectories: true)
+    } catch {
+        printError("cannot create \(config.queue)/new: \(error.localizedDescription)")
+        throw ExitCode.failure
+    }
+    guard let lock = try QueueLock.tryAcquire(path: layout.lock, note: "forward") else {
+        let holder = QueueLock.holder(path: layout.lock).map { " (pid \($0.pid))" } ?? ""
+        printError("another consumer already runs on \(config.queue)\(holder): \(layout.lock) is locked")
+        throw ExitCode.failure
+    }
+    let forward = config.forward
+    let settings = ForwardSettings(
+        concurrency: forward.concurrency,
+        retry: RetrySchedule(
+            initial: .milliseconds(Int64(forward.retryInitialSeconds * 1000)),
+            giveUpAfter: .milliseconds(Int64(forward.giveUpAfterHours * 3_600_000))),
+        keepDone: .seconds(Int64(forward.keepDoneDays * 86_400)))
+    var metadata = describing
+    metadata["queue"] = .string(config.queue)
+    metadata["concurrency"] = .stringConvertible(forward.concurrency)
+    metadata["give_up_after_hours"] = .stringConvertible(forward.giveUpAfterHours)
+    logger.info("consumer starting", metadata: metadata)
+    let forwarder = Forwarder(layout: layout, delivery: delivery, settings: settings, logger: logger)
+    do {
+        try await ConsumerRunner.run(forwarder, logger: logger)
+    } catch {
+        printError("\(error)")
+        throw ExitCode.failure
+    }
+    logger.info("consumer stopped")
+    withExtendedLifetime(lock) {}
+}
+
+struct ForwardStatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Pending, in flight, retrying (next attempt, last error), failed, delivered in the last hour.")
+
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "One JSON object instead of text.") var json = false
+
+    func run() throws {
+        let config = try options.load()
+        let status = ForwardStatus.read(ForwardLayout(queue: config.queue))
+        if json {
+            var out = JSONWriter()
+            out.beginObject()
+            out.member("delivered_last_hour", status.deliveredLastHour)
+            out.key("failed")
+            write(status.failed, to: &out)
+            out.member("in_flight", status.inFlight)
+            out.member("pending", status.pending)
+            out.key("retrying")
+            write(status.retrying, to: &out)
+            out.endObject()
+            print(String(decoding: out.bytes, as: UTF8.self))
+            return
+        }
+        print("pending                     \(status.pending)")
+        print("in flight                   \(status.inFlight)")
+        print("retrying                    \(status.retrying.count)")
+        if !status.retrying.isEmpty {
+            print(
+                table(
+                    ["  EVENT", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"],
+                    status.retrying.map { entry in
+                        [
+                            "  " + (entry.record?.eventID ?? entry.name), String(entry.record?.attempts ?? 0),
+                            entry.record?.nextAttemptAt.map { KoreanTime.display(Date(timeIntervalSince1970: $0)) }
+                                ?? "-",
+                            entry.record?.lastError ?? "-",
+                        ]
+                    }))
+        }
+        print("failed                      \(status.failed.count)")
+        if !status.failed.isEmpty {
+            print(
+                table(
+                    ["  EVENT", "ATTEMPTS", "LAST ERROR"],
+                    status.failed.map { entry in
+                        [
+                            "  " + (ForwardLayout.eventID(fromFileName: entry.name) ?? entry.name),
+                            String(entry.record?.attempts ?? 0), entry.record?.lastError ?? "-",
+                        ]
+                    }))
+        }
+        print("delivered in the last hour  \(status.deliveredLastHour)")
+    }
+
+    private func write(_ entries: [ForwardStatus.Entry], to out: inout JSONWriter) {
+        out.beginArray()
+        for entry in entries {
+            out.beginObject()
+            out.member("attempts", entry.record?.attempts ?? 0)
+            out.member("event_id", ForwardLayout.eventID(fromFileName: entry.name) ?? entry.name)
+            out.member("file", entry.name)
+            out.member("last_error", entry.record?.lastError)
+            out.member(
+                "next_attempt_at",
+                entry.record?.nextAttemptAt.map { KoreanTime.iso8601(Date(timeIntervalSince1970: $0)) })
+            out.endObject()
+        }
+        out.endArray()
+    }
+}
+
+struct ForwardRetryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "retry", abstract: "Send failed events again: back into forward/cur/ with a fresh retry budget.")
+
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Event ids (or queue file names) from `forward status`.") var ids: [String] = []
+    @Flag(help: "Every event in forward/failed/.") var allFailed = false
+
+    func validate() throws {
+        guard allFailed != !ids.isEmpty else { throw ValidationError("give event ids or --all-failed (not both)") }
+    }
+
+    func run() throws {
+        let config = try options.load()
+        let layout = ForwardLayout(queue: config.queue)
+        let result = allFailed ? try ForwardRetry.retryAllFailed(layout) : try ForwardRetry.retry(layout, ids: ids)
+        for name in result.moved { print("retrying \(ForwardLayout.eventID(fromFileName: name) ?? name)") }
+        for id in result.notFound { printError("\(id): not in \(layout.failed)") }
+        if result.moved.isEmpty && !allFailed { throw ExitCode.failure }
+        if result.moved.isEmpty { print("nothing failed") }
+    }
+}
