@@ -169,6 +169,8 @@ public struct Config: Sendable {
         case .smartro: smartro.auth
         case .tomatopay: tomatopay.auth
         case .innopay: innopay.auth
+        // No URL of theirs exists to authenticate (ProviderID.postsNotifications).
+        case .toss, .payup: ProviderAuth()
         }
     }
 

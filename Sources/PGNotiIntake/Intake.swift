@@ -149,13 +149,12 @@ public final class Intake: Sendable {
         return await refuse(submission, rejection, parsed: parsed, keep: true)
     }
 
-    /// The body decoded with the charset it declares (or the provider's setting) and read by
-    /// the provider. Pure.
+    /// The body decoded as the provider reads its bodies (a form in the charset it declares or
+    /// the provider's setting, a Toss row, a Payup result) and interpreted by it. Pure.
     static func read(_ submission: Submission, with provider: any PaymentProvider) throws(Rejection) -> (
         PaymentNotification, Fields
     ) {
-        let fields = try Fields.decoding(
-            submission.body, contentType: submission.contentType, charset: provider.charset)
+        let fields = try provider.fields(from: submission.body, contentType: submission.contentType)
         return (try provider.interpret(fields), fields)
     }
 

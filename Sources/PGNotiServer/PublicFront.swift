@@ -61,7 +61,8 @@ public final class PublicFront: Sendable {
         CallbackResponder { request, context in await self.respond(to: request, context: context) }
     }
 
-    /// The route a path names: `/notify/<provider>` with an optional secret segment.
+    /// The route a path names: `/notify/<provider>` with an optional secret segment. Only PGs
+    /// that post notifications have one.
     struct Route {
         var provider: ProviderID
         var secret: [UInt8]?
@@ -69,7 +70,7 @@ public final class PublicFront: Sendable {
         init?(path: String) {
             let segments = path.split(separator: "/", omittingEmptySubsequences: true)
             guard segments.count == 2 || segments.count == 3, segments[0] == "notify",
-                let provider = ProviderID(rawValue: String(segments[1]))
+                let provider = ProviderID(rawValue: String(segments[1])), provider.postsNotifications
             else { return nil }
             self.provider = provider
             self.secret = segments.count == 3 ? Array(segments[2].utf8) : nil

@@ -87,6 +87,17 @@ struct PublicFrontTests {
         #expect(PublicFront.Route(path: "/") == nil)
     }
 
+    /// Toss files and Payup results never come in over `/notify`: a URL for them would only be a
+    /// way to forge one.
+    @Test func sourcesThatPostNothingHaveNoRoute() {
+        #expect(PublicFront.Route(path: "/notify/toss") == nil)
+        #expect(PublicFront.Route(path: "/notify/payup") == nil)
+        #expect(PublicFront.Route(path: "/notify/payup/s3cr3t") == nil)
+        for provider in ProviderID.allCases where provider.postsNotifications {
+            #expect(PublicFront.Route(path: "/notify/\(provider.rawValue)")?.provider == provider)
+        }
+    }
+
     @Test func secretsNeverReachALogPath() {
         #expect(PublicFront.maskedPath("/notify/tomatopay/s3cr3t-value") == "/notify/tomatopay/***")
         #expect(PublicFront.maskedPath("/notify/tomatopay") == "/notify/tomatopay")

@@ -4,4 +4,17 @@ public enum ProviderID: String, Sendable, Codable, CaseIterable, Hashable {
     case smartro
     case tomatopay
     case innopay
+    /// TossPayments transaction files (FTP push or HTTP pull), read by pgnoti itself.
+    case toss
+    /// Payup key-in API results, recorded by pgnoti's own Payup client.
+    case payup
+
+    /// Whether the PG posts notifications to a URL of ours. Toss rows and Payup results come in
+    /// through other doors, so a `/notify/toss` URL would only be a way to forge them.
+    public var postsNotifications: Bool {
+        switch self {
+        case .smartro, .tomatopay, .innopay: true
+        case .toss, .payup: false
+        }
+    }
 }

@@ -68,6 +68,10 @@ public protocol PaymentProvider: Sendable {
     var charset: CharsetSetting { get }
     /// The merchants the PG publishes for testing; their notifications are never real payments.
     static var publishedTestMerchants: [TestMerchant] { get }
+    /// Decodes a submitted body into fields. The PGs that post forms share one reading; a source
+    /// whose bodies are not forms (a Toss file row, a Payup result) brings its own, so that raw
+    /// fields, lossy-field flags and the quarantine work the same for every door.
+    func fields(from body: [UInt8], contentType: String?) throws(Rejection) -> Fields
     /// Reads the fields into a notification, checking only their shape.
     func interpret(_ fields: Fields) throws(Rejection) -> PaymentNotification
     /// Checks what a forger could have changed: signatures and consistency. Returns the scheme
@@ -77,6 +81,10 @@ public protocol PaymentProvider: Sendable {
 
 extension PaymentProvider {
     public static var publishedTestMerchants: [TestMerchant] { [] }
+
+    public func fields(from body: [UInt8], contentType: String?) throws(Rejection) -> Fields {
+        try Fields.decoding(body, contentType: contentType, charset: charset)
+    }
 
     public func verify(_ notification: PaymentNotification, _ fields: Fields) throws(Rejection) -> String? { nil }
 }
