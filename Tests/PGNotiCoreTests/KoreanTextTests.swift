@@ -85,6 +85,18 @@ private let hongGildong: [UInt8] = [0xC8, 0xAB, 0xB1, 0xE6, 0xB5, 0xBF]  // ÌôçÍ
     #expect(ContentType("charset=utf-8").charsetLabel == nil)
 }
 
+@Test func otherParametersAreFoundInContentType() {
+    let type = ContentType("application/vnd.pgnoti.toss-row; Kind=AUTH ;delimiter=\"comma\"; charset=euc-kr")
+    #expect(type.mediaType == "application/vnd.pgnoti.toss-row")
+    #expect(type.parameter("kind") == "AUTH")
+    #expect(type.parameter("KIND") == "AUTH")
+    #expect(type.parameter("delimiter") == "comma")
+    #expect(type.parameter("charset") == type.charsetLabel)
+    #expect(ContentType("kind=AUTH").parameter("kind") == nil, "the media type is no parameter")
+    #expect(ContentType("text/plain; kind=").parameter("kind") == nil)
+    #expect(ContentType("text/plain").parameter("kind") == nil)
+}
+
 @Test func concurrentDecodingIsSafe() async {
     let input = Array("Name=".utf8) + hongGildong + ttom + haeng + [0xB0]
     let results = await withTaskGroup(of: DecodedText.self) { group in

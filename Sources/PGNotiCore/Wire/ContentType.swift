@@ -1,28 +1,38 @@
-/// A request's `Content-Type`, read once: the media type and the `charset` parameter.
+/// A request's `Content-Type`, read once: the media type and the `charset` parameter; other
+/// parameters on demand.
 public struct ContentType: Sendable, Equatable {
     /// Lowercased, e.g. `application/x-www-form-urlencoded`; empty when the header was empty.
     public let mediaType: String
     /// The raw `charset` parameter (`euc-kr`, `"UTF-8"` unquoted), nil when absent or empty.
     public let charsetLabel: String?
+    private let header: String
 
     public init(_ header: String) {
         // Bytes, not Characters: this runs on every request.
         let bytes = Array(header.utf8)
-        var segments = bytes.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false)[...]
-        mediaType = segments.popFirst().map { Self.lowercased(Self.trim($0)) } ?? ""
-        var label: String?
-        // The first segment is the media type itself, never a parameter.
-        for param in segments {
+        let end = bytes.firstIndex(of: UInt8(ascii: ";")) ?? bytes.endIndex
+        mediaType = Self.lowercased(Self.trim(bytes[..<end]))
+        charsetLabel = Self.parameter("charset", in: bytes)
+        self.header = header
+    }
+
+    /// The value of the parameter `name` (case-insensitive), unquoted; nil when absent or empty.
+    public func parameter(_ name: String) -> String? {
+        Self.parameter(name.lowercased(), in: Array(header.utf8))
+    }
+
+    /// `name` must be lowercase. The first segment is the media type itself, never a parameter.
+    private static func parameter(_ name: String, in bytes: [UInt8]) -> String? {
+        for param in bytes.split(separator: UInt8(ascii: ";"), omittingEmptySubsequences: false).dropFirst() {
             guard let eq = param.firstIndex(of: UInt8(ascii: "=")) else { continue }
-            guard Self.lowercased(Self.trim(param[param.startIndex..<eq])) == "charset" else { continue }
-            var value = Self.trim(param[(eq + 1)...])
+            guard lowercased(trim(param[param.startIndex..<eq])) == name else { continue }
+            var value = trim(param[(eq + 1)...])
             if value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") {
                 value = value.dropFirst().dropLast()
             }
-            label = value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
-            break
+            return value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
         }
-        charsetLabel = label
+        return nil
     }
 
     static func trim(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
