@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool", "PGNotiIntake", "PGNotiLogging",
                 "PGNotiForward",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -80,6 +80,54 @@ public struct InnopaySettings: Sendable {
     public var auth = ProviderAuth()
 }
 
+/// `[toss]`: TossPayments transaction files, dropped into an inbox by Toss's FTP push or pulled
+/// over HTTP. Toss signs nothing: the inbox's file permissions and the pull's key are the trust.
+public struct TossSettings: Sendable, Equatable {
+    public var enabled = false
+    /// Where the FTP server drops `<mid>_AUTH_<yyyymmdd>.dat` / `_REV_` files; nil: no watching
+    /// (files come by `pgnoti toss import` or the pull).
+    public var inbox: String?
+    /// A file is taken once its size and modification time have not changed for this long (or
+    /// at once when it was renamed into the inbox).
+    public var stableSeconds = 10.0
+    /// How often the inbox is looked at besides inotify's wake-ups.
+    public var pollSeconds = 2.0
+    /// A day's file is final (moved to `inbox/done/`) this many minutes after the following
+    /// midnight, KST: Toss pushes the previous day in full at 00:05.
+    public var finalAfterMinutes = 60
+    /// The pull: `mertid`, the MertKey's file, the download URL, and an optional schedule.
+    public var merchantID: String?
+    public var mertKeyPath: String?
+    public var pullURL = "https://pgweb.tosspayments.com/pg/wmp/outerpage/trxdown.jsp"
+    /// Pull today's (and until it is final, yesterday's) TRX and REV every this many minutes;
+    /// nil: the daemon does not pull.
+    public var pullIntervalMinutes: Int?
+    public var pullTimeoutSeconds = 30.0
+
+    public init() {}
+}
+
+/// `[payup]`: the durable Payup key-in client that runs inside the daemon, on the admin listener.
+public struct PayupSettings: Sendable, Equatable {
+    public var enabled = false
+    /// `https://api.testpayup.co.kr` (development) or `https://api.payup.co.kr` (production).
+    public var baseURL = "https://api.testpayup.co.kr"
+    public var merchantID: String?
+    /// The apiCertKey's file (`api_cert_key_file`, else the payup-api-cert-key credential).
+    public var apiCertKeyPath: String?
+    /// The bearer token the merchant's app presents (`client_token_file`, else the
+    /// payup-client-token credential).
+    public var clientTokenPath: String?
+    public var timeoutSeconds = 30.0
+
+    public init() {}
+
+    /// The client runs only with everything it needs.
+    public var clientConfigured: Bool {
+        enabled && merchantID != nil && apiCertKeyPath != nil && clientTokenPath != nil
+    }
+}
+
 /// `[forward]`: how `pgnoti forward` delivers the queue to the merchant's app. The daemon
 /// itself never reads the secret; the forwarder does, when it starts.
 public struct ForwardConfig: Sendable, Equatable {
@@ -138,6 +186,8 @@ public struct Config: Sendable {
     public var smartro = SmartroSettings()
     public var tomatopay = TomatoPaySettings()
     public var innopay = InnopaySettings()
+    public var toss = TossSettings()
+    public var payup = PayupSettings()
     public var forward = ForwardConfig()
     /// True only for the embedded defaults: test keys, state under ./var.
     public var sandbox = false
@@ -161,6 +211,8 @@ public struct Config: Sendable {
         config.smartro.merchantKeys = [smartroTestMID: SecretValues([smartroTestKey])]
         config.tomatopay.enabled = true
         config.innopay.enabled = true
+        config.toss.enabled = true
+        config.payup.enabled = true
         return config
     }
 
@@ -183,6 +235,8 @@ public struct Config: Sendable {
         }
         if tomatopay.enabled { list.append(TomatoPay(ackBody: tomatopay.ackBody, charset: tomatopay.charset)) }
         if innopay.enabled { list.append(Innopay(charset: innopay.charset)) }
+        if toss.enabled { list.append(TossPayments()) }
+        if payup.enabled { list.append(Payup()) }
         return list
     }
 
@@ -238,7 +292,7 @@ public struct ConfigLoader {
         try reader.allow([
             "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
             "trusted_proxies", "limits", "min_free_bytes", "retention", "smartro", "tomatopay", "innopay",
-            "forward",
+            "forward", "toss", "payup",
         ])
         if let free = try reader.int("min_free_bytes") {
             guard free >= 0 else { throw ConfigError("min_free_bytes", "must not be negative") }
@@ -346,11 +400,107 @@ public struct ConfigLoader {
             config.innopay.auth = try parseAuth(inno, provider: .innopay)
         }
         if let forward = try reader.table("forward") { config.forward = try parseForward(forward) }
+        if let toss = try reader.table("toss") { config.toss = try parseToss(toss) }
+        if let payup = try reader.table("payup") { config.payup = try parsePayup(payup) }
         try requireAuthentication(config)
         return config
     }
 
     static let forwardSecretCredential = "forward-secret"
+    static let tossMertKeyCredential = "toss-mert-key"
+    static let payupAPIKeyCredential = "payup-api-cert-key"
+    static let payupClientTokenCredential = "payup-client-token"
+
+    func parseToss(_ table: TableReader) throws(ConfigError) -> TossSettings {
+        try table.allow([
+            "enabled", "inbox", "stable_seconds", "poll_seconds", "final_after_minutes", "merchant_id",
+            "mert_key_file", "pull_url", "pull_interval_minutes", "pull_timeout_seconds",
+        ])
+        var toss = TossSettings()
+        toss.enabled = try table.bool("enabled") ?? true
+        toss.inbox = try table.string("inbox")
+        if let v = try table.double("stable_seconds") {
+            guard (0...3600).contains(v) else { throw ConfigError("toss.stable_seconds", "must be 0 to 3600") }
+            toss.stableSeconds = v
+        }
+        if let v = try table.double("poll_seconds") {
+            guard (0.05...600).contains(v) else { throw ConfigError("toss.poll_seconds", "must be 0.05 to 600") }
+            toss.pollSeconds = v
+        }
+        if let v = try table.int("final_after_minutes") {
+            guard (0...1440).contains(v) else { throw ConfigError("toss.final_after_minutes", "must be 0 to 1440") }
+            toss.finalAfterMinutes = v
+        }
+        toss.merchantID = try table.string("merchant_id")
+        toss.mertKeyPath = try table.string("mert_key_file") ?? credentialPath(Self.tossMertKeyCredential)
+        if let url = try table.string("pull_url") {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+                parsed.host?.isEmpty == false, parsed.query == nil
+            else { throw ConfigError("toss.pull_url", "expected an http(s) URL without a query") }
+            toss.pullURL = url
+        }
+        if let v = try table.int("pull_interval_minutes") {
+            guard (1...1440).contains(v) else {
+                throw ConfigError("toss.pull_interval_minutes", "must be 1 to 1440 (leave it out to not pull)")
+            }
+            guard toss.merchantID != nil, toss.mertKeyPath != nil else {
+                throw ConfigError(
+                    "toss.pull_interval_minutes",
+                    "the pull needs toss.merchant_id and the MertKey (toss.mert_key_file or the \(Self.tossMertKeyCredential) credential)"
+                )
+            }
+            toss.pullIntervalMinutes = v
+        }
+        if let v = try table.double("pull_timeout_seconds") {
+            guard (1...600).contains(v) else { throw ConfigError("toss.pull_timeout_seconds", "must be 1 to 600") }
+            toss.pullTimeoutSeconds = v
+        }
+        return toss
+    }
+
+    func parsePayup(_ table: TableReader) throws(ConfigError) -> PayupSettings {
+        try table.allow([
+            "enabled", "base_url", "merchant_id", "api_cert_key_file", "client_token_file", "timeout_seconds",
+        ])
+        var payup = PayupSettings()
+        payup.enabled = try table.bool("enabled") ?? true
+        if let url = try table.string("base_url") {
+            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
+                parsed.host?.isEmpty == false
+            else {
+                throw ConfigError("payup.base_url", "expected https://api.payup.co.kr or https://api.testpayup.co.kr")
+            }
+            payup.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+        payup.merchantID = try table.string("merchant_id")
+        payup.apiCertKeyPath = try table.string("api_cert_key_file") ?? credentialPath(Self.payupAPIKeyCredential)
+        payup.clientTokenPath =
+            try table.string("client_token_file") ?? credentialPath(Self.payupClientTokenCredential)
+        if let v = try table.double("timeout_seconds") {
+            guard (1...300).contains(v) else { throw ConfigError("payup.timeout_seconds", "must be 1 to 300") }
+            payup.timeoutSeconds = v
+        }
+        return payup
+    }
+
+    /// A one-line secret (a key, a token) from its file: surrounding whitespace and the newline
+    /// are trimmed; `-` reads stdin. Errors name the file, never the content.
+    public func readSecret(_ path: String, key: String) throws(ConfigError) -> SecretValues {
+        let text: String
+        do {
+            text =
+                path == "-"
+                ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "")
+                : try readFile(path)
+        } catch {
+            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+        }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, !trimmed.contains(where: \.isNewline) else {
+            throw ConfigError(key, "\(path) must hold one line with the secret")
+        }
+        return SecretValues([trimmed])
+    }
 
     /// The forwarder's signing secret, from `path` (the `--secret-file` flag) or where the
     /// configuration says. The error names the source, never the content.

@@ -13,9 +13,18 @@ public enum NotificationLog {
         metadata["outcome"] = .string(result.outcome.rawValue)
         metadata["peer"] = .string(submission.address.peer ?? "-")
         metadata["client"] = .string(submission.address.client ?? "-")
-        if case .release(let id) = submission.origin {
+        switch submission.origin {
+        case .http: break
+        case .release(let id):
             metadata["origin"] = "release"
             metadata["quarantine_id"] = .stringConvertible(id)
+        case .file(let name, let line):
+            metadata["origin"] = "file"
+            metadata["file"] = .string(name)
+            metadata["line"] = .stringConvertible(line)
+        case .payup(let intent):
+            metadata["origin"] = "payup"
+            metadata["intent_id"] = .string(intent)
         }
         if let v = result.merchantID { metadata["merchant_id"] = .string(v) }
         if let v = result.tid { metadata["tid"] = .string(v) }

@@ -9,6 +9,10 @@ public struct Submission: Sendable {
         case http
         /// A quarantined request released by an operator.
         case release(quarantineID: Int64)
+        /// A row of a Toss transaction file (1-based line number).
+        case file(name: String, line: Int)
+        /// The result of a Payup call pgnoti made.
+        case payup(intentID: String)
     }
 
     /// The path secret a request presented, as far as the intake may know it.

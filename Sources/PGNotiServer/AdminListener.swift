@@ -10,6 +10,8 @@ import Prometheus
 struct AdminListener {
     let daemon: RunningDaemon
     let registry: PrometheusCollectorRegistry
+    /// The Payup client's two routes, when `[payup]` has a merchant, a key and a client token.
+    var payup: PayupClient?
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -44,6 +46,23 @@ struct AdminListener {
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+        }
+        if let payup {
+            for operation in [PayupClient.Operation.approve, .cancel] {
+                router.post("/payup/\(operation.rawValue)") { request, _ in
+                    guard payup.authorizes(request.headers[.authorization]) else {
+                        var response = Self.text(.unauthorized, "a valid Authorization: Bearer token is required\n")
+                        response.headers[.wwwAuthenticate] = "Bearer"
+                        return response
+                    }
+                    let body = try await request.body.collect(upTo: 64 * 1024)
+                    let answer = await payup.call(operation, body: Array(body.readableBytesView))
+                    return Response(
+                        status: .init(code: answer.status),
+                        headers: [.contentType: "application/json; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+                }
+            }
         }
         return router
     }

@@ -93,9 +93,14 @@ public struct Daemon: Sendable {
         let eventLoops = MultiThreadedEventLoopGroup.singleton
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let sources = try SourceServices(config: config, intake: intake, ledger: ledger, logger: logger)
+        services += sources.services
+        if sources.payup != nil && config.adminListen == nil {
+            logger.warning("[payup] is configured but admin_listen is off: the Payup client has no listener")
+        }
         if let admin = config.adminListen {
             let adminApp = Application(
-                router: AdminListener(daemon: running, registry: registry).router(),
+                router: AdminListener(daemon: running, registry: registry, payup: sources.payup).router(),
                 configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "pgnoti-admin"),
                 onServerRunning: { channel in
                     logger.info(
@@ -167,7 +172,9 @@ public struct Daemon: Sendable {
                 logger: quietLogger))
         do {
             try await group.run()
+            await sources.payup?.shutdown()
         } catch {
+            await sources.payup?.shutdown()
             logger.error("stopped on error", metadata: ["error": "\(error)"])
             _ = try? await relay.drain()
             try? await ledger.close()

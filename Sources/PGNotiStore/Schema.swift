@@ -152,6 +152,44 @@ enum Schema {
                     CREATE INDEX quarantine_reason ON quarantine (reason, received_at);
                     """)
         }
+        // v3: the sources that call no URL of ours. How far each Toss file has been read (the
+        // pushes are cumulative), and Payup calls journaled before they are sent.
+        migrator.registerMigration("v3") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE toss_files (
+                        file_name TEXT PRIMARY KEY,
+                        -- Bytes and lines read so far, and the SHA-256 of those bytes: a push
+                        -- that changes them is a rewrite and is read again from the start.
+                        ingested_bytes INTEGER NOT NULL,
+                        ingested_lines INTEGER NOT NULL,
+                        prefix_sha256 BLOB NOT NULL,
+                        size INTEGER NOT NULL,
+                        rows INTEGER NOT NULL DEFAULT 0,
+                        updated_at INTEGER NOT NULL,
+                        finalized_at INTEGER
+                    );
+
+                    -- No card data: order, amount and time only.
+                    CREATE TABLE payup_intents (
+                        id TEXT PRIMARY KEY,
+                        operation TEXT NOT NULL,
+                        merchant_id TEXT NOT NULL,
+                        order_number TEXT,
+                        amount TEXT,
+                        transaction_id TEXT,
+                        timestamp TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        response_code TEXT,
+                        response_message TEXT,
+                        event_id TEXT,
+                        error TEXT,
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX payup_intents_state ON payup_intents (state, created_at);
+                    """)
+        }
         return migrator
     }
 }

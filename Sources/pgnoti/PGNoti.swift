@@ -11,6 +11,7 @@ struct PGNoti: AsyncParsableCommand {
         subcommands: [
             Serve.self, CheckConfig.self, Send.self, EventsCommand.self, QuarantineCommand.self, Redeliver.self,
             Stats.self, Backup.self, Purge.self, ForwardCommand.self, Consume.self,
+            TossCommand.self, PayupCommand.self,
         ],
         defaultSubcommand: Serve.self)
 }

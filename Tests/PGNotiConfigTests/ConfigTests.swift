@@ -300,3 +300,61 @@ struct ForwardConfigTests {
         } catch { #expect(error.problem.contains("--secret-file")) }
     }
 }
+
+struct SourceConfigTests {
+    func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
+        ConfigLoader(
+            environment: env,
+            readFile: { path in
+                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
+                return text
+            }, fileExists: { files[$0] != nil })
+    }
+
+    @Test func tossAndPayupTablesAreRead() throws {
+        let config = try loader(env: ["CREDENTIALS_DIRECTORY": "/c"]).parse(
+            """
+            [toss]
+            inbox = "/srv/toss/inbox"
+            stable_seconds = 5
+            final_after_minutes = 30
+            merchant_id = "tossmid"
+            mert_key_file = "/etc/pgnoti/toss-mert-key"
+            pull_interval_minutes = 20
+
+            [payup]
+            base_url = "https://api.payup.co.kr/"
+            merchant_id = "shop1"
+            api_cert_key_file = "/k"
+            client_token_file = "/t"
+            """)
+        #expect(config.toss.enabled && config.toss.inbox == "/srv/toss/inbox" && config.toss.stableSeconds == 5)
+        #expect(config.toss.finalAfterMinutes == 30 && config.toss.pullIntervalMinutes == 20)
+        #expect(config.toss.pullURL.hasSuffix("/trxdown.jsp"))
+        #expect(config.payup.baseURL == "https://api.payup.co.kr" && config.payup.clientConfigured)
+        #expect(config.providers.map(\.id).contains(.toss) && config.providers.map(\.id).contains(.payup))
+        #expect(try loader().parse("").providers.allSatisfy { $0.id != .toss && $0.id != .payup })
+    }
+
+    @Test func aPullNeedsItsMerchantAndKey() {
+        do {
+            _ = try loader().parse("[toss]\npull_interval_minutes = 20")
+            Issue.record("a pull without a MertKey was accepted")
+        } catch { #expect(error.key == "toss.pull_interval_minutes") }
+    }
+
+    @Test func secretsComeFromCredentialsAndAreTrimmed() throws {
+        let files = [
+            "/c/toss-mert-key": "  mert \n", "/c/payup-api-cert-key": "k\n", "/c/payup-client-token": "t\n",
+        ]
+        let loader = loader(files: files, env: ["CREDENTIALS_DIRECTORY": "/c"])
+        let config = try loader.parse("[toss]\nmerchant_id = \"m\"\n[payup]\nmerchant_id = \"p\"")
+        #expect(config.toss.mertKeyPath == "/c/toss-mert-key" && config.payup.clientConfigured)
+        let key = try loader.readSecret("/c/toss-mert-key", key: "toss.mert_key_file")
+        #expect(key.matches("mert"))
+        do {
+            _ = try loader.readSecret("/missing", key: "payup.api_cert_key_file")
+            Issue.record("a missing key file was accepted")
+        } catch { #expect(error.key == "payup.api_cert_key_file") }
+    }
+}

@@ -33,3 +33,18 @@ import Testing
         }
     }
 }
+
+@Suite struct KoreanDayTests {
+    @Test func daysAndMidnightsAreKorean() throws {
+        // 2026-11-23T15:30:00Z is 2026-11-24 00:30 in Korea.
+        let date = Date(timeIntervalSince1970: 1_795_447_800)
+        #expect(KoreanTime.day(date) == "20261124")
+        #expect(KoreanTime.minutesSinceMidnight(date) == 30)
+        let end = try #require(KoreanTime.afterDay("20261123", minutes: 60))
+        #expect(KoreanTime.iso8601(end) == "2026-11-24T01:00:00.000+09:00")
+        #expect(KoreanTime.afterDay("20261301", minutes: 0) == nil)
+        #expect(KoreanTime.afterDay("2026113", minutes: 0) == nil)
+        let leap = try #require(KoreanTime.afterDay("20240228", minutes: 0))
+        #expect(KoreanTime.day(leap) == "20240229")
+    }
+}

@@ -16,7 +16,7 @@ extension EndToEnd {
         }
 
         /// Runs a command and splits what it printed on stdout from what it said on stderr.
-        static func runSplit(_ arguments: [String], in dir: URL) throws -> (
+        static func runSplit(_ arguments: [String], in dir: URL, stdin: Data? = nil) throws -> (
             status: Int32, stdout: String, stderr: String
         ) {
             let process = Process()
@@ -27,9 +27,24 @@ extension EndToEnd {
             let err = Pipe()
             process.standardOutput = out
             process.standardError = err
+            let input = Pipe()
+            process.standardInput = stdin == nil ? FileHandle.nullDevice : input
             try process.run()
+            if let stdin {
+                try input.fileHandleForWriting.write(contentsOf: stdin)
+                try input.fileHandleForWriting.close()
+            }
+            // stderr is read on the side so a chatty command cannot block on a full pipe.
+            let stderrData = Shared(Data())
+            let stderrDone = DispatchSemaphore(value: 0)
+            Thread.detachNewThread {
+                let data = err.fileHandleForReading.readDataToEndOfFile()
+                stderrData.withLock { $0 = data }
+                stderrDone.signal()
+            }
             let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            stderrDone.wait()
+            let stderr = stderrData.withLock { $0 }
             process.waitUntilExit()
             return (
                 process.terminationStatus, String(decoding: stdout, as: UTF8.self),

@@ -93,6 +93,41 @@ public enum KoreanTime {
         out.append(contentsOf: Array("+09:00".utf8))
     }
 
+    /// `yyyyMMdd`, the Korean calendar day of `date` (how Toss names its files).
+    public static func day(_ date: Date) -> String {
+        String(iso8601(date).prefix(10).filter(\.isASCIIDigit))
+    }
+
+    /// Minutes since midnight in Korea.
+    public static func minutesSinceMidnight(_ date: Date) -> Int {
+        let seconds = Int64(date.timeIntervalSince1970.rounded(.down)) + offsetSeconds
+        return Int(((seconds % 86_400) + 86_400) % 86_400 / 60)
+    }
+
+    /// The moment `minutes` past the midnight that ends Korean day `yyyyMMdd`; nil for a
+    /// malformed day.
+    public static func afterDay(_ day: String, minutes: Int) -> Date? {
+        let digits = day.utf8.map { Int64($0) - 0x30 }
+        guard digits.count == 8, digits.allSatisfy({ (0...9).contains($0) }) else { return nil }
+        let year = digits[0...3].reduce(0) { $0 * 10 + $1 }
+        let month = digits[4] * 10 + digits[5]
+        let dayOfMonth = digits[6] * 10 + digits[7]
+        guard (1...12).contains(month), (1...31).contains(dayOfMonth) else { return nil }
+        let days = daysSinceEpoch(year: year, month: month, day: dayOfMonth)
+        let seconds = (days + 1) * 86_400 - offsetSeconds + Int64(minutes) * 60
+        return Date(timeIntervalSince1970: Double(seconds))
+    }
+
+    /// Days from 1970-01-01 to a proleptic Gregorian date (the inverse of `civilDate`).
+    static func daysSinceEpoch(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
     /// `yyyy-MM-dd HH:mm:ss` in Korean time, for tables operators read.
     public static func display(_ date: Date) -> String {
         let iso = iso8601(date)

@@ -5,31 +5,21 @@ import PGNotiCore
     import Glibc
 #endif
 
-/// A merchant app's webhook endpoint: `Tests/Support/webhook_receiver.py`, which verifies every
-/// request with the reference `standardwebhooks` package from PyPI.
-final class WebhookReceiver: @unchecked Sendable {
-    /// A made-up secret for these tests only.
-    static let secret = "whsec_cGdub3RpLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNk"
-
+/// A test server written in Python (`Tests/Support/*.py`): started on a free port (or the one
+/// given), which it prints as `listening PORT` once it accepts connections.
+final class PythonServer: @unchecked Sendable {
     let process = Process()
     let port: Int
-    let log: URL
 
-    /// Starts the receiver (on `port`, or a free one) and waits until it accepts connections.
-    init(in directory: URL, port: Int = 0, _ behaviour: [String] = []) throws {
-        let secretFile = directory.appendingPathComponent("receiver-secret")
-        try (Self.secret + "\n").write(to: secretFile, atomically: true, encoding: .utf8)
-        log = directory.appendingPathComponent("receiver.log")
-        let script = DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/webhook_receiver.py")
+    init(script: String, arguments: [String]) throws {
+        let path = DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/\(script)")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments =
-            ["python3", script.path, "--port", String(port), "--secret-file", secretFile.path, "--log", log.path]
-            + behaviour
+        process.arguments = ["python3", path.path] + arguments
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
         try process.run()
-        // "listening PORT", or EOF if python or the package is missing.
+        // "listening PORT", or EOF if python or a package is missing.
         var line = Data()
         let handle = stdout.fileHandleForReading
         while !line.contains(0x0A) {
@@ -40,27 +30,9 @@ final class WebhookReceiver: @unchecked Sendable {
         let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening "), let bound = Int(text.dropFirst(10).prefix { $0.isNumber }) else {
             process.terminate()
-            throw HarnessError(
-                "the webhook receiver did not start (python3 with `pip install standardwebhooks` is needed): \(text)")
+            throw HarnessError("\(script) did not start (python3 is needed; see .ci/run for its packages): \(text)")
         }
-        self.port = bound
-    }
-
-    var url: String { "http://127.0.0.1:\(port)/webhooks/pgnoti" }
-
-    /// Every request it saw, in order.
-    func records() -> [[String: Any]] {
-        guard let data = try? Data(contentsOf: log) else { return [] }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
-
-    /// Requests it answered 2xx, by webhook-id.
-    func acceptedIDs() -> [String] {
-        records().filter { ($0["status"] as? Int).map { (200..<300).contains($0) } == true }.compactMap {
-            $0["id"] as? String
-        }
+        port = bound
     }
 
     func stop() {
@@ -70,6 +42,49 @@ final class WebhookReceiver: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// The JSON lines a server appended to `log`.
+    static func records(_ log: URL) -> [[String: Any]] {
+        guard let data = try? Data(contentsOf: log) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+}
+
+/// A merchant app's webhook endpoint: `Tests/Support/webhook_receiver.py`, which verifies every
+/// request with the reference `standardwebhooks` package from PyPI.
+final class WebhookReceiver: @unchecked Sendable {
+    /// A made-up secret for these tests only.
+    static let secret = "whsec_cGdub3RpLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNk"
+
+    let server: PythonServer
+    let log: URL
+    var port: Int { server.port }
+
+    /// Starts the receiver (on `port`, or a free one) and waits until it accepts connections.
+    init(in directory: URL, port: Int = 0, _ behaviour: [String] = []) throws {
+        let secretFile = directory.appendingPathComponent("receiver-secret")
+        try (Self.secret + "\n").write(to: secretFile, atomically: true, encoding: .utf8)
+        log = directory.appendingPathComponent("receiver.log")
+        server = try PythonServer(
+            script: "webhook_receiver.py",
+            arguments: ["--port", String(port), "--secret-file", secretFile.path, "--log", log.path] + behaviour)
+    }
+
+    var url: String { "http://127.0.0.1:\(port)/webhooks/pgnoti" }
+
+    /// Every request it saw, in order.
+    func records() -> [[String: Any]] { PythonServer.records(log) }
+
+    /// Requests it answered 2xx, by webhook-id.
+    func acceptedIDs() -> [String] {
+        records().filter { ($0["status"] as? Int).map { (200..<300).contains($0) } == true }.compactMap {
+            $0["id"] as? String
+        }
+    }
+
+    func stop() { server.stop() }
 }
 
 /// Consumer helpers shared by the forwarder tests.

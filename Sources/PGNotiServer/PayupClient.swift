@@ -1,0 +1,251 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import PGNotiCore
+import PGNotiIntake
+import PGNotiStore
+
+/// The durable Payup key-in client ("카드결제 구인증 API 규격서" v1.3). Payup's answer is the only
+/// record of a payment, so the call runs inside the daemon, which owns the ledger:
+///
+/// 1. the intent (operation, order, amount, time; never card data) is committed before anything
+///    is sent;
+/// 2. the request goes out signed (§2.1.1 / §2.2.1) with pgnoti's apiCertKey;
+/// 3. the answer, or the lack of one, is filed through the intake as an event: `0000` becomes
+///    `payment.approved` / `payment.canceled`, any other code `payment.failed`, a timeout or a
+///    lost answer `payment.unknown`, which `pgnoti payup pending` lists for the operator.
+///
+/// Card data lives only in memory for the one request: it reaches no file, log line or event.
+public final class PayupClient: Sendable {
+    public enum Operation: String, Sendable {
+        case approve, cancel
+    }
+
+    /// What the merchant's app hears.
+    public struct Answer: Sendable {
+        public let status: Int
+        public let body: [UInt8]
+    }
+
+    let baseURL: String
+    let merchantID: String
+    let apiCertKey: SecretValues
+    let token: SecretValues
+    let timeout: Duration
+    let intake: Intake
+    let ledger: Ledger
+    let logger: Logger
+    let client: HTTPClient
+
+    public init(
+        baseURL: String, merchantID: String, apiCertKey: SecretValues, token: SecretValues, timeout: Duration,
+        intake: Intake, ledger: Ledger, logger: Logger
+    ) {
+        self.baseURL = baseURL
+        self.merchantID = merchantID
+        self.apiCertKey = apiCertKey
+        self.token = token
+        self.timeout = timeout
+        self.intake = intake
+        self.ledger = ledger
+        self.logger = logger
+        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .nanoseconds(nanos))))
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// `Authorization: Bearer <client token>`, compared in constant time.
+    func authorizes(_ header: String?) -> Bool {
+        guard let header, header.lowercased().hasPrefix("bearer ") else { return false }
+        return token.matches(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+    }
+
+    /// §2.1 members the request must carry (merchant id and signature are pgnoti's to add).
+    static let approveRequired = [
+        "orderNumber", "cardNo", "expireMonth", "expireYear", "birthday", "cardPw", "amount", "quota", "itemName",
+        "userName",
+    ]
+
+    public func call(_ operation: Operation, body: [UInt8]) async -> Answer {
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else {
+            return Self.error(400, "the request body is not a JSON object")
+        }
+        // §2.0: every member of a request is a string.
+        var request: [String: String] = [:]
+        for (name, value) in parsed {
+            switch value {
+            case let text as String: request[name] = text
+            case let number as NSNumber: request[name] = number.stringValue
+            default: return Self.error(400, "\(name) must be a string")
+            }
+        }
+        let required = operation == .approve ? Self.approveRequired : ["transactionId"]
+        for name in required where (request[name] ?? "").isEmpty {
+            return Self.error(400, "\(name) is required")
+        }
+        let timestamp = Self.timestamp(Date())
+        let intent = PayupIntent(
+            id: Self.newIntentID(), operation: operation.rawValue, merchantID: merchantID,
+            orderNumber: request["orderNumber"], amount: request["amount"], transactionID: request["transactionId"],
+            timestamp: timestamp, state: .sent, createdAt: Date())
+        do {
+            try await ledger.savePayupIntent(intent)
+        } catch {
+            logger.error("Payup call not sent: the intent could not be journaled", metadata: ["error": "\(error)"])
+            return Self.error(503, "not sent: the intent could not be stored (\(error))")
+        }
+
+        let path: String
+        switch operation {
+        case .approve:
+            request["timestamp"] = timestamp
+            request["signature"] = apiCertKey.withValues {
+                PayupSignature.approve(
+                    merchantID: merchantID, orderNumber: request["orderNumber"] ?? "", amount: request["amount"] ?? "",
+                    apiCertKey: $0.first ?? "", timestamp: timestamp)
+            }
+            path = "/v2/api/payment/\(merchantID)/keyin2"
+        case .cancel:
+            request["merchantId"] = merchantID
+            request["signature"] = apiCertKey.withValues {
+                PayupSignature.cancel(
+                    merchantID: merchantID, transactionID: request["transactionId"] ?? "", apiCertKey: $0.first ?? "")
+            }
+            path = "/v2/api/payment/\(merchantID)/cancel2"
+        }
+        let sent = await send(path: path, request: request)
+        return await settle(intent, operation: operation, sent)
+    }
+
+    enum Sent {
+        case answered(status: Int, body: [UInt8], object: [String: Any])
+        case unknown(String)
+        case notSent(String)
+    }
+
+    private func send(path: String, request: [String: String]) async -> Sent {
+        var outgoing = HTTPClientRequest(url: baseURL + path)
+        outgoing.method = .POST
+        outgoing.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        outgoing.headers.add(name: "User-Agent", value: "pgnoti/\(PGNotiVersion.current)")
+        guard let json = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]) else {
+            return .notSent("the request could not be encoded")
+        }
+        outgoing.body = .bytes(ByteBuffer(bytes: json))
+        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        do {
+            let response = try await client.execute(outgoing, timeout: .nanoseconds(nanos))
+            let buffer = try await response.body.collect(upTo: 1024 * 1024)
+            let bytes = Array(buffer.readableBytesView)
+            let code = Int(response.status.code)
+            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+                object["responseCode"] != nil
+            else {
+                return .unknown("HTTP \(code) without a Payup answer")
+            }
+            return .answered(status: code, body: bytes, object: object)
+        } catch {
+            let text = "\(error)"
+            // Refused, unresolvable or never connected: the request cannot have reached Payup.
+            if text.contains("connectTimeout") || text.contains("refused") || text.contains("NIOConnectionError")
+                || text.contains("dnsFailure")
+            {
+                return .notSent("could not connect to Payup: \(text)")
+            }
+            if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .readTimeout {
+                return .unknown("no answer within \(timeout)")
+            }
+            return .unknown("the answer was lost: \(text)")
+        }
+    }
+
+    /// Files the outcome and settles the intent; the app hears Payup's answer as it came.
+    private func settle(_ intent: PayupIntent, operation: Operation, _ sent: Sent) async -> Answer {
+        var intent = intent
+        var document: [String: Any] = [
+            "operation": operation.rawValue, "intent_id": intent.id, "merchant_id": merchantID,
+            "timestamp": intent.timestamp,
+        ]
+        if let order = intent.orderNumber { document["order_number"] = order }
+        if let amount = intent.amount { document["amount"] = amount }
+        if let transaction = intent.transactionID { document["transaction_id"] = transaction }
+        switch sent {
+        case .notSent(let why):
+            intent.state = .notSent
+            intent.error = why
+            try? await ledger.savePayupIntent(intent)
+            logger.error(
+                "Payup call not sent",
+                metadata: ["intent_id": "\(intent.id)", "operation": "\(operation)", "error": "\(why)"])
+            return Self.json(502, ["outcome": "not_sent", "intent_id": intent.id, "error": why])
+        case .unknown(let why):
+            document["outcome"] = "unknown"
+            document["error"] = why
+            intent.state = .unknown
+            intent.error = why
+        case .answered(_, _, let object):
+            document["outcome"] = "response"
+            document["response"] = object
+            let code = "\(object["responseCode"] ?? "")"
+            intent.responseCode = code
+            intent.responseMessage = object["responseMsg"].map { "\($0)" }
+            intent.state = code == "0000" ? (operation == .approve ? .approved : .canceled) : .failed
+        }
+        let bytes =
+            (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])).map(Array.init) ?? []
+        let submission = Submission(
+            provider: .payup, body: bytes, contentType: Payup.mediaType, address: ClientAddress(peer: nil, client: nil),
+            receivedAt: Date(), requestID: "payup-\(intent.id)", origin: .payup(intentID: intent.id))
+        let result = await intake.process(submission)
+        NotificationLog.emit(result, submission, logger: logger)
+        intent.eventID = result.eventID
+        if !result.isCommitted {
+            logger.error(
+                "Payup outcome not filed as an event; the intent keeps it",
+                metadata: [
+                    "intent_id": "\(intent.id)", "error": "\(result.error ?? result.rejection?.description ?? "?")",
+                ])
+        }
+        do {
+            try await ledger.savePayupIntent(intent)
+        } catch {
+            logger.error(
+                "Payup intent could not be updated", metadata: ["intent_id": "\(intent.id)", "error": "\(error)"])
+        }
+        switch sent {
+        case .answered(let status, let body, _):
+            return Answer(status: (200..<300).contains(status) ? 200 : status, body: body)
+        case .unknown(let why):
+            var answer: [String: Any] = ["outcome": "unknown", "intent_id": intent.id, "error": why]
+            if let event = result.eventID { answer["event_id"] = event }
+            return Self.json(504, answer)
+        case .notSent: return Self.error(500, "unreachable")
+        }
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        String(KoreanTime.iso8601(date).prefix(19).filter { $0.isASCII && $0.isNumber })
+    }
+
+    static func newIntentID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16) }
+            .map { $0.count == 1 ? "0" + $0 : $0 }.joined()
+    }
+
+    static func error(_ status: Int, _ message: String) -> Answer {
+        json(status, ["error": message])
+    }
+
+    static func json(_ status: Int, _ object: [String: Any]) -> Answer {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return Answer(status: status, body: Array(data))
+    }
+}

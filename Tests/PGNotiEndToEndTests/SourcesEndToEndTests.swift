@@ -1,0 +1,301 @@
+import Foundation
+import PGNotiCore
+import PGNotiRawHTTP
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension EndToEnd {
+    /// Toss files through the daemon's inbox and the pull, and Payup through the daemon's client.
+    @Suite struct SourcesEndToEndTests {
+        static let tossFixtures = DaemonProcess.fixtures.appendingPathComponent("toss")
+
+        static func queueEvents(_ daemon: DaemonProcess) throws -> [[String: Any]] {
+            try daemon.queueFiles().compactMap {
+                try JSONSerialization.jsonObject(with: Data(contentsOf: $0)) as? [String: Any]
+            }
+        }
+
+        /// Moves a file into the inbox the way an FTP server that uploads under a temporary name does.
+        static func dropRenamed(_ name: String, from source: URL, into inbox: URL) throws {
+            let temporary = inbox.appendingPathComponent(".in.\(name).part")
+            try Data(contentsOf: source).write(to: temporary)
+            guard rename(temporary.path, inbox.appendingPathComponent(name).path) == 0 else {
+                throw HarnessError("rename into the inbox failed")
+            }
+        }
+
+        /// The issue's "done when": the seed's AUTH and REV files dropped into the inbox give an
+        /// event per row (the REV row without a Status is quarantined, not guessed); dropping
+        /// them again gives none.
+        @Test func samplesDroppedIntoTheInboxGiveOneEventPerRowOnce() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-inbox")
+            let inbox = dir.appendingPathComponent("inbox")
+            try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+            _ = try DaemonProcess.writeConfig(
+                in: dir, extra: "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 30\npoll_seconds = 0.2\n")
+            let daemon = try DaemonProcess.start(dir)
+            defer { _ = try? daemon.terminate() }
+            for name in ["toss_AUTH_20070706.dat", "toss_REV_20070706.dat"] {
+                try Self.dropRenamed(name, from: Self.tossFixtures.appendingPathComponent(name), into: inbox)
+            }
+            // Renamed in: taken at once, not after stable_seconds.
+            try waitFor("seven events", timeout: 15) { try daemon.queueFiles().count == 7 }
+            let events = try Self.queueEvents(daemon)
+            #expect(events.allSatisfy { $0["provider"] as? String == "toss" })
+            #expect(events.filter { $0["kind"] as? String == "payment.approved" }.count == 4)
+            #expect(events.filter { $0["kind"] as? String == "payment.canceled" }.count == 3)
+            let refused = daemon.waitForLog {
+                $0["msg"] as? String == "notification" && $0["outcome"] as? String == "rejected"
+            }
+            #expect(refused.first?["file"] as? String == "toss_REV_20070706.dat")
+            #expect("\(refused.first?["line"] ?? "")" == "3")
+
+            // The same files again (a later push with nothing new).
+            for name in ["toss_AUTH_20070706.dat", "toss_REV_20070706.dat"] {
+                try Self.dropRenamed(name, from: Self.tossFixtures.appendingPathComponent(name), into: inbox)
+            }
+            _ = daemon.waitForLog(count: 4, timeout: 10) { $0["msg"] as? String == "Toss file read" }
+            usleep(500_000)
+            #expect(try daemon.queueFiles().count == 7, "nothing filed twice")
+            // 2007 is long final: both files moved to done/.
+            try waitFor("files final", timeout: 10) {
+                (try? FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("done").path).count)
+                    == 2
+            }
+        }
+
+        @Test func aHalfWrittenFileIsNotTakenEarly() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-partial")
+            let inbox = dir.appendingPathComponent("inbox")
+            try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+            _ = try DaemonProcess.writeConfig(
+                in: dir,
+                extra:
+                    "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 2\npoll_seconds = 0.1\nfinal_after_minutes = 0\n"
+            )
+            let daemon = try DaemonProcess.start(dir)
+            defer { _ = try? daemon.terminate() }
+            let whole = [UInt8](
+                try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
+            // A day that is not final during the test.
+            let path = inbox.appendingPathComponent("toss_AUTH_20991231.dat").path
+            let cut = whole.count / 2
+            // Written in place, in two parts, as a plain FTP STOR would (no rename).
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
+            try #require(fd >= 0)
+            _ = whole[..<cut].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            usleep(1_200_000)
+            #expect(try daemon.queueFiles().isEmpty, "not taken while it may still grow")
+            _ = whole[cut...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            usleep(1_200_000)
+            #expect(try daemon.queueFiles().isEmpty, "the stable time starts again when the file changes")
+            try waitFor("the whole file read", timeout: 15) { try daemon.queueFiles().count == 4 }
+            #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
+        }
+
+        static func tossPullConfig(_ dir: URL, url: String, mertKey: String) throws -> String {
+            let keyFile = dir.appendingPathComponent("toss-mert-key")
+            try (mertKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+            return try DaemonProcess.writeConfig(
+                in: dir,
+                extra: """
+                    [toss]
+                    merchant_id = "toss"
+                    mert_key_file = "\(keyFile.path)"
+                    pull_url = "\(url)"
+                    pull_timeout_seconds = 5
+                    """
+            ).path
+        }
+
+        @Test func thePullSendsTheRightKeyAndFilesTheRows() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-pull")
+            let mertKey = "test-mert-key-7f3a"
+            let keyFile = dir.appendingPathComponent("server-key")
+            try mertKey.write(to: keyFile, atomically: true, encoding: .utf8)
+            let log = dir.appendingPathComponent("toss-server.log")
+            let server = try PythonServer(
+                script: "fake_toss.py",
+                arguments: [
+                    "--mert-key-file", keyFile.path, "--rows-dir", Self.tossFixtures.path, "--log", log.path,
+                    "--fail-first", "1",
+                ])
+            let url = "http://127.0.0.1:\(server.port)/pg/wmp/outerpage/trxdown.jsp"
+            let config = try Self.tossPullConfig(dir, url: url, mertKey: mertKey)
+            let pulled = try QuarantineEndToEndTests.runSplit(
+                ["toss", "pull", "--date", "20070706", "--service", "TRX", "--config", config], in: dir)
+            #expect(pulled.status == 0, "\(pulled.stderr)")
+            #expect(pulled.stdout.contains("TRX: toss_AUTH_20070706.dat: 4 rows, 4 new"), "\(pulled.stdout)")
+            let requests = PythonServer.records(log)
+            #expect(requests.count == 2, "one 503, retried once")
+            #expect(requests.last?["key_ok"] as? Bool == true)
+            #expect(
+                requests.last?["servicecode"] as? String == "TRX" && requests.last?["trxdate"] as? String == "20070706")
+            #expect(!pulled.stderr.contains(mertKey) && !pulled.stdout.contains(mertKey))
+            let md5Key = Digest.hex(Digest.md5(Array(("toss" + mertKey).utf8)))
+            #expect(!pulled.stderr.contains(md5Key), "the URL with its key is never printed")
+            let again = try QuarantineEndToEndTests.runSplit(
+                ["toss", "pull", "--date", "20070706", "--service", "TRX", "--config", config], in: dir)
+            #expect(again.stdout.contains("0 new"), "\(again.stdout)")
+            let queued = try FileManager.default.contentsOfDirectory(
+                atPath: dir.appendingPathComponent("state/queue/new").path)
+            #expect(queued.count == 4)
+        }
+
+        @Test func aWrongKeyGetsTheErrorPageNamedNotFiled() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-pull-key")
+            let keyFile = dir.appendingPathComponent("server-key")
+            try "the-right-key".write(to: keyFile, atomically: true, encoding: .utf8)
+            let log = dir.appendingPathComponent("toss-server.log")
+            let server = try PythonServer(
+                script: "fake_toss.py",
+                arguments: ["--mert-key-file", keyFile.path, "--rows-dir", Self.tossFixtures.path, "--log", log.path])
+            let config = try Self.tossPullConfig(
+                dir, url: "http://127.0.0.1:\(server.port)/pg/wmp/outerpage/trxdown.jsp", mertKey: "a-wrong-key")
+            let pulled = try QuarantineEndToEndTests.runSplit(
+                ["toss", "pull", "--date", "20070706", "--config", config], in: dir)
+            #expect(pulled.status != 0)
+            #expect(pulled.stderr.contains("HTML page") && pulled.stderr.contains("인증 오류"), "\(pulled.stderr)")
+            #expect(!pulled.stderr.contains("a-wrong-key"))
+            #expect(PythonServer.records(log).count == 2, "not retried: one request per service")
+        }
+
+        // MARK: - Payup
+
+        struct PayupSetup {
+            let dir: URL
+            let config: String
+            let daemon: DaemonProcess
+            let server: PythonServer
+            let log: URL
+        }
+
+        static let apiKey = "25bcd7a82f5b4058818462cc7715964c"  // the manual's published example key
+        static let token = "client-token-for-tests-only-3f9c"
+
+        static func payup(_ name: String, timeout: Int = 10) throws -> PayupSetup {
+            let dir = try DaemonProcess.makeDirectory(name)
+            let keyFile = dir.appendingPathComponent("payup-key")
+            try (apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
+            let tokenFile = dir.appendingPathComponent("payup-token")
+            try (token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
+            let log = dir.appendingPathComponent("payup-server.log")
+            let server = try PythonServer(
+                script: "fake_payup.py", arguments: ["--api-key-file", keyFile.path, "--log", log.path, "--slow", "4"])
+            let config = try DaemonProcess.writeConfig(
+                in: dir,
+                extra: """
+                    [payup]
+                    base_url = "http://127.0.0.1:\(server.port)"
+                    merchant_id = "tester"
+                    api_cert_key_file = "\(keyFile.path)"
+                    client_token_file = "\(tokenFile.path)"
+                    timeout_seconds = \(timeout)
+                    """
+            ).path
+            let daemon = try DaemonProcess.start(dir)
+            // The CLI reaches the daemon through admin_listen, which the test config leaves at port 0.
+            let admin = try daemon.adminPort()
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(
+                    of: "admin_listen = \"127.0.0.1:0\"", with: "admin_listen = \"127.0.0.1:\(admin)\"")
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            return PayupSetup(dir: dir, config: config, daemon: daemon, server: server, log: log)
+        }
+
+        static func call(_ setup: PayupSetup, _ operation: String, _ json: String) throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
+            try QuarantineEndToEndTests.runSplit(
+                ["payup", operation, "--config", setup.config], in: setup.dir, stdin: Data(json.utf8))
+        }
+
+        static let card = "9490191412341234"
+
+        static func approval(order: String) -> String {
+            #"{"orderNumber":"\#(order)","cardNo":"\#(card)","expireMonth":"05","expireYear":"29","birthday":"890302","cardPw":"00","amount":"1004","quota":"0","itemName":"TEST 상품","userName":"최용수"}"#
+        }
+
+        @Test func anApprovalPrintsTheAnswerAndFilesOneEventWithoutCardData() throws {
+            let setup = try Self.payup("payup-ok")
+            defer { _ = try? setup.daemon.terminate() }
+            let result = try Self.call(setup, "approve", Self.approval(order: "ORD-0001"))
+            #expect(result.status == 0, "\(result.stderr)")
+            let answer = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            #expect(answer["responseCode"] as? String == "0000")
+            let transaction = try #require(answer["transactionId"] as? String)
+            try waitFor("one event", timeout: 10) { try setup.daemon.queueFiles().count == 1 }
+            let event = try #require(try Self.queueEvents(setup.daemon).first)
+            #expect(event["provider"] as? String == "payup" && event["kind"] as? String == "payment.approved")
+            #expect(event["tid"] as? String == transaction && event["order_id"] as? String == "ORD-0001")
+            #expect(event["amount"] as? Int == 1004)
+            let request = try #require(PythonServer.records(setup.log).first)
+            #expect(request["signature_ok"] as? Bool == true, "signed per the manual")
+
+            // The card number reached Payup and nowhere else.
+            #expect((request["request"] as? [String: Any])?["cardNo"] as? String == "len16")
+            _ = try setup.daemon.terminate()
+            #expect(!setup.daemon.logText.contains(Self.card))
+            for file in try FileManager.default.subpathsOfDirectory(
+                atPath: setup.dir.appendingPathComponent("state").path)
+            {
+                let path = setup.dir.appendingPathComponent("state").appendingPathComponent(file).path
+                if let data = FileManager.default.contents(atPath: path) {
+                    #expect(data.range(of: Data(Self.card.utf8)) == nil, "card number in \(file)")
+                    #expect(data.range(of: Data("890302".utf8)) == nil, "birthday in \(file)")
+                }
+            }
+        }
+
+        @Test func aDeclineIsAFailedPaymentAndACancelACanceledOne() throws {
+            let setup = try Self.payup("payup-decline")
+            defer { _ = try? setup.daemon.terminate() }
+            let declined = try Self.call(setup, "approve", Self.approval(order: "DECLINE-1"))
+            #expect(declined.status == 1)
+            #expect(declined.stdout.contains("5001"))
+            let approved = try Self.call(setup, "approve", Self.approval(order: "ORD-2"))
+            let transaction = try #require(
+                (try JSONSerialization.jsonObject(with: Data(approved.stdout.utf8)) as? [String: Any])?["transactionId"]
+                    as? String)
+            let canceled = try Self.call(setup, "cancel", #"{"transactionId":"\#(transaction)"}"#)
+            #expect(canceled.status == 0, "\(canceled.stderr)")
+            try waitFor("three events", timeout: 10) { try setup.daemon.queueFiles().count == 3 }
+            let kinds = try Self.queueEvents(setup.daemon).compactMap { $0["kind"] as? String }
+            #expect(kinds == ["payment.failed", "payment.approved", "payment.canceled"])
+            let failed = try #require(try Self.queueEvents(setup.daemon).first)
+            #expect(failed["result_code"] as? String == "5001")
+            #expect(PythonServer.records(setup.log).allSatisfy { $0["signature_ok"] as? Bool == true })
+        }
+
+        @Test func aLostAnswerIsAnUnknownPaymentListedAsPending() throws {
+            let setup = try Self.payup("payup-unknown", timeout: 1)
+            defer { _ = try? setup.daemon.terminate() }
+            let result = try Self.call(setup, "approve", Self.approval(order: "SLOW-1"))
+            #expect(result.status == 3, "\(result.stdout) \(result.stderr)")
+            #expect(result.stdout.contains("\"outcome\":\"unknown\""))
+            try waitFor("an event", timeout: 10) { try setup.daemon.queueFiles().count == 1 }
+            let event = try #require(try Self.queueEvents(setup.daemon).first)
+            #expect(event["kind"] as? String == "payment.unknown" && event["order_id"] as? String == "SLOW-1")
+            let pending = try QuarantineEndToEndTests.runSplit(
+                ["payup", "pending", "--config", setup.config], in: setup.dir)
+            #expect(pending.stdout.contains("SLOW-1") && pending.stdout.contains("unknown"), "\(pending.stdout)")
+        }
+
+        @Test func theClientWantsItsToken() throws {
+            let setup = try Self.payup("payup-token")
+            defer { _ = try? setup.daemon.terminate() }
+            let body = Array(Self.approval(order: "ORD-X").utf8)
+            let head =
+                "POST /payup/approve HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: \(body.count)\r\n\r\n"
+            let response = try RawHTTPClient.exchange(
+                host: "127.0.0.1", port: try setup.daemon.adminPort(), bytes: Array(head.utf8) + body)
+            #expect(response.status == 401)
+            #expect(PythonServer.records(setup.log).isEmpty, "nothing sent to Payup")
+        }
+    }
+}
