@@ -91,9 +91,15 @@ public final class PayupClient: Sendable {
             return Self.error(400, "\(name) is required")
         }
         let timestamp = Self.timestamp(Date())
+        // A cancel names only the transaction; the approval's intent knows the order, which the
+        // cancel event carries so that consumers see both under one order.
+        var order = request["orderNumber"]
+        if operation == .cancel, order == nil, let transaction = request["transactionId"] {
+            order = try? await ledger.payupApproval(transactionID: transaction)?.orderNumber
+        }
         let intent = PayupIntent(
             id: Self.newIntentID(), operation: operation.rawValue, merchantID: merchantID,
-            orderNumber: request["orderNumber"], amount: request["amount"], transactionID: request["transactionId"],
+            orderNumber: order, amount: request["amount"], transactionID: request["transactionId"],
             timestamp: timestamp, state: .sent, createdAt: Date())
         do {
             try await ledger.savePayupIntent(intent)
@@ -197,6 +203,10 @@ public final class PayupClient: Sendable {
             intent.responseCode = code
             intent.responseMessage = object["responseMsg"].map { "\($0)" }
             intent.state = code == "0000" ? (operation == .approve ? .approved : .canceled) : .failed
+            if operation == .approve, let transaction = object["transactionId"] as? String, !transaction.isEmpty {
+                // Kept so that a later cancel of this payment carries its order.
+                intent.transactionID = transaction
+            }
         }
         let bytes =
             (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])).map(Array.init) ?? []

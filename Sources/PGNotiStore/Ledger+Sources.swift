@@ -138,6 +138,14 @@ extension Ledger {
         try await read { db in try PayupIntent.fetchOne(db, key: id) }
     }
 
+    /// The approval that produced `transactionID`, if pgnoti's client made it.
+    public func payupApproval(transactionID: String) async throws -> PayupIntent? {
+        try await read { db in
+            try PayupIntent.filter(Column("operation") == "approve" && Column("transaction_id") == transactionID)
+                .order(Column("created_at").desc).fetchOne(db)
+        }
+    }
+
     /// Oldest first.
     public func payupIntents(states: [PayupIntent.State]) async throws -> [PayupIntent] {
         try await read { db in

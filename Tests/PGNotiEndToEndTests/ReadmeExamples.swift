@@ -98,11 +98,15 @@ enum ReadmeExamples {
         return out.joined(separator: "\n")
     }
 
-    /// Compares the README block with `rendered`; rewrites it when asked to.
-    static func check(_ rendered: String) throws {
+    /// Compares the README block between `begin` and `end` with `rendered`; rewrites it when
+    /// asked to.
+    static func check(
+        _ rendered: String, begin: String = ReadmeExamples.begin, end: String = ReadmeExamples.end,
+        test: String = "FixtureReplayTests"
+    ) throws {
         let text = try String(contentsOf: readme, encoding: .utf8)
         guard let start = text.range(of: begin), let stop = text.range(of: end) else {
-            Issue.record("README.md has no fixture-events block")
+            Issue.record("README.md has no block \(begin)")
             return
         }
         let current = String(text[start.lowerBound..<stop.upperBound])
@@ -113,7 +117,7 @@ enum ReadmeExamples {
             return
         }
         Issue.record(
-            "README.md's event examples drifted from what the daemon files for the fixtures; run PGNOTI_UPDATE_README=1 swift test --filter FixtureReplayTests"
+            "README.md's event examples drifted from what pgnoti files; run PGNOTI_UPDATE_README=1 swift test --filter \(test)"
         )
     }
 }

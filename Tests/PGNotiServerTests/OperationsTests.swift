@@ -236,3 +236,26 @@ struct SystemdNotifierTests {
         #expect(String(decoding: buffer[..<max(n, 0)], as: UTF8.self) == "READY=1\nSTATUS=x")
     }
 }
+
+struct SourcesDropInTests {
+    /// The drop-in for Toss and Payup, read after the shipped unit as systemd reads a drop-in
+    /// (its `[Service]` lines added to the unit's), still verifies, and names what those
+    /// sources need.
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func dropInVerifiesOnTopOfTheUnit() throws {
+        let unit = try SystemdTests.unitWithBuiltBinary("pgnoti.service")
+        let dropIn = try String(
+            contentsOf: SystemdTests.root.appendingPathComponent("systemd/pgnoti-sources.conf.example"), encoding: .utf8
+        )
+        for line in [
+            "ReadWritePaths=", "IPAddressAllow=", "LoadCredential=toss-mert-key:",
+            "LoadCredential=payup-api-cert-key:", "LoadCredential=payup-client-token:",
+        ] {
+            #expect(dropIn.contains(line), "\(line)")
+        }
+        let merged = try String(contentsOf: unit, encoding: .utf8) + "\n" + dropIn
+        try merged.write(to: unit, atomically: true, encoding: .utf8)
+        let result = try SystemdTests.systemdAnalyze(["verify", unit.path])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(!result.output.contains("pgnoti.service:"), "\(result.output)")
+    }
+}
