@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the pure core with libFuzzer: form decoding, CP949 decoding, field lookup and each
-# provider's interpret/verify, seeded from fixtures/.
+# provider's interpret/verify (the three notify PGs, Toss rows, Payup documents), seeded from
+# fixtures/.
 #
 #   bash fuzz/run.sh SECONDS     # SECONDS in total, split over the targets
 #
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=${1:-60}
-targets=(form cp949 fields smartro tomatopay innopay)
+targets=(form cp949 fields smartro tomatopay innopay toss payup)
 work=.build-fuzz
 mkdir -p "$work" fuzz/out
 bin="$work/pgnoti-fuzz"
@@ -26,6 +27,10 @@ fi
 # Seeds: the bodies of the fixture requests, and for the field targets their pairs.
 corpus="$work/corpus"
 rm -rf "$corpus" && mkdir -p "$corpus"
+for f in fixtures/toss/*.dat fixtures/toss/*/*.dat; do
+    cp "$f" "$corpus/toss-$(basename "$(dirname "$f")")-$(basename "$f")"
+done
+printf '%s' '{"operation":"approve","intent_id":"i1","merchant_id":"m","order_number":"o","amount":"1004","timestamp":"20261124103000","outcome":"response","response":{"responseCode":"0000","transactionId":"t1","cardNo":"9490191412341234"}}' > "$corpus/payup-approve.json"
 for f in fixtures/*/*.http; do
     python3 - "$f" "$corpus/$(basename "$(dirname "$f")")-$(basename "$f" .http)" <<'PY'
 import sys
