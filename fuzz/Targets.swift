@@ -79,7 +79,10 @@ private func fuzzFields(_ bytes: [UInt8]) {
 private func fuzzProvider(_ provider: any PaymentProvider, _ bytes: [UInt8]) {
     let types =
         contentTypes[provider.id.rawValue]
-        ?? [nil, "application/x-www-form-urlencoded; charset=euc-kr", "application/x-www-form-urlencoded; charset=utf-8"]
+        ?? [
+            nil, "application/x-www-form-urlencoded; charset=euc-kr",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        ]
     for contentType in types {
         guard let fields = try? provider.fields(from: bytes, contentType: contentType),
             let notification = try? provider.interpret(fields)
