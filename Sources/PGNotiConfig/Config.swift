@@ -433,10 +433,7 @@ public struct ConfigLoader {
         }
         toss.merchantID = try table.string("merchant_id")
         toss.mertKeyPath = try table.string("mert_key_file") ?? credentialPath(Self.tossMertKeyCredential)
-        if let url = try table.string("pull_url") {
-            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-                parsed.host?.isEmpty == false, parsed.query == nil
-            else { throw ConfigError("toss.pull_url", "expected an http(s) URL without a query") }
+        if let url = try table.httpURL("pull_url", expected: "an http(s) URL without a query", allowQuery: false) {
             toss.pullURL = url
         }
         if let v = try table.int("pull_interval_minutes") {
@@ -464,12 +461,9 @@ public struct ConfigLoader {
         ])
         var payup = PayupSettings()
         payup.enabled = try table.bool("enabled") ?? true
-        if let url = try table.string("base_url") {
-            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-                parsed.host?.isEmpty == false
-            else {
-                throw ConfigError("payup.base_url", "expected https://api.payup.co.kr or https://api.testpayup.co.kr")
-            }
+        if let url = try table.httpURL(
+            "base_url", expected: "https://api.payup.co.kr or https://api.testpayup.co.kr")
+        {
             payup.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
         payup.merchantID = try table.string("merchant_id")
@@ -536,12 +530,7 @@ public struct ConfigLoader {
             "retry_initial_seconds",
         ])
         var forward = ForwardConfig()
-        if let url = try table.string("url") {
-            guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme?.lowercased() ?? ""),
-                parsed.host?.isEmpty == false
-            else { throw ConfigError("forward.url", "expected an http:// or https:// URL") }
-            forward.url = url
-        }
+        forward.url = try table.httpURL("url", expected: "an http:// or https:// URL")
         forward.secretPath = try table.string("secret_file") ?? credentialPath(Self.forwardSecretCredential)
         func positive(_ key: String, _ range: ClosedRange<Double>) throws(ConfigError) -> Double? {
             guard let value = try table.double(key) else { return nil }

@@ -1,3 +1,4 @@
+import Foundation
 import PGNotiCore
 import TOMLKit
 
@@ -39,6 +40,15 @@ struct TableReader {
         guard let value = table[key] else { return nil }
         guard let int = value.int else { throw ConfigError(name(key), "expected an integer") }
         return int
+    }
+
+    /// An http or https URL with a host (and, unless `allowQuery`, no query).
+    func httpURL(_ key: String, expected: String, allowQuery: Bool = true) throws(ConfigError) -> String? {
+        guard let text = try string(key) else { return nil }
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+            url.host?.isEmpty == false, allowQuery || url.query == nil
+        else { throw ConfigError(name(key), "expected \(expected)") }
+        return text
     }
 
     /// A number, written with or without a fraction.

@@ -50,11 +50,11 @@ public final class PayupClient: Sendable {
         self.intake = intake
         self.ledger = ledger
         self.logger = logger
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         client = HTTPClient(
             eventLoopGroupProvider: .singleton,
             configuration: .init(
-                redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10), read: .nanoseconds(nanos))))
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: .seconds(10), read: .nanoseconds(timeout.nanoseconds))))
     }
 
     func shutdown() async {
@@ -145,9 +145,8 @@ public final class PayupClient: Sendable {
             return .notSent("the request could not be encoded")
         }
         outgoing.body = .bytes(ByteBuffer(bytes: json))
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         do {
-            let response = try await client.execute(outgoing, timeout: .nanoseconds(nanos))
+            let response = try await client.execute(outgoing, timeout: .nanoseconds(timeout.nanoseconds))
             let buffer = try await response.body.collect(upTo: 1024 * 1024)
             let bytes = Array(buffer.readableBytesView)
             let code = Int(response.status.code)

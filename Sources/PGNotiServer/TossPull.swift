@@ -97,11 +97,10 @@ public struct TossPuller: Sendable {
             throw Failure(description: "\(described): not a URL", retryable: false)
         }
         let request = HTTPClientRequest(url: target)
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await client.execute(request, timeout: .nanoseconds(nanos))
+            response = try await client.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             body = try await response.body.collect(upTo: 64 * 1024 * 1024)
         } catch {
             // AsyncHTTPClient's errors do not carry the URL, so the key stays out of this text.

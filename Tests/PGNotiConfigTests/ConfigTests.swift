@@ -4,14 +4,19 @@ import Testing
 
 @testable import PGNotiConfig
 
+/// A loader that reads `files` instead of the disk and `env` instead of the environment.
+func inMemoryLoader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
+    ConfigLoader(
+        environment: env,
+        readFile: { path in
+            guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
+            return text
+        }, fileExists: { files[$0] != nil })
+}
+
 struct ConfigTests {
     func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
-        ConfigLoader(
-            environment: env,
-            readFile: { path in
-                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
-                return text
-            }, fileExists: { files[$0] != nil })
+        inMemoryLoader(files: files, env: env)
     }
 
     let minimal = """
@@ -209,7 +214,7 @@ struct ConfigTests {
         #expect(config.queue == "./var/queue")
         #expect(config.smartro.merchantKeys["SMTPAY001m"]?.withValues { $0.first?.count } == 88)
         #expect(config.smartro.merchantKeys["SMTPAY001m"]?.withValues { $0.first?.contains(" ") } == false)
-        #expect(config.providers.map(\.id) == [.smartro, .tomatopay, .innopay])
+        #expect(config.providers.map(\.id) == [.smartro, .tomatopay, .innopay, .toss, .payup])
     }
 
     @Test func theShippedExampleConfigStartsCleanly() throws {
@@ -231,12 +236,7 @@ struct ForwardConfigTests {
     static let secret = "whsec_cGdub3RpLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODlhYmNk"
 
     func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
-        ConfigLoader(
-            environment: env,
-            readFile: { path in
-                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
-                return text
-            }, fileExists: { files[$0] != nil })
+        inMemoryLoader(files: files, env: env)
     }
 
     @Test func forwardTableIsRead() throws {
@@ -303,12 +303,7 @@ struct ForwardConfigTests {
 
 struct SourceConfigTests {
     func loader(files: [String: String] = [:], env: [String: String] = [:]) -> ConfigLoader {
-        ConfigLoader(
-            environment: env,
-            readFile: { path in
-                guard let text = files[path] else { throw CocoaError(.fileNoSuchFile) }
-                return text
-            }, fileExists: { files[$0] != nil })
+        inMemoryLoader(files: files, env: env)
     }
 
     @Test func tossAndPayupTablesAreRead() throws {
