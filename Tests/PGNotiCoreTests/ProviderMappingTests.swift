@@ -477,6 +477,15 @@ func smartroPost(
         #expect(n.resultCode == code)
     }
 
+    @Test func anEmptyFnCdIsNoCard() throws {
+        let easyPay = try smartro.accept(
+            smartroPost(resultCode: "TS10", extra: [("PayMethod", "TOSS"), ("FnCd", ""), ("FnName", "")]))
+        #expect(easyPay.card == nil)
+        let card = try smartro.accept(
+            smartroPost(resultCode: "3001", extra: [("PayMethod", "TOSS"), ("FnCd", "04"), ("FnName", "삼성")]))
+        #expect(card.card?.issuerCode == "04")
+    }
+
     @Test func partialCancelIsOTIDDifferentFromTIDWhateverTheStateCd() throws {
         for state in ["1", "2"] {
             let n = try smartro.accept(
@@ -491,10 +500,11 @@ func smartroPost(
     @Test func publishedTestMerchantsNameTheirSource() {
         #expect(
             Smartro.publishedTestMerchants.map(\.merchantID) == [
-                "SMTPAY001m", "SMTPAY002m", "ECTEST001m", "SMTSUB001m",
+                "SMTPAY001m", "SMTPAY002m", "ECTEST001m", "SMTSUB001m", "SMTSUB002m", "SMTSUB003m", "SMTSUB004m",
             ])
         #expect(Smartro.publishedTestMerchants.allSatisfy { $0.source.contains("§4.4") })
-        #expect(Innopay.publishedTestMerchants.map(\.merchantID) == ["testpay01m"])
+        #expect(Innopay.publishedTestMerchants.map(\.merchantID) == ["testpay01m", "nictest14m", "2999199999"])
+        #expect(Innopay.publishedTestMerchants.allSatisfy { $0.source.contains("§1.1") })
         #expect(TomatoPay.publishedTestMerchants.isEmpty)
     }
 }

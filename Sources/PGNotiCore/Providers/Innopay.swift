@@ -10,9 +10,12 @@ public struct Innopay: PaymentProvider {
         self.charset = charset
     }
 
-    /// §1.1 "TEST Mid".
+    /// §1.1 publishes a test `Mid` and, per authentication type, a test `PgMID`. A notification's
+    /// merchant is its `pgMid` (§4.2.1 "PG 아이디"), so both kinds of id are listed.
     public static let publishedTestMerchants = [
-        TestMerchant("testpay01m", source: "Innopay SMS card manual v1.5 §1.1")
+        TestMerchant("testpay01m", source: "Innopay SMS card manual v1.5 §1.1 TEST Mid"),
+        TestMerchant("nictest14m", source: "Innopay SMS card manual v1.5 §1.1 TEST PgMID (SMS 수기)"),
+        TestMerchant("2999199999", source: "Innopay SMS card manual v1.5 §1.1 TEST PgMID (SMS 인증)"),
     ]
 
     static let approved = "25"

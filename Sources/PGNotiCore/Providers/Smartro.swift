@@ -25,6 +25,10 @@ public struct Smartro: PaymentProvider {
         TestMerchant("SMTPAY002m", source: "Smartro WEBLink manual v5.2 §4.4"),
         TestMerchant("ECTEST001m", source: "Smartro WEBLink manual v5.2 §4.4"),
         TestMerchant("SMTSUB001m", source: "Smartro WEBLink manual v5.2 §4.4"),
+        // The sub-mall MIDs listed beside SMTSUB001m, used in DivideInfo (§4.4, §6.1 examples).
+        TestMerchant("SMTSUB002m", source: "Smartro WEBLink manual v5.2 §4.4 서브몰 MID"),
+        TestMerchant("SMTSUB003m", source: "Smartro WEBLink manual v5.2 §4.4 서브몰 MID"),
+        TestMerchant("SMTSUB004m", source: "Smartro WEBLink manual v5.2 §4.4 서브몰 MID"),
     ]
 
     static let mid: FieldKey = "MID"
@@ -108,7 +112,8 @@ public struct Smartro: PaymentProvider {
                 code: fields["BankCode"] ?? fields[Self.fnCd],
                 name: fields["BankName"] ?? fields[Self.fnName])
         default:
-            if payMethod == "CARD" || fields.contains(Self.fnCd) || fields.contains("pinNo") {
+            // Easy-pay and gift-card posts send FnCd empty; only a value means a card.
+            if payMethod == "CARD" || fields[Self.fnCd] != nil || fields["pinNo"] != nil {
                 notification.card = CardDetails(
                     issuerCode: fields[Self.fnCd], issuerName: fields[Self.fnName],
                     acquirerCode: fields["AcquCardCode"], number: fields["pinNo"],
