@@ -5,12 +5,29 @@ import PGNotiCore
 import PGNotiSpool
 import PGNotiStore
 
-/// Opens the ledger a config names, read-side, for commands that only look.
+/// Opens the ledger a config names for an operator command. Run as root, the command first
+/// becomes the owner of the state directory: opening the database creates its `-wal`/`-shm`
+/// sidecars, which the daemon must still be able to open afterwards.
 func openLedger(_ config: Config) throws -> Ledger {
     guard FileManager.default.fileExists(atPath: config.database) else {
         throw ValidationError("no database at \(config.database) (database in the configuration)")
     }
+    try StateOwner.adopt(directoryOf: config.database)
     return try Ledger(path: config.database)
+}
+
+/// Runs `body` on the ledger and closes it before returning, thrown or not: the process exits
+/// right after a command, so a close left to a detached task might never run.
+func withLedger<T>(_ config: Config, _ body: (Ledger) async throws -> T) async throws -> T {
+    let ledger = try openLedger(config)
+    do {
+        let result = try await body(ledger)
+        try? await ledger.close()
+        return result
+    } catch {
+        try? await ledger.close()
+        throw error
+    }
 }
 
 struct EventsCommand: AsyncParsableCommand {
@@ -86,55 +103,56 @@ struct EventsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try openLedger(config)
-            defer { Task { try? await ledger.close() } }
-            let found = try await ledger.lookup(reference)
-            guard !found.isEmpty else {
-                throw ValidationError("nothing stored for \(reference) (event id, TID or order id)")
-            }
-            if raw { printError("warning: --raw prints requests exactly as received, personal data unmasked") }
-            for (index, n) in found.enumerated() {
-                if index > 0 { print("") }
-                let history = try await ledger.history(of: n)
-                print("event:         \(n.eventID) (\(n.kind ?? "-"))")
-                print(
-                    "received:      \(KoreanTime.iso8601(n.receivedAt)) from \(n.client ?? "-") (peer \(n.peer ?? "-"))"
-                )
-                print("key:           \(n.provider) \(n.merchantID) \(n.tid) \(n.state)")
-                print(
-                    "queue file:    \(config.queue)/new/\(n.queueFileName)\(history.inOutbox ? " (still in the outbox: not filed yet)" : "")"
-                )
-                print("retries:       \(n.retries)")
-                for retry in history.retries {
+            try await withLedger(config) { ledger in
+                let found = try await ledger.lookup(reference)
+                guard !found.isEmpty else {
+                    throw ValidationError("nothing stored for \(reference) (event id, TID or order id)")
+                }
+                if raw { printError("warning: --raw prints requests exactly as received, personal data unmasked") }
+                for (index, n) in found.enumerated() {
+                    if index > 0 { print("") }
+                    let history = try await ledger.history(of: n)
+                    print("event:         \(n.eventID) (\(n.kind ?? "-"))")
                     print(
-                        "  \(KoreanTime.iso8601(retry.receivedAt)) from \(retry.client ?? "-") (peer \(retry.peer ?? "-"))"
+                        "received:      \(KoreanTime.iso8601(n.receivedAt)) from \(n.client ?? "-") (peer \(n.peer ?? "-"))"
                     )
-                }
-                if n.retries > history.retries.count {
-                    print("  … \(n.retries - history.retries.count) more, counted only")
-                }
-                print(
-                    "conflicts:     \(history.conflicts.count)\(n.conflictsIgnored > 0 ? " (+\(n.conflictsIgnored) beyond the limit, counted only)" : "")"
-                )
-                for conflict in history.conflicts {
+                    print("key:           \(n.provider) \(n.merchantID) \(n.tid) \(n.state)")
                     print(
-                        "  \(KoreanTime.iso8601(conflict.receivedAt)) \(conflict.newFingerprint) (stored \(conflict.storedFingerprint)) event \(conflict.conflictEventID ?? "-")"
+                        "queue file:    \(config.queue)/new/\(n.queueFileName)\(history.inOutbox ? " (still in the outbox: not filed yet)" : "")"
                     )
-                }
-                print("event json:")
-                print(String(decoding: Self.maskedEvent(Array(n.eventJSON)), as: UTF8.self))
-                let setting = config.providers.first { $0.id.rawValue == n.provider }?.charset ?? .cp949
-                if let fields = try? Fields.decoding(Array(n.rawBody), contentType: n.contentType, charset: setting),
-                    !n.rawBody.isEmpty
-                {
-                    print("request (\(fields.charset.label), personal data masked):")
-                    for (name, value) in Masking.fields(fields.all) { print("  \(name) = \(value)") }
-                } else if n.rawBody.isEmpty {
-                    print("request:       purged")
-                }
-                if raw {
-                    print("raw:")
-                    print(QuarantineCommand.Show.escaped(Array(n.rawBody)))
+                    print("retries:       \(n.retries)")
+                    for retry in history.retries {
+                        print(
+                            "  \(KoreanTime.iso8601(retry.receivedAt)) from \(retry.client ?? "-") (peer \(retry.peer ?? "-"))"
+                        )
+                    }
+                    if n.retries > history.retries.count {
+                        print("  … \(n.retries - history.retries.count) more, counted only")
+                    }
+                    print(
+                        "conflicts:     \(history.conflicts.count)\(n.conflictsIgnored > 0 ? " (+\(n.conflictsIgnored) beyond the limit, counted only)" : "")"
+                    )
+                    for conflict in history.conflicts {
+                        print(
+                            "  \(KoreanTime.iso8601(conflict.receivedAt)) \(conflict.newFingerprint) (stored \(conflict.storedFingerprint)) event \(conflict.conflictEventID ?? "-")"
+                        )
+                    }
+                    print("event json:")
+                    print(String(decoding: Self.maskedEvent(Array(n.eventJSON)), as: UTF8.self))
+                    let setting = config.providers.first { $0.id.rawValue == n.provider }?.charset ?? .cp949
+                    if let fields = try? Fields.decoding(
+                        Array(n.rawBody), contentType: n.contentType, charset: setting),
+                        !n.rawBody.isEmpty
+                    {
+                        print("request (\(fields.charset.label), personal data masked):")
+                        for (name, value) in Masking.fields(fields.all) { print("  \(name) = \(value)") }
+                    } else if n.rawBody.isEmpty {
+                        print("request:       purged")
+                    }
+                    if raw {
+                        print("raw:")
+                        print(QuarantineCommand.Show.escaped(Array(n.rawBody)))
+                    }
                 }
             }
         }
@@ -250,7 +268,6 @@ struct Purge: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let cutoff = try parseTime(olderThan, option: "--older-than")
-        try StateOwner.adopt(directoryOf: config.database)
         let ledger = try openLedger(config)
         let counts = try await ledger.purge(before: cutoff)
         try? await ledger.close()

@@ -24,23 +24,24 @@ struct QuarantineCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let since = try since.map { try parseTime($0, option: "--since") }
-            let ledger = try Ledger(path: config.database)
-            defer { Task { try? await ledger.close() } }
-            let items = try await ledger.quarantined(reason: reason, since: since, limit: limit)
-            if json {
-                for item in items { print(Self.json(item)) }
-                return
+            try await withLedger(config) { ledger in
+                let items = try await ledger.quarantined(reason: reason, since: since, limit: limit)
+                if json {
+                    for item in items { print(Self.json(item)) }
+                    return
+                }
+                let rows = items.map { item in
+                    [
+                        String(item.id), KoreanTime.display(item.receivedAt), item.provider, item.reason,
+                        item.client ?? "-", item.merchantID ?? "-", item.tid ?? "-", String(item.size),
+                        item.releasedEventID.map { "released \($0)" } ?? (item.parsed ? "held" : "garbage"),
+                    ]
+                }
+                print(
+                    table(
+                        ["ID", "RECEIVED (KST)", "PROVIDER", "REASON", "CLIENT", "MID", "TID", "BYTES", "STATUS"], rows)
+                )
             }
-            let rows = items.map { item in
-                [
-                    String(item.id), KoreanTime.display(item.receivedAt), item.provider, item.reason,
-                    item.client ?? "-", item.merchantID ?? "-", item.tid ?? "-", String(item.size),
-                    item.releasedEventID.map { "released \($0)" } ?? (item.parsed ? "held" : "garbage"),
-                ]
-            }
-            print(
-                table(
-                    ["ID", "RECEIVED (KST)", "PROVIDER", "REASON", "CLIENT", "MID", "TID", "BYTES", "STATUS"], rows))
         }
 
         static func json(_ item: QuarantinedRequest) -> String {
@@ -74,38 +75,39 @@ struct QuarantineCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try Ledger(path: config.database)
-            defer { Task { try? await ledger.close() } }
-            guard let item = try await ledger.quarantined(id: id) else {
-                throw ValidationError("no quarantined request with ID \(id)")
-            }
-            print("id:            \(item.id)")
-            print("received:      \(KoreanTime.iso8601(item.receivedAt))")
-            print("provider:      \(item.provider)")
-            print("reason:        \(item.reason)")
-            print("detail:        \(item.detail)")
-            print("peer:          \(item.peer ?? "-")")
-            print("client:        \(item.client ?? "-")")
-            print("forwarded-for: \(item.forwardedFor ?? "-")")
-            print("content-type:  \(item.contentType ?? "-")")
-            print("path secret:   \(item.pathSecretSHA256 == nil ? "none presented" : "presented (not stored)")")
-            print("bytes:         \(item.size)")
-            if let released = item.releasedEventID {
-                print("released:      \(released) at \(item.releasedAt.map(KoreanTime.iso8601) ?? "-")")
-            }
-            let provider = ProviderID(rawValue: item.provider)
-            let setting = config.providers.first { $0.id == provider }?.charset ?? .cp949
-            do {
-                let fields = try Fields.decoding(Array(item.rawBody), contentType: item.contentType, charset: setting)
-                print("fields (\(fields.charset.label), personal data masked):")
-                for (name, value) in Masking.fields(fields.all) { print("  \(name) = \(value)") }
-            } catch {
-                print("fields:        not decodable (\(error))")
-            }
-            if raw {
-                printError("warning: --raw prints the request exactly as received, personal data unmasked")
-                print("raw:")
-                print(Self.escaped(Array(item.rawBody)))
+            try await withLedger(config) { ledger in
+                guard let item = try await ledger.quarantined(id: id) else {
+                    throw ValidationError("no quarantined request with ID \(id)")
+                }
+                print("id:            \(item.id)")
+                print("received:      \(KoreanTime.iso8601(item.receivedAt))")
+                print("provider:      \(item.provider)")
+                print("reason:        \(item.reason)")
+                print("detail:        \(item.detail)")
+                print("peer:          \(item.peer ?? "-")")
+                print("client:        \(item.client ?? "-")")
+                print("forwarded-for: \(item.forwardedFor ?? "-")")
+                print("content-type:  \(item.contentType ?? "-")")
+                print("path secret:   \(item.pathSecretSHA256 == nil ? "none presented" : "presented (not stored)")")
+                print("bytes:         \(item.size)")
+                if let released = item.releasedEventID {
+                    print("released:      \(released) at \(item.releasedAt.map(KoreanTime.iso8601) ?? "-")")
+                }
+                let provider = ProviderID(rawValue: item.provider)
+                let setting = config.providers.first { $0.id == provider }?.charset ?? .cp949
+                do {
+                    let fields = try Fields.decoding(
+                        Array(item.rawBody), contentType: item.contentType, charset: setting)
+                    print("fields (\(fields.charset.label), personal data masked):")
+                    for (name, value) in Masking.fields(fields.all) { print("  \(name) = \(value)") }
+                } catch {
+                    print("fields:        not decodable (\(error))")
+                }
+                if raw {
+                    printError("warning: --raw prints the request exactly as received, personal data unmasked")
+                    print("raw:")
+                    print(Self.escaped(Array(item.rawBody)))
+                }
             }
         }
 
@@ -180,8 +182,7 @@ struct QuarantineCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            try StateOwner.adopt(directoryOf: config.database)
-            let ledger = try Ledger(path: config.database)
+            let ledger = try openLedger(config)
             let removed = try await ledger.dropQuarantined(ids: ids)
             try? await ledger.close()
             print("dropped \(removed) of \(ids.count)")

@@ -63,10 +63,16 @@ struct CheckConfig: ParsableCommand {
             print(
                 "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
             )
-            if loaded.forward.url != nil || loaded.forward.secretPath != nil {
+            if loaded.forward.secretPath != nil {
                 // The forwarder reads its secret only when it starts; check it now, not then.
                 _ = try ConfigLoader().forwardSecret(loaded.forward)
                 print("ok: forward to \(loaded.forward.url ?? "(no url: pass --url)") with a valid signing secret")
+            } else if let url = loaded.forward.url {
+                // pgnoti.service runs this too, and only pgnoti-forward.service loads the
+                // forward-secret credential: a secret it cannot see is not an error of this config.
+                print(
+                    "note: forward to \(url): no signing secret visible here (forward.secret_file, or the \(ConfigLoader.forwardSecretCredential) credential that pgnoti-forward.service loads); pgnoti forward checks it when it starts"
+                )
             }
             for warning in loaded.warnings { print("warning: \(warning)") }
         } catch {

@@ -271,7 +271,7 @@ struct PayupCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try Ledger(path: config.database)
+            let ledger = try openLedger(config)
             let intents = try await ledger.payupIntents(states: PayupIntent.State.pending)
             try? await ledger.close()
             if json {

@@ -29,7 +29,9 @@ extension EndToEnd {
 
         @Test func sandboxModeNeedsNoConfigAndKnowsSmartrosTestMerchant() throws {
             let dir = try DaemonProcess.makeDirectory("sandbox")
-            let daemon = try DaemonProcess.start(dir, arguments: ["serve", "--listen", "127.0.0.1:0"])
+            // Port 0 for the admin listener too: the fixed 9759 may belong to a developer's daemon.
+            let daemon = try DaemonProcess.start(
+                dir, arguments: ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             let first = try #require(daemon.waitForLog { _ in true }.first)
             #expect(first["level"] as? String == "warning")
             #expect((first["msg"] as? String)?.contains("SANDBOX MODE") == true)
@@ -44,6 +46,11 @@ extension EndToEnd {
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: new).count == 1)
             #expect(!daemon.logText.contains(Config.smartroTestKey))
+            // Sandbox mode has the admin listener too, on the port asked for.
+            let adminPort = try daemon.adminPort()
+            #expect(adminPort != 9759 && adminPort != daemon.port)
+            let health = try daemon.admin("/healthz")
+            #expect(health.status == 200 && health.bodyText == "ok\n")
             #expect(try daemon.terminate() == 0)
         }
 
@@ -84,6 +91,29 @@ extension EndToEnd {
             let serve = try Self.run(["serve", "--config", bad.path], in: dir)
             #expect(serve.status == 78)
             #expect(serve.output.contains("smartro.sign_algorithm"))
+        }
+
+        /// pgnoti.service runs check-config before it starts and never sees the forwarder's
+        /// credential: a forward URL without a visible secret must not stop the daemon.
+        @Test func checkConfigChecksTheForwardSecretOnlyWhereItCanSeeIt() throws {
+            let dir = try DaemonProcess.makeDirectory("checkforward")
+            let base = try String(contentsOf: try DaemonProcess.writeConfig(in: dir), encoding: .utf8)
+            let unseen = dir.appendingPathComponent("unseen.toml")
+            try (base + "\n[forward]\nurl = \"http://127.0.0.1:9/hook\"\n").write(
+                to: unseen, atomically: true, encoding: .utf8)
+            let ok = try Self.run(["check-config", "--config", unseen.path], in: dir)
+            #expect(ok.status == 0, "\(ok.output)")
+            #expect(ok.output.contains("no signing secret visible here"))
+
+            let secret = dir.appendingPathComponent("forward-secret")
+            try "not-a-webhook-secret\n".write(to: secret, atomically: true, encoding: .utf8)
+            let broken = dir.appendingPathComponent("broken.toml")
+            try (base + "\n[forward]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"\(secret.path)\"\n")
+                .write(to: broken, atomically: true, encoding: .utf8)
+            let refused = try Self.run(["check-config", "--config", broken.path], in: dir)
+            #expect(refused.status == 78, "\(refused.output)")
+            #expect(refused.output.contains("forward.secret_file"))
+            #expect(!refused.output.contains("not-a-webhook-secret"))
         }
 
         @Test func debugLogShowsFieldsWithPersonalDataMasked() throws {
