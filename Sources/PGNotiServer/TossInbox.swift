@@ -15,7 +15,8 @@ import ServiceLifecycle
 /// A file is read only once it is complete: renamed in (inotify says so), or its size and
 /// modification time unchanged for `stable_seconds`. Each read files only the rows not filed
 /// before (the importer remembers how far it got and notices a rewrite). Once a day is final,
-/// after the 00:05 push of the day after, its files move to `inbox/done/`.
+/// after the 00:05 push of the day after, its files are read once more as whole (a last line
+/// without its newline is taken then) and move to `inbox/done/`.
 final class TossInbox: Service, Sendable {
     let directory: String
     let importer: TossImporter
@@ -48,8 +49,9 @@ final class TossInbox: Service, Sendable {
         var since: ContinuousClock.Instant
         /// Renamed into the inbox (inotify IN_MOVED_TO) and not changed since: complete.
         var renamedIn: Bool
-        /// Size and time at the last read that stored every row.
-        var ingested: (size: Int, modified: Int64)?
+        /// Size and time at the last read that stored every row, and whether that read took the
+        /// file as whole (a last line without its newline included).
+        var ingested: (size: Int, modified: Int64, whole: Bool)?
     }
 
     func run() async throws {
@@ -83,7 +85,8 @@ final class TossInbox: Service, Sendable {
         watcher?.close()
     }
 
-    func scan(_ seen: inout [String: Seen], renamedIn: Set<String>) async {
+    /// One look at the inbox. `wallClock` decides which days are final (a parameter for tests).
+    func scan(_ seen: inout [String: Seen], renamedIn: Set<String>, wallClock: Date = Date()) async {
         let now = ContinuousClock.now
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         for name in names {
@@ -107,26 +110,39 @@ final class TossInbox: Service, Sendable {
             guard complete else { continue }
 
             let finalAt = KoreanTime.afterDay(fileName.date, minutes: finalAfterMinutes)
-            let isFinal = finalAt.map { Date() >= $0 } ?? false
-            if entry.ingested.map({ $0.size != size || $0.modified != modified }) ?? true {
+            let isFinal = finalAt.map { wallClock >= $0 } ?? false
+            // A last line without its newline is taken only from a file known to be whole:
+            // renamed in, or final. A merely quiet file may be an upload that stalled.
+            let whole = entry.renamedIn || isFinal
+            let unchanged = entry.ingested.map { $0.size == size && $0.modified == modified } ?? false
+            // A file read while it might still grow is read once more when its day turns final,
+            // so that an unterminated last line is filed before the file moves to done/.
+            if !unchanged || (whole && entry.ingested?.whole != true) {
                 guard let data = FileManager.default.contents(atPath: path) else {
                     logger.warning(
                         "Toss file not readable by pgnoti (check its group and mode)", metadata: ["file": "\(name)"])
                     continue
                 }
                 do {
-                    // A last line without its newline is taken only from a file known to be whole:
-                    // renamed in, or final. A merely quiet file may be an upload that stalled.
-                    let summary = try await importer.ingest(
-                        fileName: name, bytes: [UInt8](data), complete: entry.renamedIn || isFinal)
-                    if summary.errors == 0 { seen[name]?.ingested = (size, modified) }
+                    let summary = try await importer.ingest(fileName: name, bytes: [UInt8](data), complete: whole)
+                    if summary.errors == 0 { seen[name]?.ingested = (size, modified, whole) }
+                } catch TossImporter.Failure.noReadableRow(let file) {
+                    // The bytes are at fault, not the moment: said once, and read again only
+                    // once the file changes (else a final file would be retried, and logged, at
+                    // every look instead of moving to done/).
+                    logger.error(
+                        "Toss file not read",
+                        metadata: ["file": "\(name)", "error": "\(TossImporter.Failure.noReadableRow(file))"])
+                    seen[name]?.ingested = (size, modified, whole)
                 } catch {
                     logger.error("Toss file not read", metadata: ["file": "\(name)", "error": "\(error)"])
                     continue
                 }
             }
             // Final once the day after has had its 00:05 push, and the file has been read whole.
-            if isFinal, let ingested = seen[name]?.ingested, ingested.size == size, ingested.modified == modified {
+            if isFinal, let ingested = seen[name]?.ingested, ingested.whole, ingested.size == size,
+                ingested.modified == modified
+            {
                 finalize(name, fileName)
                 seen[name] = nil
                 await markFinal(name)

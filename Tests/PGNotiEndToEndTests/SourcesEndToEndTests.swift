@@ -97,6 +97,63 @@ extension EndToEnd {
             #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
         }
 
+        /// A file written in place whose last line has no newline: while the day may still get
+        /// pushes, the quiet file is read without that line (the upload may have stalled
+        /// mid-line); when the day turns final the file is read once more as whole, so every row
+        /// is filed before it moves to done/.
+        @Test func anUnterminatedLastLineIsFiledWhenTheDayTurnsFinal() throws {
+            // Final at the first whole minute at least 20 s from now (final_after_minutes counts
+            // whole minutes from the midnight that ends the file's day).
+            let finalAt = ((Date().timeIntervalSince1970 + 20) / 60).rounded(.up) * 60
+            let minutes = Int(((Int64(finalAt) + 9 * 3600) % 86_400) / 60)
+            let midnight = finalAt - Double(minutes * 60)
+            let day = KoreanTime.day(Date(timeIntervalSince1970: midnight - 1))
+            try #require(KoreanTime.afterDay(day, minutes: minutes)?.timeIntervalSince1970 == finalAt)
+
+            let dir = try DaemonProcess.makeDirectory("toss-final")
+            let inbox = dir.appendingPathComponent("inbox")
+            try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
+            _ = try DaemonProcess.writeConfig(
+                in: dir,
+                extra:
+                    "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 0.5\npoll_seconds = 0.1\nfinal_after_minutes = \(minutes)\n"
+            )
+            let daemon = try DaemonProcess.start(dir)
+            defer { _ = try? daemon.terminate() }
+            var bytes = [UInt8](
+                try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
+            try #require(bytes.last == UInt8(ascii: "\n"))
+            bytes.removeLast()
+            let name = "toss_AUTH_\(day).dat"
+            // Written in place, as a plain FTP STOR would (no rename).
+            try Data(bytes).write(to: inbox.appendingPathComponent(name), options: [])
+
+            func reads() -> [[String: Any]] {
+                daemon.logObjects.filter { $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name }
+            }
+            let first = daemon.waitForLog(timeout: max(1, finalAt - Date().timeIntervalSince1970 - 1)) {
+                $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name
+            }
+            try #require(
+                Date().timeIntervalSince1970 < finalAt && "\(first.first?["rows"] ?? "")" == "3",
+                "the quiet file is read before its day is final, without its unterminated last line: \(first)")
+            try waitFor("three events", timeout: 10) { try daemon.queueFiles().count == 3 }
+            #expect(FileManager.default.fileExists(atPath: inbox.appendingPathComponent(name).path))
+
+            let done = inbox.appendingPathComponent("done/\(name)")
+            try waitFor("the file final", timeout: max(0, finalAt - Date().timeIntervalSince1970) + 30) {
+                FileManager.default.fileExists(atPath: done.path)
+            }
+            try waitFor("the last row filed", timeout: 20) { try daemon.queueFiles().count == 4 }
+            let events = try Self.queueEvents(daemon)
+            #expect(events.allSatisfy { $0["kind"] as? String == "payment.approved" })
+            #expect(Set(events.compactMap { $0["tid"] as? String }).count == 4, "one event per row")
+            #expect(events.contains { $0["tid"] as? String == "toss2007070623383531154" })
+            #expect(reads().map { "\($0["rows"] ?? "")" } == ["3", "1"], "read twice: quiet, then whole")
+            #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
+            #expect(!FileManager.default.fileExists(atPath: inbox.appendingPathComponent(name).path))
+        }
+
         static func tossPullConfig(_ dir: URL, url: String, mertKey: String) throws -> String {
             let keyFile = dir.appendingPathComponent("toss-mert-key")
             try (mertKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
