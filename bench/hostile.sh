@@ -19,7 +19,9 @@ trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WOR
 SECRET=hostile-bench-secret-$(date +%s)
 WRONG_KEY="1$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Config.swift | tr -d '"' | cut -c2-)"
 RIGHT_KEY=$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Config.swift | tr -d '"')
-printf 'SMTPAY001m=%s\n' "$WRONG_KEY" > "$WORK/keys"
+# The right key during the load, so flipped posts meet the StateCd check and replays dedup;
+# the wrong one only for the release step at the end.
+printf 'SMTPAY001m=%s\n' "$RIGHT_KEY" > "$WORK/keys"
 cat > "$WORK/pgnoti.toml" <<TOML
 listen = "127.0.0.1:$PORT"
 admin_listen = "off"
@@ -68,10 +70,26 @@ print("events: %d filed = %d baseline + %d genuine + %d replayed (once); from fo
       % (len(events), base, genuine, len(replayed), len(hostile)))
 PY
 
+# SIGHUP re-reads the keys file; wait for the daemon to say it did.
+reload() {
+    local before
+    before=$(grep -c '"reloaded configuration"' "$WORK/daemon.log" || true)
+    kill -HUP $PID
+    for _ in $(seq 50); do
+        [ "$(grep -c '"reloaded configuration"' "$WORK/daemon.log" || true)" -gt "$before" ] && return
+        sleep 0.1
+    done
+    echo "the daemon did not reload" >&2
+    exit 1
+}
+
 echo "--- release after a key fix"
+printf 'SMTPAY001m=%s\n' "$WRONG_KEY" > "$WORK/keys"
+reload
 body=$(python3 -c 'import sys; sys.path.insert(0,"bench"); import hostile; sys.stdout.write(hostile.smartro_body("SMTPAY001m01012411231530007777").decode())')
 curl -s -o /dev/null -w "posted under the wrong key: %{http_code}\n" -H "Content-Type: application/x-www-form-urlencoded" --data-binary "$body" "http://127.0.0.1:$PORT/notify/smartro"
 printf 'SMTPAY001m=%s\n' "$RIGHT_KEY" > "$WORK/keys"
+reload
 id=$("$BIN" quarantine list --config "$WORK/pgnoti.toml" --reason signature_mismatch --json | python3 -c 'import json,sys; print([json.loads(l)["id"] for l in sys.stdin if "7777" in l][0])')
 "$BIN" quarantine release "$id" --config "$WORK/pgnoti.toml" 2>/dev/null
 "$BIN" quarantine release "$id" --config "$WORK/pgnoti.toml" 2>/dev/null

@@ -11,7 +11,7 @@
 # systemd-sysusers, systemd-tmpfiles --create and systemctl daemon-reload.
 #
 # With the Swift runtime linked statically the binary needs only what Debian ships: check with
-#   ldd .build-deb/root/usr/bin/pgnoti     # libsqlite3, libcrypto, libc, libm, libstdc++, libgcc_s …
+#   ldd .build-deb/root/usr/bin/pgnoti     # listed in bench/README.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=""
@@ -26,6 +26,11 @@ done
 if [ -z "$binary" ]; then
     swift build -c release --static-swift-stdlib --product pgnoti
     binary=$(swift build -c release --static-swift-stdlib --show-bin-path)/pgnoti
+    # The package promises a host without a Swift toolchain: refuse a binary that needs one.
+    if ldd "$binary" | grep -q 'libswift\|libFoundation\|libdispatch'; then
+        echo "build-deb.sh: $binary links the Swift runtime dynamically; not packaging it" >&2
+        exit 1
+    fi
 fi
 version=$("$binary" --version)
 arch=$(dpkg --print-architecture)
@@ -62,11 +67,12 @@ Version: $version
 Architecture: $arch
 Maintainer: pgnoti developers <pgnoti@localhost>
 Installed-Size: $size
-Depends: libc6, libsqlite3-0, libssl3, systemd
+Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, systemd
 Section: net
 Priority: optional
-Description: Korean PG payment-notification receiver (Smartro, TomatoPay, Innopay)
- Receives payment-result notifications from Korean payment gateways, stores each
+Description: Korean PG payment notifications into one durable ledger and queue
+ Receives payment-result notifications from Korean payment gateways (Smartro,
+ TomatoPay, Innopay; Toss files and Payup results too), stores each
  once in SQLite, answers the PG its exact ACK only after the commit, and files one
  JSON event per notification into a queue directory.
 CONTROL

@@ -403,10 +403,24 @@ public struct ConfigLoader {
         if let toss = try reader.table("toss") { config.toss = try parseToss(toss) }
         if let payup = try reader.table("payup") { config.payup = try parsePayup(payup) }
         try requireAuthentication(config)
+        try requireLoopbackAdmin(config)
         return config
     }
 
-    static let forwardSecretCredential = "forward-secret"
+    /// The Payup client takes card data on the admin listener; a bearer token guards it, and a
+    /// loopback address keeps it off the network, as the merchant's app runs on this host.
+    func requireLoopbackAdmin(_ config: Config) throws(ConfigError) {
+        guard config.payup.clientConfigured, let admin = config.adminListen else { return }
+        let host = admin.host.lowercased()
+        guard host == "localhost" || host == "::1" || host.hasPrefix("127.") else {
+            throw ConfigError(
+                "admin_listen",
+                "the Payup client ([payup]) serves /payup/approve and /payup/cancel on the admin listener, so it must be a loopback address (127.0.0.1:9759 or [::1]:9759), not \(admin)"
+            )
+        }
+    }
+
+    public static let forwardSecretCredential = "forward-secret"
     static let tossMertKeyCredential = "toss-mert-key"
     static let payupAPIKeyCredential = "payup-api-cert-key"
     static let payupClientTokenCredential = "payup-client-token"
@@ -622,7 +636,9 @@ public struct ConfigLoader {
         if let v = try bounded("burst_per_source", 1...1_000_000) { limits.burstPerSource = v }
         if let v = try bounded("quarantine_max_bytes", 1024 * 1024...(1 << 40)) { limits.quarantineMaxBytes = v }
         if let v = try bounded("quarantine_keep_days", 1...3650) { limits.quarantineKeepDays = v }
-        if let v = try bounded("shutdown_grace_seconds", 1...600) { limits.shutdownGraceSeconds = v }
+        // Below the shipped unit's TimeoutStopSec=30s with room to close the ledger, so systemd
+        // never has to SIGKILL a daemon that is still finishing commits.
+        if let v = try bounded("shutdown_grace_seconds", 1...25) { limits.shutdownGraceSeconds = v }
         return limits
     }
 

@@ -152,8 +152,12 @@ final class RunningDaemon: Sendable {
     /// effect after a restart.
     func apply(_ new: Config) -> [String] {
         let old = config
-        intake.replacePolicy(IntakePolicy(config: new))
-        front.replaceSettings(FrontSettings(config: new))
+        var live = new
+        // The connection guard, built with the listener, drops a declared oversized body by the
+        // limit it started with; the front must refuse by the same limit.
+        live.maxBodyBytes = old.maxBodyBytes
+        intake.replacePolicy(IntakePolicy(config: live))
+        front.replaceSettings(FrontSettings(config: live))
         connections.setMaximum(new.limits.maxConnections)
         ledger.setQuarantinePolicy(
             QuarantinePolicy(
@@ -169,10 +173,11 @@ final class RunningDaemon: Sendable {
             restart.append("limits.read_timeout_seconds")
         }
         if old.limits.maxHeaderBytes != new.limits.maxHeaderBytes { restart.append("limits.max_header_bytes") }
+        if old.maxBodyBytes != new.maxBodyBytes { restart.append("max_body_bytes") }
         if old.limits.shutdownGraceSeconds != new.limits.shutdownGraceSeconds {
             restart.append("limits.shutdown_grace_seconds")
         }
-        var kept = new
+        var kept = live
         // What cannot change live stays as it was, so the status and readiness stay true.
         kept.listen = old.listen
         kept.adminListen = old.adminListen

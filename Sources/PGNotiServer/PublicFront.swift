@@ -102,11 +102,12 @@ public final class PublicFront: Sendable {
             logRouteRefusal(why, status: .notFound, request, context, requestID)
             return Self.notFound()
         }
+        // Without the right secret nothing about the endpoint is revealed: not its method, not
+        // its size limit, not its rate limit. The intake refuses such a request as a 404.
+        let secretOK =
+            !policy.requiresPathSecret(route.provider)
+            || route.secret.map { policy.auth(for: route.provider).pathSecrets.matches($0) } ?? false
         guard request.method == .post else {
-            // Without the right secret even the method is not revealed.
-            let secretOK =
-                !policy.requiresPathSecret(route.provider)
-                || route.secret.map { policy.auth(for: route.provider).pathSecrets.matches($0) } ?? false
             guard secretOK else {
                 logRouteRefusal("no such endpoint", status: .notFound, request, context, requestID)
                 return Self.notFound()
@@ -131,13 +132,18 @@ public final class PublicFront: Sendable {
         let limit = settings.maxBodyBytes
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             // Refused before a byte of the body is read; the guard closes the connection after.
-            result = await intake.refuse(
-                submission, Rejection(.bodyTooLarge, "Content-Length \(declared); the limit is \(limit) bytes"))
+            result =
+                secretOK
+                ? await intake.refuse(
+                    submission, Rejection(.bodyTooLarge, "Content-Length \(declared); the limit is \(limit) bytes"))
+                : await intake.process(submission)
         } else {
             do {
                 let (bytes, overflow) = try await Self.collect(request.body, limit: limit)
                 submission.body = bytes
-                if overflow {
+                if !secretOK {
+                    result = await intake.process(submission)
+                } else if overflow {
                     result = await intake.refuse(
                         submission,
                         Rejection(.bodyTooLarge, "more than \(limit) bytes sent; the limit is \(limit) bytes"))

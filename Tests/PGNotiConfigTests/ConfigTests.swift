@@ -101,6 +101,46 @@ struct ConfigTests {
         #expect(try loader().parse("admin_listen = \"off\"").adminListen == nil)
     }
 
+    @Test func minFreeBytesIsReadAndMustBeANonNegativeInteger() throws {
+        #expect(try loader().parse("").minFreeBytes == 64 * 1024 * 1024)
+        #expect(try loader().parse("min_free_bytes = 0").minFreeBytes == 0)
+        #expect(try loader().parse("min_free_bytes = 1125899906842624").minFreeBytes == 1 << 50)
+        for (toml, problem) in [
+            ("min_free_bytes = -1", "must not be negative"), ("min_free_bytes = \"64MiB\"", "expected an integer"),
+        ] {
+            do {
+                _ = try loader().parse(toml)
+                Issue.record("accepted: \(toml)")
+            } catch {
+                #expect(error.key == "min_free_bytes", "\(error)")
+                #expect(error.problem.contains(problem), "\(error)")
+            }
+        }
+    }
+
+    /// `retention` is off by default; a span of at least a day (any unit TimeSpec knows) turns
+    /// the daily purge on; anything else is refused, naming the key.
+    @Test func retentionIsOffByDefaultAndReadAsASpanOfAtLeastADay() throws {
+        #expect(try loader().parse("").retentionSeconds == nil)
+        #expect(try loader().parse("retention = \"off\"").retentionSeconds == nil)
+        for (value, seconds) in [("400d", 400 * 86_400.0), ("1d", 86_400), ("2w", 14 * 86_400), ("24h", 86_400)] {
+            #expect(try loader().parse("retention = \"\(value)\"").retentionSeconds == seconds, "\(value)")
+        }
+        for toml in [
+            "retention = \"12h\"", "retention = \"86399s\"", "retention = \"0d\"", "retention = \"-1d\"",
+            "retention = \"400\"", "retention = \"forever\"", "retention = \"\"", "retention = \"2026-11-23\"",
+            "retention = 400",
+        ] {
+            do {
+                _ = try loader().parse(toml)
+                Issue.record("accepted: \(toml)")
+            } catch {
+                #expect(error.key == "retention", "\(toml): \(error)")
+                if toml != "retention = 400" { #expect(error.problem.contains("at least a day"), "\(error)") }
+            }
+        }
+    }
+
     @Test func secretsComeFromTheSystemdCredentialDirectory() throws {
         let config = try loader(
             files: [
@@ -154,6 +194,7 @@ struct ConfigTests {
         ("[innopay]\nallow_sources = [\"300.1.1.1\"]", "innopay.allow_sources[0]"),
         ("[limits]\nread_timeout_seconds = 0", "limits.read_timeout_seconds"),
         ("[limits]\nmax_conections = 5", "limits.max_conections"),
+        ("[limits]\nshutdown_grace_seconds = 30", "limits.shutdown_grace_seconds"),
         ("[tomatopay]\npath_secret = \"short\"", "tomatopay.path_secret[0]"),
         ("[tomatopay]\npath_secret = \"has/a/slash/in/it/xxxxxx\"", "tomatopay.path_secret[0]"),
         ("[tomatopay]\nmerchants = \"M1\"\nallow_unauthenticated = true", "tomatopay.merchants"),
@@ -329,6 +370,16 @@ struct SourceConfigTests {
         #expect(config.payup.baseURL == "https://api.payup.co.kr" && config.payup.clientConfigured)
         #expect(config.providers.map(\.id).contains(.toss) && config.providers.map(\.id).contains(.payup))
         #expect(try loader().parse("").providers.allSatisfy { $0.id != .toss && $0.id != .payup })
+    }
+
+    @Test func thePayupClientKeepsTheAdminListenerOnLoopback() throws {
+        let payup = "[payup]\nmerchant_id = \"shop1\"\napi_cert_key_file = \"/k\"\nclient_token_file = \"/t\"\n"
+        do {
+            _ = try loader().parse("admin_listen = \"0.0.0.0:9759\"\n" + payup)
+            Issue.record("a Payup client on a public admin listener was accepted")
+        } catch { #expect(error.key == "admin_listen") }
+        #expect(try loader().parse("admin_listen = \"[::1]:9759\"\n" + payup).payup.clientConfigured)
+        #expect(try loader().parse("admin_listen = \"0.0.0.0:9759\"\n").adminListen?.host == "0.0.0.0")
     }
 
     @Test func aPullNeedsItsMerchantAndKey() {

@@ -229,6 +229,33 @@ final class DaemonProcess: @unchecked Sendable {
         }.count
     }
 
+    /// The TCP ports the daemon listens on (public and admin listeners), from /proc/net/tcp{,6}:
+    /// the listening sockets whose inodes are among the daemon's open files.
+    func listeningPorts() -> Set<Int> {
+        let fdDir = "/proc/\(process.processIdentifier)/fd"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
+        let inodes = Set(
+            entries.compactMap { entry -> String? in
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\(entry)"),
+                    target.hasPrefix("socket:[")
+                else { return nil }
+                return String(target.dropFirst(8).dropLast())
+            })
+        var ports = Set<Int>()
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n").dropFirst() {
+                let columns = line.split(separator: " ", omittingEmptySubsequences: true)
+                // sl, local_address, rem_address, st (0A = LISTEN), …, inode at index 9.
+                guard columns.count > 9, columns[3] == "0A", inodes.contains(String(columns[9])),
+                    let port = columns[1].split(separator: ":").last.flatMap({ Int($0, radix: 16) })
+                else { continue }
+                ports.insert(port)
+            }
+        }
+        return ports
+    }
+
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }

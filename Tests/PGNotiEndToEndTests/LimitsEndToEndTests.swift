@@ -151,6 +151,165 @@ extension EndToEnd {
             #expect(try daemon.terminate() == 0)
         }
 
+        /// Sends `bytes` on a new connection and reads until the server closes it (or `timeout`
+        /// passes): everything the server answered, and whether it closed the connection.
+        static func exchangeUntilClosed(port: Int, bytes: [UInt8], timeout: TimeInterval = 20) throws -> (
+            text: String, closed: Bool
+        ) {
+            let fd = try connectLoopback(port: port)
+            defer { close(fd) }
+            setReceiveTimeout(fd, milliseconds: 200)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                // The server may close before it has read everything (the rest is never read).
+                guard n > 0 else { break }
+                offset += n
+            }
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n > 0 {
+                    received += buffer[..<n]
+                } else if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                    return (String(decoding: received, as: UTF8.self), true)
+                }
+            }
+            return (String(decoding: received, as: UTF8.self), false)
+        }
+
+        /// A request head over `[limits] max_header_bytes` never reaches the intake: the HTTP
+        /// decoder refuses it (400, `Connection: close`, empty body) and the connection closes.
+        /// No ACK, no event; the next request, on a new connection, is ACKed as usual.
+        @Test func aHeadOverMaxHeaderBytesIsRefusedWithoutAnAckAndTheNextRequestIsAnswered() throws {
+            let dir = try DaemonProcess.makeDirectory("header")
+            _ = try DaemonProcess.writeConfig(in: dir, top: "[limits]\nmax_header_bytes = 2048")
+            let daemon = try DaemonProcess.start(dir)
+            let fixture = try TrustEndToEndTests.fixture("tomatopay", "approve")
+            // The fixture as it is, plus one 4 KiB header: a valid notification, but for its head.
+            let padded = TrustEndToEndTests.bytes(
+                fixture, port: daemon.port, headers: ["X-Padding: " + String(repeating: "a", count: 4096)])
+            let refused = try Self.exchangeUntilClosed(port: daemon.port, bytes: padded)
+            #expect(refused.closed, "the connection is closed")
+            #expect(!refused.text.contains("\r\n\r\nOK"), "no ACK: \(refused.text)")
+            // What the server answers: Hummingbird turns the decoder's header overflow into an
+            // empty 400 (not 431) and closes; the request is neither logged nor quarantined.
+            #expect(refused.text.hasPrefix("HTTP/1.1 400"), "\(refused.text)")
+            #expect(refused.text.lowercased().contains("connection: close"))
+
+            // A normal request, on a new connection, is ACKed.
+            let genuine = try daemon.send(fixture: fixture.request)
+            #expect(genuine.status == 200 && genuine.bodyText == "OK")
+            try waitForQueue(daemon, count: 1)
+            // Only the genuine request made an event, and only it reached the intake.
+            usleep(300_000)
+            #expect(try daemon.queueFiles().count == 1)
+            #expect(daemon.notificationLines(count: 1).count == 1)
+            #expect(try daemon.terminate() == 0)
+        }
+
+        /// `read_timeout_seconds` covers the body too: a client that sends a complete head and then
+        /// its body one byte a second is cut, with no ACK and no event.
+        @Test func aBodyTrickledAByteASecondIsCutAtTheReadTimeout() throws {
+            let dir = try DaemonProcess.makeDirectory("slowbody")
+            _ = try DaemonProcess.writeConfig(in: dir, top: "[limits]\nread_timeout_seconds = 2")
+            let daemon = try DaemonProcess.start(dir)
+            let request = try TrustEndToEndTests.fixture("tomatopay", "approve").request
+            // The whole fixture: were it ever read to its end, it would be ACKed and filed.
+            let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
+            let bodyStart = bytes.count - request.body.count
+            let fd = try connectLoopback(port: daemon.port)
+            defer { close(fd) }
+            let started = Date()
+            _ = bytes[..<bodyStart].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var cut = false
+            var next = bodyStart
+            // Generous: the cut is due after 2 s; a body of 411 bytes at 1 byte/s would take minutes.
+            while Date().timeIntervalSince(started) < 10 && next < bytes.count {
+                let n = bytes[next...next].withUnsafeBytes {
+                    send(fd, $0.baseAddress, 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n == 1 { next += 1 }
+                // Wait a second for the next byte, watching for the server's close meanwhile.
+                var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                if poll(&poller, 1, 1000) > 0 {
+                    let r = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                    if r > 0 { received += buffer[..<r] }
+                    if r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                        cut = true
+                        break
+                    }
+                }
+                if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+                    cut = true
+                    break
+                }
+            }
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(cut, "still open after \(elapsed) s and \(next - bodyStart) body bytes")
+            #expect(elapsed < 10)
+            #expect(next < bytes.count, "the body was never completed")
+            let text = String(decoding: received, as: UTF8.self)
+            #expect(!text.contains("\r\n\r\nOK"), "no ACK: \(text)")
+            let logged = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("read timeout") == true }
+            #expect(!logged.isEmpty)
+            // No event: the request never reached the intake; a genuine one still does.
+            #expect(try daemon.queueFiles().isEmpty)
+            #expect(try daemon.send(fixture: request).status == 200)
+            try waitForQueue(daemon, count: 1)
+            #expect(try daemon.terminate() == 0)
+        }
+
+        /// Twelve conflicting versions of one notification (same TID and state, another amount
+        /// each) are all ACKed, since the original is stored; at most ten are filed as
+        /// `notification.conflict` events, and the limit is logged once, not once per version.
+        @Test func conflictingVersionsAreAllAckedButFiledTenAtMostAndTheLimitLoggedOnce() throws {
+            let dir = try DaemonProcess.makeDirectory("conflicts")
+            _ = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(dir)
+            let original = try TrustEndToEndTests.fixture("tomatopay", "approve").request
+            let first = try daemon.send(fixture: original)
+            #expect(first.status == 200 && first.bodyText == "OK")
+            let body = String(decoding: original.body, as: UTF8.self)
+            try #require(body.contains("&Amt=12000&"))
+            for version in 1...12 {
+                var request = original
+                request.body = Array(
+                    body.replacingOccurrences(of: "&Amt=12000&", with: "&Amt=\(12000 + version)&").utf8)
+                request.headers = request.headers.map {
+                    $0.name.lowercased() == "content-length" ? ($0.name, "\(request.body.count)") : $0
+                }
+                let response = try daemon.send(fixture: request)
+                #expect(response.status == 200 && response.bodyText == "OK", "version \(version): \(response.status)")
+            }
+            // The original and ten conflicts.
+            try waitForQueue(daemon, count: 11)
+            usleep(500_000)
+            let kinds = try daemon.queueFiles().map { file in
+                let event = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
+                return event?["kind"] as? String ?? "?"
+            }
+            #expect(kinds.count == 11)
+            #expect(kinds.filter { $0 == "notification.conflict" }.count == 10)
+            #expect(kinds.filter { $0 == "payment.approved" }.count == 1)
+            let lines = daemon.notificationLines(count: 13)
+            #expect(lines.filter { $0["outcome"] as? String == "conflict" }.count == 12)
+            let limit = daemon.waitForLog {
+                ($0["msg"] as? String)?.hasPrefix("conflict limit reached") == true
+            }
+            #expect(limit.count == 1)
+            #expect(limit.first?["tid"] as? String == "tomato001m01012411231000121001")
+            #expect(try daemon.terminate() == 0)
+            let warnings = daemon.logObjects.filter {
+                ($0["msg"] as? String)?.hasPrefix("conflict limit reached") == true
+            }
+            #expect(warnings.count == 1, "logged once, not once per version over the limit")
+        }
+
         @Test func aClientOverItsRateIsRefusedAndLoggedOncePerBurst() throws {
             let dir = try DaemonProcess.makeDirectory("rate")
             _ = try DaemonProcess.writeConfig(

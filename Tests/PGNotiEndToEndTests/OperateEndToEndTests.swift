@@ -57,9 +57,13 @@ extension EndToEnd {
             #expect(try daemon.send(fixture: approve).status == 403)
 
             try QuarantineEndToEndTests.writeKeys(Config.smartroTestKey, in: dir)
+            // The body limit lives in the connection guard too: it waits for a restart.
+            let started = try String(contentsOf: config, encoding: .utf8)
+            try ("max_body_bytes = 1024\n" + started).write(to: config, atomically: true, encoding: .utf8)
             kill(daemon.process.processIdentifier, SIGHUP)
             let reloaded = daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
             #expect(reloaded.count == 1)
+            #expect((reloaded.first?["needs_restart"] as? [String])?.contains("max_body_bytes") == true)
             #expect(try daemon.send(fixture: approve).status == 200)
 
             let good = try String(contentsOf: config, encoding: .utf8)
@@ -105,6 +109,56 @@ extension EndToEnd {
             try waitFor("readiness to come back", timeout: 60) { (try? daemon.admin("/readyz").status) == 200 }
             try waitForQueue(daemon, count: 1, timeout: 60)
             #expect(try daemon.terminate() == 0)
+        }
+
+        /// `/readyz` checks free disk against `min_free_bytes`: with 1 PiB required no file system
+        /// here qualifies, so the daemon answers 503 naming the disk check, while the database and
+        /// the queue are fine and the ACKs go on.
+        @Test func readyzIs503NamingTheDiskWhenFreeSpaceIsBelowMinFreeBytes() throws {
+            let dir = try DaemonProcess.makeDirectory("minfree")
+            _ = try DaemonProcess.writeConfig(in: dir, top: "min_free_bytes = 1125899906842624")
+            let daemon = try DaemonProcess.start(dir)
+            #expect(try daemon.admin("/healthz").status == 200)
+            let down = try daemon.admin("/readyz")
+            #expect(down.status == 503, "\(down.bodyText)")
+            let body = try #require(try JSONSerialization.jsonObject(with: Data(down.body)) as? [String: Any])
+            #expect(body["ready"] as? Bool == false)
+            let checks = try #require(body["checks"] as? [String: [String: Any]])
+            #expect(checks["disk"]?["ok"] as? Bool == false)
+            let detail = checks["disk"]?["detail"] as? String ?? ""
+            #expect(detail.contains("below min_free_bytes 1125899906842624"), "\(detail)")
+            #expect(detail.contains(dir.appendingPathComponent("state").path), "\(detail)")
+            #expect(checks["database"]?["ok"] as? Bool == true)
+            #expect(checks["queue"]?["ok"] as? Bool == true)
+            // Readiness only: the daemon still stores and ACKs.
+            #expect(
+                try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request).status == 200)
+            #expect(try daemon.terminate() == 0)
+        }
+
+        /// `serve --admin-listen off` overrides the config's `admin_listen`: no admin listener is
+        /// started (nothing logs "admin listening", and the daemon listens on its public port only).
+        /// The daemon logs nothing to say the admin listener is off.
+        @Test func serveAdminListenOffStartsNoAdminListener() throws {
+            let dir = try DaemonProcess.makeDirectory("adminoff")
+            let config = try DaemonProcess.writeConfig(in: dir)
+            let daemon = try DaemonProcess.start(
+                dir, arguments: ["serve", "--config", config.path, "--admin-listen", "off"])
+            #expect(
+                try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request).status == 200)
+            try waitForQueue(daemon, count: 1)
+            // The admin listener binds beside the public one; give it ample time to show up.
+            usleep(1_000_000)
+            #expect(daemon.listeningPorts() == [daemon.port])
+            #expect(!daemon.logObjects.contains { $0["msg"] as? String == "admin listening" })
+            #expect(try daemon.terminate() == 0)
+
+            // The same config without the override: two listeners, the admin one logged.
+            let withAdmin = try DaemonProcess.start(dir)
+            let adminPort = try withAdmin.adminPort()
+            try waitFor("both listeners") { withAdmin.listeningPorts() == [withAdmin.port, adminPort] }
+            #expect(try withAdmin.admin("/healthz").status == 200)
+            #expect(try withAdmin.terminate() == 0)
         }
 
         @Test func metricsCountAPostedFixture() throws {

@@ -41,7 +41,9 @@ extension EndToEnd {
                 #expect(contents.contains(path), "\(path)")
             }
             let control = try Self.run("/usr/bin/dpkg-deb", ["--info", deb]).output
-            #expect(control.contains("Package: pgnoti") && control.contains("Depends: libc6, libsqlite3-0, libssl3"))
+            #expect(
+                control.contains("Package: pgnoti")
+                    && control.contains("Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, systemd"))
             let unpacked = output.appendingPathComponent("control")
             #expect(try Self.run("/usr/bin/dpkg-deb", ["--control", deb, unpacked.path]).status == 0)
             let conffiles = try String(contentsOf: unpacked.appendingPathComponent("conffiles"), encoding: .utf8)
@@ -50,6 +52,10 @@ extension EndToEnd {
             for step in ["systemd-sysusers", "systemd-tmpfiles --create", "systemctl daemon-reload"] {
                 #expect(postinst.contains(step), "\(step)")
             }
+            // An upgrade restarts the daemon only once the new binary accepts the config.
+            let check = try #require(postinst.range(of: "check-config --config /etc/pgnoti/pgnoti.toml"))
+            let restart = try #require(postinst.range(of: "systemctl restart"))
+            #expect(check.lowerBound < restart.lowerBound)
             // The man page is generated from the commands the binary has.
             let man = try Self.run("/bin/sh", ["-c", "zcat \(output.path)/root/usr/share/man/man1/pgnoti.1.gz"]).output
             for command in ["pgnoti quarantine release", "pgnoti events list", "pgnoti backup", "\\-\\-older\\-than"] {

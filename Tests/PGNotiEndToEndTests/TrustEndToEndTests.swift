@@ -58,6 +58,12 @@ extension EndToEnd {
                 #expect(response.status == 404, "\(target)")
                 #expect(response.body == unknown.body, "exactly like an unknown path")
             }
+            // Not even the size limit shows: a declared oversized body under a wrong secret is a
+            // 404 too (and its body is still not read).
+            let oversized = try daemon.send(
+                Array(
+                    "POST /notify/tomatopay/wrong HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n".utf8))
+            #expect(oversized.status == 404 && oversized.body == unknown.body)
             let get = try daemon.send(
                 Array("GET /notify/tomatopay HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
             #expect(get.status == 404, "without the secret not even the method is revealed")
@@ -74,8 +80,8 @@ extension EndToEnd {
                 #expect(response.status == 200 && response.bodyText == "OK", "either value works while rotating")
             }
             try waitForQueue(daemon, count: 1)
-            let refused = daemon.waitForLog(count: 3) { $0["reason"] as? String == "path_secret_mismatch" }
-            #expect(refused.count == 3)
+            let refused = daemon.waitForLog(count: 4) { $0["reason"] as? String == "path_secret_mismatch" }
+            #expect(refused.count == 4)
             #expect(
                 refused.allSatisfy {
                     ($0["path"] as? String)?.hasSuffix("/***") == true || $0["path"] as? String == "/notify/tomatopay"
@@ -93,7 +99,7 @@ extension EndToEnd {
                 #expect(!text.contains(Self.plantedMerchantKey))
                 #expect(!text.contains("planted-merchant-key"))
             }
-            #expect(list.output.split(separator: "\n").count == 3)
+            #expect(list.output.split(separator: "\n").count == 4)
         }
 
         @Test func sourcesOutsideTheAllowlistAreRefusedAndXForwardedForCountsOnlyFromTrustedProxies() async throws {
