@@ -404,3 +404,57 @@ struct SourceConfigTests {
         } catch { #expect(error.key == "payup.api_cert_key_file") }
     }
 }
+
+/// `test_merchants` extends a PG's published test merchants and `accept_test_merchants` takes
+/// them outside sandbox mode. Both are per-PG keys; Intake's FidelityIntakeTests show the parsed
+/// values taking effect through `IntakePolicy(config:)` (this target does not link the intake).
+@Suite struct TestMerchantConfigTests {
+    func loader() -> ConfigLoader { inMemoryLoader() }
+
+    static let secret = "tomato-secret-AAAAAAAAAAAA"
+
+    @Test(arguments: ["smartro", "tomatopay", "innopay"])
+    func testMerchantKeysAreReadPerPG(provider: String) throws {
+        let table = """
+            [\(provider)]
+            path_secret = "\(Self.secret)"
+            test_merchants = ["X1", "X2"]
+            accept_test_merchants = true
+            [smartro.merchant_keys]
+            SMTPAY001m = "k1=="
+            """
+        let config = try loader().parse(table)
+        let id = try #require(ProviderID(rawValue: provider))
+        let auth = config.auth(for: id)
+        #expect(auth.extraTestMerchants == ["X1", "X2"])
+        #expect(auth.acceptTestMerchants)
+        for other in [ProviderID.smartro, .tomatopay, .innopay] where other != id {
+            #expect(config.auth(for: other).extraTestMerchants.isEmpty, "\(other) took \(provider)'s list")
+            #expect(!config.auth(for: other).acceptTestMerchants, "\(other) took \(provider)'s acceptance")
+        }
+    }
+
+    @Test func withoutTheKeysNoExtraTestMerchantIsKnownAndNoneIsAccepted() throws {
+        let config = try loader().parse("[tomatopay]\npath_secret = \"\(Self.secret)\"")
+        #expect(config.tomatopay.auth.extraTestMerchants.isEmpty)
+        #expect(!config.tomatopay.auth.acceptTestMerchants)
+        #expect(
+            try loader().parse("[tomatopay]\npath_secret = \"\(Self.secret)\"\ntest_merchants = []")
+                .tomatopay.auth.extraTestMerchants.isEmpty)
+    }
+
+    @Test(arguments: [
+        ("test_merchants = \"X1\"", "tomatopay.test_merchants"),
+        ("test_merchants = [1]", "tomatopay.test_merchants[0]"),
+        ("accept_test_merchants = \"yes\"", "tomatopay.accept_test_merchants"),
+        ("accept_test_merchant = true", "tomatopay.accept_test_merchant"),
+    ])
+    func badValuesNameTheirKey(line: String, key: String) {
+        do {
+            _ = try loader().parse("[tomatopay]\npath_secret = \"\(Self.secret)\"\n\(line)")
+            Issue.record("accepted: \(line)")
+        } catch {
+            #expect(error.key == key, "\(error)")
+        }
+    }
+}

@@ -69,6 +69,17 @@ extension EndToEnd {
                             "\(fixture) \(key)")
                     }
                 }
+                // What every event carries beside the facts, compared as JSON (objects, lists,
+                // booleans and null alike); every event-filing fixture states all of them.
+                for key in ["test", "charset", "lossy_fields", "cash_receipt", "conflict"] {
+                    guard let expected = fixture.expect[key] else {
+                        Issue.record("\(fixture): expect.json has no \(key)")
+                        continue
+                    }
+                    #expect(
+                        try canonicalJSON(event[key] ?? NSNull()) == canonicalJSON(expected),
+                        "\(fixture) \(key)")
+                }
                 if let name = fixture.expect["buyer_name"] as? String {
                     #expect((event["buyer"] as? [String: Any])?["name"] as? String == name, "\(fixture) buyer name")
                 }
@@ -246,4 +257,11 @@ func waitForQueue(_ daemon: DaemonProcess, count: Int, timeout: TimeInterval = 2
         usleep(50_000)
     }
     throw HarnessError("queue has \((try? daemon.queueFiles().count) ?? -1) files, expected \(count)")
+}
+
+/// `value` as JSON with sorted keys, so two decoded documents compare by content, whatever the
+/// order their dictionaries keep.
+private func canonicalJSON(_ value: Any) throws -> String {
+    let data = try JSONSerialization.data(withJSONObject: [value], options: [.sortedKeys])
+    return String(decoding: data, as: UTF8.self)
 }
