@@ -2,7 +2,7 @@
 # Hostile load for a minute against a release build, genuine notifications alongside; then a
 # genuine Smartro notification refused under a wrong key is released after the fix.
 #
-#   bash bench/hostile.sh [seconds=60] [slow-clients=500]
+#   bash bench/hostile.sh [seconds=60] [slow-clients=500]     (PGNOTI_BIN=… to skip the build)
 #
 # Prints the genuine ACK latency without and with the hostile load, what the hostile requests
 # got, and checks: the daemon is still up, no hostile request produced an event, every genuine
@@ -12,8 +12,13 @@ cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-60}
 SLOW=${2:-500}
 PORT=${PORT:-18191}
-swift build -c release --product pgnoti >/dev/null
-BIN=$(swift build -c release --show-bin-path)/pgnoti
+# PGNOTI_BIN=path uses a binary built elsewhere (e.g. the .deb's, from packaging/build-deb.sh).
+if [ -n "${PGNOTI_BIN:-}" ]; then
+    BIN=$PGNOTI_BIN
+else
+    swift build -c release --product pgnoti >/dev/null
+    BIN=$(swift build -c release --show-bin-path)/pgnoti
+fi
 WORK=$(mktemp -d /tmp/pgnoti-hostile.XXXXXX)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SECRET=hostile-bench-secret-$(date +%s)

@@ -67,7 +67,7 @@ Version: $version
 Architecture: $arch
 Maintainer: pgnoti developers <pgnoti@localhost>
 Installed-Size: $size
-Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, systemd
+Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, zlib1g, systemd
 Section: net
 Priority: optional
 Description: Korean PG payment notifications into one durable ledger and queue

@@ -43,7 +43,8 @@ extension EndToEnd {
             let control = try Self.run("/usr/bin/dpkg-deb", ["--info", deb]).output
             #expect(
                 control.contains("Package: pgnoti")
-                    && control.contains("Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, systemd"))
+                    && control.contains("Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, zlib1g, systemd")
+            )
             let unpacked = output.appendingPathComponent("control")
             #expect(try Self.run("/usr/bin/dpkg-deb", ["--control", deb, unpacked.path]).status == 0)
             let conffiles = try String(contentsOf: unpacked.appendingPathComponent("conffiles"), encoding: .utf8)
