@@ -113,6 +113,9 @@ public struct Daemon: Sendable {
                 eventLoopGroupProvider: .shared(eventLoops),
                 logger: quietLogger)
             services.append(.init(service: adminApp))
+        } else {
+            // Say so, or an operator looking for /healthz and /metrics cannot tell it is off.
+            logger.info("admin listener off")
         }
         let app = Application(
             responder: front.responder,

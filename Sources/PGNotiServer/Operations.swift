@@ -76,7 +76,8 @@ final class RunningDaemon: Sendable {
                 checks.append(Check(name: "queue", ok: true, detail: "writable"))
             }
         } catch {
-            checks.append(Check(name: "queue", ok: false, detail: "\(error)"))
+            let filing = relay.currentHealth.lastError.map { "; filing fails: \(Self.brief($0))" } ?? ""
+            checks.append(Check(name: "queue", ok: false, detail: "\(error)\(filing)"))
         }
         var disk = Check(name: "disk", ok: true, detail: "")
         var details: [String] = []
@@ -112,9 +113,20 @@ final class RunningDaemon: Sendable {
         let outbox = (try? await ledger.outboxStatus().depth).map(String.init) ?? "?"
         let filed = relay.currentHealth.filed
         var line = "listening on port \(port); events filed \(filed); outbox depth \(outbox)"
-        if let error = relay.currentHealth.lastError { line += "; filing fails: \(error.prefix(80))" }
-        if let failure = ledger.lastFailure { line += "; commits fail: \(failure.prefix(80))" }
+        // The same checks as /readyz, so an outage shows while it lasts, traffic or not.
+        for check in await readiness() where !check.ok {
+            let parts = check.detail.components(separatedBy: "; ").map(Self.brief)
+            line += "; \(check.name): \(parts.joined(separator: "; "))"
+        }
+        if let error = relay.currentHealth.lastError, !line.contains("filing fails") {
+            line += "; filing fails: \(Self.brief(error))"
+        }
         return line
+    }
+
+    /// The end of a long message, where its cause is ("rename(/long/path…): Not a directory").
+    static func brief(_ text: String) -> String {
+        text.count > 100 ? "…" + text.suffix(99) : text
     }
 
     /// Values Prometheus reads as gauges, worked out at scrape time.

@@ -138,7 +138,7 @@ extension EndToEnd {
 
         /// `serve --admin-listen off` overrides the config's `admin_listen`: no admin listener is
         /// started (nothing logs "admin listening", and the daemon listens on its public port only).
-        /// The daemon logs nothing to say the admin listener is off.
+        /// The daemon says so once, at start: "admin listener off".
         @Test func serveAdminListenOffStartsNoAdminListener() throws {
             let dir = try DaemonProcess.makeDirectory("adminoff")
             let config = try DaemonProcess.writeConfig(in: dir)
@@ -151,12 +151,16 @@ extension EndToEnd {
             usleep(1_000_000)
             #expect(daemon.listeningPorts() == [daemon.port])
             #expect(!daemon.logObjects.contains { $0["msg"] as? String == "admin listening" })
+            let off = daemon.logObjects.filter { $0["msg"] as? String == "admin listener off" }
+            #expect(off.count == 1, "\(daemon.logText)")
+            #expect(off.first?["level"] as? String == "info")
             #expect(try daemon.terminate() == 0)
 
             // The same config without the override: two listeners, the admin one logged.
             let withAdmin = try DaemonProcess.start(dir)
             let adminPort = try withAdmin.adminPort()
             try waitFor("both listeners") { withAdmin.listeningPorts() == [withAdmin.port, adminPort] }
+            #expect(!withAdmin.logObjects.contains { $0["msg"] as? String == "admin listener off" })
             #expect(try withAdmin.admin("/healthz").status == 200)
             #expect(try withAdmin.terminate() == 0)
         }
