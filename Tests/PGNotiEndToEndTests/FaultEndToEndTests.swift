@@ -152,7 +152,7 @@ extension EndToEnd {
 
             // Fill what is left of the tmpfs.
             let filler = state.appendingPathComponent("filler")
-            FileManager.default.createFile(atPath: filler.path, contents: nil)
+            #expect(FileManager.default.createFile(atPath: filler.path, contents: nil))
             let handle = try FileHandle(forWritingTo: filler)
             let block = Data(repeating: 0x66, count: 64 * 1024)
             while (try? handle.write(contentsOf: block)) != nil {}
