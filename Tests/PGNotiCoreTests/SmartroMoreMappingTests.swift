@@ -47,4 +47,18 @@ import Testing
         #expect(n.state == "F")
         #expect(n.kind == .paymentFailed)
     }
+
+    /// A cancel that failed and then went through, under one TID and StateCd, is two facts: the
+    /// failure keeps a state of its own, so the success is not filed as a conflict with it.
+    @Test func aFailureUnderAStateCdDoesNotShareTheSuccessKey() throws {
+        let failed = try smartro.accept(
+            smartroPost(tid: Self.original, resultCode: "2002", extra: [("PayMethod", "CARD"), ("StateCd", "2")]))
+        let canceled = try smartro.accept(
+            smartroPost(tid: Self.original, resultCode: "2001", extra: [("PayMethod", "CARD"), ("StateCd", "2")]))
+        #expect(failed.kind == .paymentFailed && failed.state == "2:F")
+        #expect(canceled.kind == .paymentCanceled && canceled.state == "2")
+        let declined = try smartro.accept(
+            smartroPost(resultCode: "3011", extra: [("PayMethod", "CARD"), ("StateCd", "0")]))
+        #expect(declined.kind == .paymentFailed && declined.state == "0:F")
+    }
 }

@@ -84,8 +84,12 @@ public struct Smartro: PaymentProvider {
                 (state, kind) = ("cash_receipt:\(stateCd ?? "0")", .cashReceiptIssued)
             }
         } else {
-            state = stateCd ?? Self.derivedState(resultCode: resultCode, payMethod: payMethod)
-            kind = Self.kind(state: state, resultCode: resultCode, payMethod: payMethod, isPartial: isPartial)
+            let base = stateCd ?? Self.derivedState(resultCode: resultCode, payMethod: payMethod)
+            kind = Self.kind(state: base, resultCode: resultCode, payMethod: payMethod, isPartial: isPartial)
+            // A failure is a fact of its own, as a derived one (`F`) already is: a cancel that
+            // failed (2002) and then went through (2001) under the same TID and StateCd is two
+            // events, not a conflict between them.
+            state = stateCd != nil && kind == .paymentFailed ? "\(base):F" : base
         }
         let authDate = KoreanTime.fromCompact(fields["AuthDate"])
         let isCancel = kind.isCancel || kind == .cashReceiptCanceled
