@@ -12,6 +12,8 @@ public struct QuarantineRelease: Sendable {
         case duplicate(eventID: String)
         case refused(reason: String)
         case notFound
+        /// `pgnoti purge` removed its body: there is nothing left to run again.
+        case purged
         /// The store failed; nothing changed.
         case failed(String)
 
@@ -22,6 +24,7 @@ public struct QuarantineRelease: Sendable {
             case .duplicate(let id): "duplicate \(id)"
             case .refused(let reason): "refused \(reason)"
             case .notFound: "refused not_found"
+            case .purged: "refused purged (its body was removed by pgnoti purge)"
             case .failed(let error): "refused store_failed (\(error))"
             }
         }
@@ -41,6 +44,7 @@ public struct QuarantineRelease: Sendable {
         let item: QuarantinedRequest?
         do { item = try await ledger.quarantined(id: id) } catch { return .failed("\(error)") }
         guard let item, let provider = ProviderID(rawValue: item.provider) else { return .notFound }
+        if item.isPurged { return .purged }
 
         // The client is worked out again: the operator may have added the proxy to
         // trusted_proxies since.

@@ -139,7 +139,8 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         guard unknown.isEmpty else { throw LedgerError.newerSchema(path: path, unknown: unknown.sorted()) }
         try migrator.migrate(pool)
         let (bytes, rows) = try pool.read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT coalesce(sum(size), 0) AS b, count(*) AS n FROM quarantine")!
+            let row = try Row.fetchOne(
+                db, sql: "SELECT coalesce(sum(length(raw_body)), 0) AS b, count(*) AS n FROM quarantine")!
             return (row["b"] as Int, row["n"] as Int)
         }
         local.withLock {
@@ -522,13 +523,16 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         guard evicted > 0 || local.quarantineBytes > policy.maxBytes || local.quarantineRows > policy.maxRows else {
             return 0
         }
-        // The counters drift when other processes write; start from the truth.
-        let totals = try Row.fetchOne(db, sql: "SELECT coalesce(sum(size), 0) AS b, count(*) AS n FROM quarantine")!
+        // The counters drift when other processes write; start from the truth. Bytes are the
+        // bytes held: a body `pgnoti purge` emptied no longer counts (`size` keeps what it was).
+        let totals = try Row.fetchOne(
+            db, sql: "SELECT coalesce(sum(length(raw_body)), 0) AS b, count(*) AS n FROM quarantine")!
         var bytes: Int = totals["b"]
         var rows: Int = totals["n"]
         var victims: [Int64] = []
         if bytes > policy.maxBytes || rows > policy.maxRows {
-            let cursor = try Row.fetchCursor(db, sql: "SELECT id, size FROM quarantine ORDER BY parsed, id")
+            let cursor = try Row.fetchCursor(
+                db, sql: "SELECT id, length(raw_body) AS size FROM quarantine ORDER BY parsed, id")
             while bytes > policy.maxBytes || rows > policy.maxRows, let row = try cursor.next() {
                 victims.append(row["id"])
                 bytes -= row["size"] as Int

@@ -191,6 +191,8 @@ public struct QuarantinedRequest: Sendable, Equatable, Decodable, FetchableRecor
 
     public var receivedAt: Date { Date(unixMicroseconds: receivedAtMicros) }
     public var releasedAt: Date? { releasedAtMicros.map(Date.init(unixMicroseconds:)) }
+    /// `pgnoti purge` emptied its body; `size` still says how large it was.
+    public var isPurged: Bool { rawBody.isEmpty && size > 0 }
 
     enum CodingKeys: String, CodingKey {
         case id, provider, reason, detail

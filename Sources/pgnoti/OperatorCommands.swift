@@ -8,11 +8,9 @@ import PGNotiStore
 /// Opens the ledger a config names for an operator command. Run as root, the command first
 /// becomes the owner of the state directory: opening the database creates its `-wal`/`-shm`
 /// sidecars, which the daemon must still be able to open afterwards.
-func openLedger(_ config: Config) throws -> Ledger {
-    guard FileManager.default.fileExists(atPath: config.database) else {
-        throw ValidationError("no database at \(config.database) (database in the configuration)")
-    }
-    try StateOwner.adopt(directoryOf: config.database)
+func openLedger(_ config: Config, adoptingOwner: Bool = true) throws -> Ledger {
+    try requireDatabase(config)
+    if adoptingOwner { try StateOwner.adopt(directoryOf: config.database) }
     return try Ledger(path: config.database)
 }
 
@@ -106,7 +104,7 @@ struct EventsCommand: AsyncParsableCommand {
             try await withLedger(config) { ledger in
                 let found = try await ledger.lookup(reference)
                 guard !found.isEmpty else {
-                    throw ValidationError("nothing stored for \(reference) (event id, TID or order id)")
+                    throw CommandFailure("nothing stored for \(reference) (event id, TID or order id)")
                 }
                 if raw { printError("warning: --raw prints requests exactly as received, personal data unmasked") }
                 for (index, n) in found.enumerated() {
@@ -240,12 +238,16 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        guard !FileManager.default.fileExists(atPath: file) else { throw ValidationError("\(file) already exists") }
-        let ledger = try openLedger(config)
+        guard !FileManager.default.fileExists(atPath: file) else { throw CommandFailure("\(file) already exists") }
+        // The copy is the operator's file, written where they ask: no switch to the state's
+        // owner, who may not be allowed to write there. (SQLite gives sidecars it creates as
+        // root to the database file's owner.)
+        let ledger = try openLedger(config, adoptingOwner: false)
         do {
             try await ledger.backup(to: file)
         } catch {
-            throw ValidationError("backup to \(file) failed: \(error)")
+            try? await ledger.close()
+            throw CommandFailure("backup to \(file) failed: \(error)")
         }
         try? await ledger.close()
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0

@@ -34,7 +34,8 @@ struct QuarantineCommand: AsyncParsableCommand {
                     [
                         String(item.id), KoreanTime.display(item.receivedAt), item.provider, item.reason,
                         item.client ?? "-", item.merchantID ?? "-", item.tid ?? "-", String(item.size),
-                        item.releasedEventID.map { "released \($0)" } ?? (item.parsed ? "held" : "garbage"),
+                        item.releasedEventID.map { "released \($0)" }
+                            ?? (item.isPurged ? "purged" : item.parsed ? "held" : "garbage"),
                     ]
                 }
                 print(
@@ -58,6 +59,7 @@ struct QuarantineCommand: AsyncParsableCommand {
             json.member("merchant_id", item.merchantID)
             json.member("tid", item.tid)
             json.member("parsed", item.parsed)
+            json.member("purged", item.isPurged)
             json.member("bytes", item.size)
             json.member("released_event_id", item.releasedEventID)
             json.endObject()
@@ -77,7 +79,7 @@ struct QuarantineCommand: AsyncParsableCommand {
             let config = try options.load()
             try await withLedger(config) { ledger in
                 guard let item = try await ledger.quarantined(id: id) else {
-                    throw ValidationError("no quarantined request with ID \(id)")
+                    throw CommandFailure("no quarantined request with ID \(id)")
                 }
                 print("id:            \(item.id)")
                 print("received:      \(KoreanTime.iso8601(item.receivedAt))")
@@ -89,12 +91,16 @@ struct QuarantineCommand: AsyncParsableCommand {
                 print("forwarded-for: \(item.forwardedFor ?? "-")")
                 print("content-type:  \(item.contentType ?? "-")")
                 print("path secret:   \(item.pathSecretSHA256 == nil ? "none presented" : "presented (not stored)")")
-                print("bytes:         \(item.size)")
+                print("bytes:         \(item.size)\(item.isPurged ? " (purged: the body is gone)" : "")")
                 if let released = item.releasedEventID {
                     print("released:      \(released) at \(item.releasedAt.map(KoreanTime.iso8601) ?? "-")")
                 }
                 let provider = ProviderID(rawValue: item.provider)
                 let setting = config.providers.first { $0.id == provider }?.charset ?? .cp949
+                if item.isPurged {
+                    print("request:       purged")
+                    return
+                }
                 do {
                     let fields = try Fields.decoding(
                         Array(item.rawBody), contentType: item.contentType, charset: setting)

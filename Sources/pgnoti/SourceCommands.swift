@@ -22,7 +22,8 @@ struct TossCommand: AsyncParsableCommand {
         @Argument(help: "Files to read; each is taken as complete.") var files: [String]
 
         func run() async throws {
-            let context = try CommandContext.open(try options.load())
+            // A first import may well come before the daemon ever ran: it creates the state.
+            let context = try CommandContext.open(try options.load(), creatingState: true)
             let importer = TossImporter(intake: context.intake, ledger: context.ledger, logger: context.logger)
             var failed = false
             for path in files {
@@ -89,7 +90,7 @@ struct TossCommand: AsyncParsableCommand {
                 )
                 throw ExitCode(78)
             }
-            let context = try CommandContext.open(config)
+            let context = try CommandContext.open(config, creatingState: true)
             let importer = TossImporter(intake: context.intake, ledger: context.ledger, logger: context.logger)
             let puller: TossPuller
             do {

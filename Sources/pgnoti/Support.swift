@@ -31,6 +31,23 @@ struct ConfigOptions: ParsableArguments {
     }
 }
 
+/// A command that ran and failed: its message alone and exit status 1. (A ValidationError
+/// would print the usage text and exit 64, as if the command line were wrong.)
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The database a command about existing state works on, or a failure naming where it looked,
+/// rather than a fresh empty ledger created at a mistyped path.
+func requireDatabase(_ config: Config) throws {
+    guard FileManager.default.fileExists(atPath: config.database) else {
+        let whence =
+            config.sandbox ? "sandbox state; pass --config for an installed pgnoti" : "database in the configuration"
+        throw CommandFailure("no database at \(config.database) (\(whence))")
+    }
+}
+
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("pgnoti: \(message)\n".utf8))
 }
@@ -46,7 +63,8 @@ struct CommandContext {
     /// Opens the state `config` names. Run as root, the command first becomes the owner of the
     /// state directory, so the database's sidecar files and queue files it creates stay readable
     /// by the daemon and its consumers.
-    static func open(_ config: Config) throws -> CommandContext {
+    static func open(_ config: Config, creatingState: Bool = false) throws -> CommandContext {
+        if !creatingState { try requireDatabase(config) }
         try StateOwner.adopt(directoryOf: config.database)
         let logger = Logger.json(level: config.logLevel, sink: .standardError())
         let ledger = try Ledger(
@@ -90,7 +108,7 @@ enum StateOwner {
         var info = stat()
         guard stat(directory.isEmpty ? "." : directory, &info) == 0, info.st_uid != 0 else { return }
         guard setgroups(0, nil) == 0, setgid(info.st_gid) == 0, setuid(info.st_uid) == 0 else {
-            throw ValidationError(
+            throw CommandFailure(
                 "running as root, cannot become the owner (uid \(info.st_uid)) of \(directory): \(String(cString: strerror(errno)))"
             )
         }
