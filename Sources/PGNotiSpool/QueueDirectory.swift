@@ -124,10 +124,13 @@ public struct QueueDirectory: Sendable {
     /// Creates the temporary file and writes `payload`, without syncing it; returns it open.
     private func writeTemporary(fileName: String, payload: [UInt8]) throws -> (tmp: String, final: String, fd: Int32) {
         try Self.validate(fileName)
+        // A private temporary name, so two writers of the same event (say the
+        // daemon and a manual replay) cannot truncate each other's file.
         let tmp = "\(tmpPath)/\(fileName).\(getpid()).\(UInt64.random(in: 0 ... .max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, Self.fileMode)
         guard fd >= 0 else { throw SpoolError("open", path: tmp, errno: errno) }
         do {
+            // Group consumers must be able to read it whatever umask the daemon runs under.
             guard fchmod(fd, Self.fileMode) == 0 else { throw SpoolError("fchmod", path: tmp, errno: errno) }
             try Self.writeAll(fd: fd, payload, path: tmp)
         } catch {
@@ -141,23 +144,12 @@ public struct QueueDirectory: Sendable {
     /// Writes and fsyncs the file under `tmp/` and renames it into `new/`;
     /// the rename is durable only once the caller has synced `new/`.
     private func place(fileName: String, payload: [UInt8]) throws {
-        try Self.validate(fileName)
-        // A private temporary name, so two writers of the same event (say the
-        // daemon and a manual replay) cannot truncate each other's file.
-        let tmp = "\(tmpPath)/\(fileName).\(getpid()).\(UInt64.random(in: 0 ... .max))"
-        let final = "\(newPath)/\(fileName)"
-
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, Self.fileMode)
-        guard fd >= 0 else { throw SpoolError("open", path: tmp, errno: errno) }
-        do {
-            // Group consumers must be able to read it whatever umask the daemon runs under.
-            guard fchmod(fd, Self.fileMode) == 0 else { throw SpoolError("fchmod", path: tmp, errno: errno) }
-            try Self.writeAll(fd: fd, payload, path: tmp)
-            guard fsync(fd) == 0 else { throw SpoolError("fsync", path: tmp, errno: errno) }
-        } catch {
+        let (tmp, final, fd) = try writeTemporary(fileName: fileName, payload: payload)
+        guard fsync(fd) == 0 else {
+            let code = errno
             close(fd)
             unlink(tmp)
-            throw error
+            throw SpoolError("fsync", path: tmp, errno: code)
         }
         // close can report a deferred write error (NFS, some FUSE), which
         // would mean the fsync'd data is not what we think it is.
