@@ -491,18 +491,21 @@ public struct ConfigLoader {
         return payup
     }
 
-    /// A one-line secret (a key, a token) from its file: surrounding whitespace and the newline
-    /// are trimmed; `-` reads stdin. Errors name the file, never the content.
-    public func readSecret(_ path: String, key: String) throws(ConfigError) -> SecretValues {
-        let text: String
+    /// The text at `path`, or standard input for `-`. A failure names the file, under `key`.
+    func readFileOrStdin(_ path: String, key: String) throws(ConfigError) -> String {
         do {
-            text =
-                path == "-"
+            return path == "-"
                 ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "")
                 : try readFile(path)
         } catch {
             throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// A one-line secret (a key, a token) from its file: surrounding whitespace and the newline
+    /// are trimmed; `-` reads stdin. Errors name the file, never the content.
+    public func readSecret(_ path: String, key: String) throws(ConfigError) -> SecretValues {
+        let text = try readFileOrStdin(path, key: key)
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, !trimmed.contains(where: \.isNewline) else {
             throw ConfigError(key, "\(path) must hold one line with the secret")
@@ -522,15 +525,7 @@ public struct ConfigLoader {
                 "no signing secret: set forward.secret_file, pass --secret-file, or load the \(Self.forwardSecretCredential) credential"
             )
         }
-        let text: String
-        do {
-            text =
-                path == "-"
-                ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "")
-                : try readFile(path)
-        } catch {
-            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
-        }
+        let text = try readFileOrStdin(path, key: key)
         do {
             return try WebhookSecret(text)
         } catch {
