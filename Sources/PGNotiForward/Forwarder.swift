@@ -226,6 +226,14 @@ public final class Forwarder: Service, Sendable {
             "event_id": "\(event.id)", "kind": "\(event.kind)", "file": "\(name)",
             "attempt": .stringConvertible(attempts),
         ]
+        // The event's record with this attempt counted as failed.
+        func failedRecord(_ detail: String) -> DeliveryRecord {
+            var record = event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt)
+            record.attempts = attempts
+            record.lastAttemptAt = now
+            record.lastError = detail
+            return record
+        }
         switch outcome {
         case .delivered(let detail):
             do {
@@ -240,20 +248,12 @@ public final class Forwarder: Service, Sendable {
                 logger.error("delivered but could not be moved to done/", metadata: ["error": "\(error)"])
             }
         case .gone(let detail):
-            var record =
-                event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt)
-            record.attempts = attempts
-            record.lastAttemptAt = now
-            record.lastError = detail
+            var record = failedRecord(detail)
             record.nextAttemptAt = nil
             giveUp(name, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
             forget(name, &tracked, &lanes)
         case .failed(let detail):
-            var record =
-                event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt)
-            record.attempts = attempts
-            record.lastAttemptAt = now
-            record.lastError = detail
+            var record = failedRecord(detail)
             if settings.retry.isExhausted(firstAttemptAt: record.firstAttemptAt, now: now) {
                 record.nextAttemptAt = nil
                 giveUp(name, record: record, reason: "retries exhausted", detail: detail, metadata)
