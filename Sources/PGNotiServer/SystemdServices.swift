@@ -129,6 +129,7 @@ struct ReloadService: Service {
             return
         }
         let restart = daemon.apply(config)
+        for note in config.notes { logger.notice("\(note)") }
         for warning in config.warnings { logger.warning("\(warning)") }
         logger.notice(
             "reloaded configuration",
