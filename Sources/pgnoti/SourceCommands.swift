@@ -37,8 +37,14 @@ struct TossCommand: AsyncParsableCommand {
                     let summary = try await importer.ingest(fileName: name, bytes: [UInt8](data), complete: true)
                     print(Self.describe(summary))
                     if !summary.isClean { failed = true }
+                    OperatorLog.record(
+                        "toss import", ids: [path],
+                        outcome:
+                            "\(summary.rows) rows, \(summary.new) new, \(summary.duplicates) duplicates, \(summary.bad.count) bad"
+                    )
                 } catch {
                     printError("\(path): \(error)")
+                    OperatorLog.record("toss import", ids: [path], outcome: "failed: \(error)")
                     failed = true
                 }
             }

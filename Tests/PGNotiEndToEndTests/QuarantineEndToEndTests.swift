@@ -100,7 +100,8 @@ extension EndToEnd {
 
             let show = try Self.runSplit(["quarantine", "show", String(id), "--config", config], in: dir)
             #expect(show.status == 0)
-            #expect(show.stdout.contains("signature_mismatch") && show.stdout.contains("김똠순"))
+            #expect(show.stdout.contains("signature_mismatch") && show.stdout.contains("김**"))
+            #expect(!show.stdout.contains("김똠순"), "a buyer's name is personal data: masked")
             #expect(!show.stdout.contains("010-0000-0001"), "personal data masked")
             #expect(!show.stdout.contains("raw:"))
             let raw = try Self.runSplit(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
@@ -110,6 +111,7 @@ extension EndToEnd {
             // Still the wrong key: released, refused again, nothing filed.
             let early = try Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(early.stdout == "refused signature_mismatch\n")
+            #expect(early.status == 1, "a release that did not happen is a failure")
 
             try Self.writeKeys(Config.smartroTestKey, in: dir)
             let released = try Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)

@@ -271,7 +271,7 @@ import Testing
             #expect(try await ledger.quarantined(reason: "signature_mismatch").count == 1)
             #expect(try await ledger.quarantined(reason: "missing_field").isEmpty)
             #expect(try await ledger.quarantined(since: recentDate.addingTimeInterval(1)).isEmpty)
-            #expect(try await ledger.dropQuarantined(ids: [id, 999]) == 1)
+            #expect(try await ledger.dropQuarantined(ids: [id, 999]) == [id])
             #expect(try await ledger.counts().quarantine == 0)
         }
     }
