@@ -51,14 +51,17 @@ public struct Daemon: Sendable {
                 "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
                 "pid": .stringConvertible(Int(getpid())),
             ])
+        for note in config.notes { logger.notice("\(note)") }
         for warning in config.warnings { logger.warning("\(warning)") }
+        let instance = try StartupChecks.instanceLock(database: config.database)
+        defer { withExtendedLifetime(instance) {} }
+        try StartupChecks.portsAreFree(config)
         let registry = MetricsRegistry.bootstrapOnce()
+        IntakeMetrics.register()
+        Ledger.registerMetrics()
+        OutboxRelay.registerMetrics()
 
-        let ledger = try Ledger(
-            path: config.database,
-            quarantinePolicy: QuarantinePolicy(
-                maxBytes: config.limits.quarantineMaxBytes, maxRows: config.rejectedKeep,
-                keepDays: config.limits.quarantineKeepDays))
+        let ledger = try Ledger.open(config)
         let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
         let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
         // The daemon files the outbox for as long as it runs. A command that holds the lock

@@ -55,6 +55,12 @@ public actor OutboxRelay {
         public var holdsLock = false
     }
 
+    /// Creates the relay's series now, so `/metrics` shows them at 0 from the start.
+    public static func registerMetrics() {
+        _ = filedCounter
+        _ = errorCounter
+    }
+
     static let filedCounter = Counter(label: "pgnoti_events_filed_total")
     static let errorCounter = Counter(label: "pgnoti_relay_errors_total")
 
