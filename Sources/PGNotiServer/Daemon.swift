@@ -62,23 +62,33 @@ public struct Daemon: Sendable {
         OutboxRelay.registerMetrics()
 
         let ledger = try Ledger.open(config)
-        let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
+        // The queue is prepared by the relay, not here: a read-only, missing or full queue must
+        // not keep the daemon from starting, since the outbox holds every event until it can
+        // file them and the PG's notifications still need their ACKs.
+        let queue = QueueDirectory(unpreparedAt: URL(fileURLWithPath: config.queue))
         let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
-        // The daemon files the outbox for as long as it runs. A command that holds the lock
-        // right now (a release filing its events) lets go within moments.
-        if try await relay.takeLock(waitingUpTo: .seconds(10)) {
-            try queue.cleanStaleTemporaries()
-            // What a crash left between commit and file goes out before new traffic arrives.
-            let replayed = try await relay.drain()
-            if replayed > 0 {
-                logger.notice(
-                    "filed events left in the outbox by the previous run",
-                    metadata: ["count": .stringConvertible(replayed)])
+        do {
+            try queue.prepare()
+            // The daemon files the outbox for as long as it runs. A command that holds the lock
+            // right now (a release filing its events) lets go within moments.
+            if try await relay.takeLock(waitingUpTo: .seconds(10)) {
+                try queue.cleanStaleTemporaries()
+                // What a crash left between commit and file goes out before new traffic arrives.
+                let replayed = try await relay.drain()
+                if replayed > 0 {
+                    logger.notice(
+                        "filed events left in the outbox by the previous run",
+                        metadata: ["count": .stringConvertible(replayed)])
+                }
+            } else {
+                logger.warning(
+                    "another process holds the outbox lock; events will be filed once it lets go",
+                    metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
             }
-        } else {
-            logger.warning(
-                "another process holds the outbox lock; events will be filed once it lets go",
-                metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
+        } catch {
+            logger.error(
+                "the queue cannot be filed into; starting anyway: events wait in the outbox and the relay retries",
+                metadata: ["queue": "\(config.queue)", "error": "\(error)"])
         }
 
         let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay.wake() }
