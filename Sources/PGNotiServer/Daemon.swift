@@ -169,7 +169,10 @@ public struct Daemon: Sendable {
         }
         services.append(.init(service: StatusService(daemon: running, notifier: notifier, every: .seconds(5))))
         if let retention = config.retentionSeconds {
-            services.append(.init(service: RetentionService(ledger: ledger, retention: retention, logger: logger)))
+            services.append(
+                .init(
+                    service: RetentionService(
+                        ledger: ledger, retention: retention, minFreeBytes: config.minFreeBytes, logger: logger)))
         }
         services.append(
             .init(service: ReloadService(daemon: running, configPath: configPath, notifier: notifier, logger: logger)))

@@ -213,8 +213,11 @@ extension Ledger {
     }
 
     /// Rows a purge rewrites in one transaction: small enough that the writer, which the ACK
-    /// path shares, is held for milliseconds, not for the whole purge.
-    public static let purgeBatchRows = 2_000
+    /// path shares (and another process's daemon waits for), is held for milliseconds.
+    public static let purgeBatchRows = 500
+    /// The pause after each batch. SQLite's busy handler in a waiting daemon polls at 1, 2, 5,
+    /// 10, 15, 20 … ms; a pause well above the first steps lets it in before the next batch.
+    public static let purgePause: Duration = .milliseconds(40)
 
     /// Why a purge stopped before it was done.
     public enum PurgeStop: Sendable, Equatable {
@@ -264,19 +267,54 @@ extension Ledger {
     /// dedup keys, ids, amounts and results; each stored event keeps its v1 members with the
     /// personal ones emptied (`Event.purgedDocument`).
     ///
-    /// Works in transactions of `batchRows`, each through the writer like any other write, so
-    /// notifications arriving meanwhile wait for one batch at most; between batches the WAL is
-    /// checkpointed (so it does not grow by the whole purge) and `hasRoom` is asked, which stops
-    /// the purge before rewriting rows eats the space the ACK path needs.
+    /// Never one long transaction: the purged documents are worked out from a read (no lock),
+    /// then written `batchRows` at a time through the writer like any other write, with a pause
+    /// after each, so notifications arriving meanwhile (in this process or the daemon's) wait
+    /// for one short batch at most. The WAL is checkpointed as it goes, so it does not grow by
+    /// the whole purge, and `hasRoom` is asked before each batch, which stops the purge before
+    /// rewriting rows eats the space the ACK path needs.
     public func purge(
-        before cutoff: Date, batchRows: Int = Ledger.purgeBatchRows,
+        before cutoff: Date, batchRows: Int = Ledger.purgeBatchRows, pause: Duration = Ledger.purgePause,
         hasRoom: @Sendable () -> Bool = { true }
     ) async throws -> PurgeCounts {
         let micros = cutoff.unixMicroseconds
         var total = PurgeCounts()
+        var batches = 0
+        func between() async throws {
+            batches += 1
+            if batches % 20 == 0 { try? await checkpoint() }
+            try await Task.sleep(for: pause)
+        }
+        var afterID: Int64 = 0
+        while true {
+            guard hasRoom() else {
+                total.stopped = .lowOnSpace
+                return total
+            }
+            let from = afterID
+            let rewrites = try await read { db in
+                try Self.purgedDocuments(before: micros, after: from, limit: batchRows, db)
+            }
+            guard let last = rewrites.last else { break }
+            afterID = last.id
+            let changed = Mutex(0)
+            try await write { db in
+                var n = 0
+                for rewrite in rewrites {
+                    // Only if it is still as it was read: a row purged meanwhile stays as it is.
+                    try db.execute(
+                        sql:
+                            "UPDATE notifications SET raw_body = x'', event_json = ? WHERE id = ? AND \(Self.notPurged)",
+                        arguments: [Data(rewrite.document), rewrite.id])
+                    n += db.changesCount
+                }
+                changed.withLock { $0 = n }
+            }
+            total.notifications += changed.withLock { $0 }
+            try await between()
+        }
         let tables: [(String, WritableKeyPath<PurgeCounts, Int>)] = [
-            ("notifications", \.notifications), ("conflicts", \.conflicts), ("quarantine", \.quarantine),
-            ("retries", \.retries),
+            ("conflicts", \.conflicts), ("quarantine", \.quarantine), ("retries", \.retries),
         ]
         for (table, counter) in tables {
             while true {
@@ -292,33 +330,33 @@ extension Ledger {
                 let n = done.withLock { $0 }
                 total[keyPath: counter] += n
                 if n < batchRows { break }
-                try? await checkpoint()
-                await Task.yield()
+                try await between()
             }
         }
         try? await checkpoint()
         return total
     }
 
-    /// One batch of one table's purge; returns the rows it changed.
+    /// The documents a batch of notifications will hold once purged, worked out on a reader.
+    static func purgedDocuments(before micros: Int64, after id: Int64, limit: Int, _ db: Database) throws -> [(
+        id: Int64, document: [UInt8]
+    )] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, event_id, provider, kind, merchant_id, tid, state, amount, result_code, order_id,
+                    received_at, event_json FROM notifications
+                WHERE id > ? AND received_at < ? AND \(notPurged) ORDER BY id LIMIT ?
+                """, arguments: [id, micros, limit])
+        return rows.map { row in
+            let stored = (row["event_json"] as Data?).map { Array($0) }
+            return (row["id"], stored.flatMap(Event.purgedDocument(from:)) ?? minimalPurgedDocument(row))
+        }
+    }
+
+    /// One batch of the conflicts', quarantine's or retries' purge; returns the rows it changed.
     static func purgeBatch(_ table: String, before micros: Int64, limit: Int, _ db: Database) throws -> Int {
         switch table {
-        case "notifications":
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, event_id, provider, kind, merchant_id, tid, state, amount, result_code, order_id,
-                        received_at, event_json FROM notifications
-                    WHERE received_at < ? AND \(notPurged) ORDER BY id LIMIT ?
-                    """, arguments: [micros, limit])
-            for row in rows {
-                let stored = (row["event_json"] as Data?).map { Array($0) }
-                let document = stored.flatMap(Event.purgedDocument(from:)) ?? minimalPurgedDocument(row)
-                try db.execute(
-                    sql: "UPDATE notifications SET raw_body = x'', event_json = ? WHERE id = ?",
-                    arguments: [Data(document), row["id"] as Int64])
-            }
-            return rows.count
         case "conflicts", "quarantine":
             try db.execute(
                 sql: """
