@@ -199,13 +199,20 @@ extension EndToEnd {
                 + garbage
             let total = 30_000
             let answered = Shared(0)
-            DispatchQueue.concurrentPerform(iterations: 16) { worker in
-                guard let connection = try? KeepAliveConnection(port: port) else { return }
-                var n = worker
-                while n < total {
-                    if (try? connection.exchange(request)) == 400 { answered.withLock { $0 += 1 } }
-                    n += 16
-                }
+            // The blocking clients run on a thread of their own; this test waits for them without
+            // holding one of the cooperative pool's two threads.
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread {
+                    DispatchQueue.concurrentPerform(iterations: 16) { worker in
+                        guard let connection = try? KeepAliveConnection(port: port) else { return }
+                        var n = worker
+                        while n < total {
+                            if (try? connection.exchange(request)) == 400 { answered.withLock { $0 += 1 } }
+                            n += 16
+                        }
+                    }
+                    done.resume()
+                }.start()
             }
             #expect(answered.withLock { $0 } == total)
             #expect(try daemon.terminate() == 0)
