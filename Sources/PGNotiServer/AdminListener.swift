@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import PGNotiCore
+import PGNotiIntake
 import Prometheus
 
 /// The admin listener, separate from the public one and on loopback by default: `/healthz`,

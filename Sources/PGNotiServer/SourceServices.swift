@@ -41,6 +41,7 @@ struct SourceServices {
                 apiCertKey: try loader.readSecret(keyPath, key: "payup.api_cert_key_file"),
                 token: try loader.readSecret(tokenPath, key: "payup.client_token_file"),
                 timeout: .milliseconds(Int64(config.payup.timeoutSeconds * 1000)), intake: intake, ledger: ledger,
+                transport: PayupHTTPTransport(readTimeout: .milliseconds(Int64(config.payup.timeoutSeconds * 1000))),
                 logger: logger)
         }
     }

@@ -1,11 +1,32 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
-import NIOCore
-import NIOPosix
 import PGNotiCore
-import PGNotiIntake
 import PGNotiStore
+
+/// How a request reaches Payup. The client's logic (journal, sign, settle) is here; the HTTP
+/// that carries it is the server's (`PayupHTTPTransport`), and tests hand in a fake.
+public protocol PayupTransport: Sendable {
+    /// POSTs `json` to `url` and returns Payup's answer, or why there is none.
+    func post(url: String, json: [UInt8], timeout: Duration) async -> PayupTransportResult
+    func shutdown() async
+}
+
+public enum PayupTransportResult: Sendable {
+    case answered(status: Int, body: [UInt8])
+    case failed(PayupFailure)
+}
+
+/// Why a call to Payup failed. Whether the request can have reached Payup decides between
+/// "not sent" (safe to retry) and "unknown" (never retry); the transport judges it from the
+/// error's type.
+public enum PayupFailure: Sendable, Equatable {
+    /// No connection was ever made (refused, unreachable, DNS, connect timeout).
+    case neverConnected(String)
+    /// Sent, and no answer came in time.
+    case timedOut
+    /// Sent, and the connection or the answer broke.
+    case lost(String)
+}
 
 /// The durable Payup key-in client ("카드결제 구인증 API 규격서" v1.3). Payup's answer is the only
 /// record of a payment, so the call runs inside the daemon, which owns the ledger:
@@ -37,11 +58,11 @@ public final class PayupClient: Sendable {
     let intake: Intake
     let ledger: Ledger
     let logger: Logger
-    let client: HTTPClient
+    let transport: any PayupTransport
 
     public init(
         baseURL: String, merchantID: String, apiCertKey: SecretValues, token: SecretValues, timeout: Duration,
-        intake: Intake, ledger: Ledger, logger: Logger
+        intake: Intake, ledger: Ledger, transport: any PayupTransport, logger: Logger
     ) {
         self.baseURL = baseURL
         self.merchantID = merchantID
@@ -50,20 +71,16 @@ public final class PayupClient: Sendable {
         self.timeout = timeout
         self.intake = intake
         self.ledger = ledger
+        self.transport = transport
         self.logger = logger
-        client = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(
-                redirectConfiguration: .disallow,
-                timeout: .init(connect: .seconds(10), read: .nanoseconds(timeout.nanoseconds))))
     }
 
-    func shutdown() async {
-        try? await client.shutdown()
+    public func shutdown() async {
+        await transport.shutdown()
     }
 
     /// `Authorization: Bearer <client token>`, compared in constant time.
-    func authorizes(_ header: String?) -> Bool {
+    public func authorizes(_ header: String?) -> Bool {
         guard let header, header.lowercased().hasPrefix("bearer ") else { return false }
         return token.matches(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
     }
@@ -138,19 +155,11 @@ public final class PayupClient: Sendable {
     }
 
     private func send(path: String, request: [String: String]) async -> Sent {
-        var outgoing = HTTPClientRequest(url: baseURL + path)
-        outgoing.method = .POST
-        outgoing.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
-        outgoing.headers.add(name: "User-Agent", value: "pgnoti/\(PGNotiVersion.current)")
         guard let json = try? JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]) else {
             return .notSent("the request could not be encoded")
         }
-        outgoing.body = .bytes(ByteBuffer(bytes: json))
-        do {
-            let response = try await client.execute(outgoing, timeout: .nanoseconds(timeout.nanoseconds))
-            let buffer = try await response.body.collect(upTo: 1024 * 1024)
-            let bytes = Array(buffer.readableBytesView)
-            let code = Int(response.status.code)
+        switch await transport.post(url: baseURL + path, json: Array(json), timeout: timeout) {
+        case .answered(let code, let bytes):
             guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 return .unknown("HTTP \(code) without a Payup answer")
             }
@@ -160,12 +169,9 @@ public final class PayupClient: Sendable {
                 return .unknown("HTTP \(code): Payup's answer has no usable responseCode")
             }
             return .answered(status: code, object: answer)
-        } catch {
-            switch PayupFailure.classify(error) {
-            case .neverConnected(let why): return .notSent("could not connect to Payup: \(why)")
-            case .timedOut: return .unknown("no answer within \(timeout)")
-            case .lost(let why): return .unknown("the answer was lost: \(why)")
-            }
+        case .failed(.neverConnected(let why)): return .notSent("could not connect to Payup: \(why)")
+        case .failed(.timedOut): return .unknown("no answer within \(timeout)")
+        case .failed(.lost(let why)): return .unknown("the answer was lost: \(why)")
         }
     }
 
@@ -263,30 +269,5 @@ public final class PayupClient: Sendable {
     static func json(_ status: Int, _ object: [String: Any]) -> Answer {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return Answer(status: status, body: Array(data))
-    }
-}
-
-/// Why a call to Payup failed, judged by the error's type: whether the request can have
-/// reached Payup decides between "not sent" (safe to retry) and "unknown" (never retry).
-enum PayupFailure: Equatable {
-    /// No connection was ever made (refused, unreachable, DNS, connect timeout).
-    case neverConnected(String)
-    /// Sent, and no answer came in time.
-    case timedOut
-    /// Sent, and the connection or the answer broke.
-    case lost(String)
-
-    static func classify(_ error: any Error) -> PayupFailure {
-        if let error = error as? HTTPClientError {
-            if error == .connectTimeout { return .neverConnected("connect timeout") }
-            if error == .deadlineExceeded || error == .readTimeout { return .timedOut }
-            return .lost("\(error)")
-        }
-        if error is NIOConnectionError { return .neverConnected("\(error)") }
-        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) {
-            return .neverConnected("\(error)")
-        }
-        if case ChannelError.connectTimeout = error { return .neverConnected("connect timeout") }
-        return .lost("\(error)")
     }
 }
