@@ -47,6 +47,7 @@ install -m 0644 systemd/pgnoti.sysusers.conf "$root/usr/lib/sysusers.d/pgnoti.co
 install -m 0644 systemd/pgnoti.tmpfiles.conf "$root/usr/lib/tmpfiles.d/pgnoti.conf"
 install -m 0640 systemd/pgnoti.toml "$root/etc/pgnoti/pgnoti.toml"
 install -m 0644 systemd/*.example "$root/usr/share/doc/pgnoti/examples/" 2>/dev/null || true
+install -m 0644 systemd/pgnoti-alerts.yml "$root/usr/share/doc/pgnoti/examples/"
 install -m 0644 README.md "$root/usr/share/doc/pgnoti/README.md"
 python3 packaging/manpage.py "$root/usr/bin/pgnoti" | gzip -9n > "$root/usr/share/man/man1/pgnoti.1.gz"
 "$root/usr/bin/pgnoti" --generate-completion-script bash > "$root/usr/share/bash-completion/completions/pgnoti"
