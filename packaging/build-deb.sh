@@ -42,7 +42,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/
     "$root/usr/share/doc/pgnoti/examples"
 install -m 0755 "$binary" "$root/usr/bin/pgnoti"
 strip --strip-unneeded "$root/usr/bin/pgnoti" 2>/dev/null || true
-for unit in systemd/*.service; do install -m 0644 "$unit" "$root/lib/systemd/system/"; done
+for unit in systemd/*.service systemd/*.timer; do install -m 0644 "$unit" "$root/lib/systemd/system/"; done
 install -m 0644 systemd/pgnoti.sysusers.conf "$root/usr/lib/sysusers.d/pgnoti.conf"
 install -m 0644 systemd/pgnoti.tmpfiles.conf "$root/usr/lib/tmpfiles.d/pgnoti.conf"
 install -m 0640 systemd/pgnoti.toml "$root/etc/pgnoti/pgnoti.toml"
