@@ -696,7 +696,7 @@ print("\n".join(sorted(json.loads(l)["event_id"] for l in sys.stdin if l.strip()
 if [ -n "$restore_from" ]; then
     ids_backup=$(event_ids)
     c systemctl stop pgnoti-forward pgnoti
-    c sh -c 'cd /var/lib/pgnoti && mkdir -m 0700 replaced-$(date +%s) && mv pgnoti.sqlite* replaced-*/'
+    c sh -c 'cd /var/lib/pgnoti && d=replaced-$(date +%Y%m%d-%H%M%S) && mkdir -m 0700 $d && mv pgnoti.sqlite* $d/'
     c install -o pgnoti -g pgnoti -m 0640 $restore_from /var/lib/pgnoti/pgnoti.sqlite
     c systemctl start pgnoti pgnoti-forward
     check "pgnoti starts on the restored database ($(c systemctl is-active pgnoti)$(why pgnoti))" c systemctl is-active --quiet pgnoti
