@@ -46,6 +46,7 @@ for unit in systemd/*.service systemd/*.timer; do install -m 0644 "$unit" "$root
 install -m 0644 systemd/pgnoti.sysusers.conf "$root/usr/lib/sysusers.d/pgnoti.conf"
 install -m 0644 systemd/pgnoti.tmpfiles.conf "$root/usr/lib/tmpfiles.d/pgnoti.conf"
 install -m 0640 systemd/pgnoti.toml "$root/etc/pgnoti/pgnoti.toml"
+install -m 0644 systemd/pgnoti.toml "$root/usr/share/doc/pgnoti/examples/pgnoti.toml"
 install -m 0644 systemd/*.example "$root/usr/share/doc/pgnoti/examples/" 2>/dev/null || true
 install -m 0644 systemd/pgnoti-alerts.yml "$root/usr/share/doc/pgnoti/examples/"
 install -m 0644 README.md "$root/usr/share/doc/pgnoti/README.md"

@@ -191,6 +191,15 @@ public struct Config: Sendable {
     public var forward = ForwardConfig()
     /// True only for the embedded defaults: test keys, state under ./var.
     public var sandbox = false
+    /// Things the loader decided that an operator should hear once (a credential ignored
+    /// because a `*_file` key names the secret); logged at start and reload, and printed by
+    /// `check-config`.
+    public var notes: [String] = []
+    /// Every secret file the configuration names by a `*_file` key.
+    public var secretFiles: [SecretFile] = []
+    /// Secret files a command that needs no secret could not read; a command that does need one
+    /// (quarantine release) refuses with these. Always empty when secrets are required.
+    public var unreadableSecrets: [ConfigError] = []
 
     public init() {}
 
@@ -210,6 +219,8 @@ public struct Config: Sendable {
         config.smartro.enabled = true
         config.smartro.merchantKeys = [smartroTestMID: SecretValues([smartroTestKey])]
         config.tomatopay.enabled = true
+        // TomatoPay publishes no test merchant; the fixtures' MID stands in for one.
+        config.tomatopay.auth.extraTestMerchants = ["tomato001m"]
         config.innopay.enabled = true
         config.toss.enabled = true
         config.payup.enabled = true
@@ -264,13 +275,21 @@ public struct ConfigLoader {
     public var environment: [String: String]
     public var readFile: (String) throws -> String
     public var fileExists: (String) -> Bool
+    /// False for operator commands that read the ledger and need no secret: a secret file they
+    /// cannot read, or a PG left without one, does not stop them (see `Config.unreadableSecrets`).
+    /// `serve`, `check-config` and anything that verifies require every secret.
+    public var secretsRequired = true
+    /// Where systemd credentials are looked up when `$CREDENTIALS_DIRECTORY` is not set: the
+    /// shipped units load each credential from the file of the same name beside the config
+    /// (`/etc/pgnoti/smartro-merchant-keys`), so a shell on the host sees what the daemon gets.
+    public var credentialSourceDirectory: String?
 
     public static let smartroKeysCredential = "smartro-merchant-keys"
     public static func pathSecretCredential(_ provider: ProviderID) -> String { "\(provider.rawValue)-path-secret" }
 
     public init(
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        readFile: @escaping (String) throws -> String = { try String(contentsOfFile: $0, encoding: .utf8) },
+        readFile: @escaping (String) throws -> String = { try TextFile.read($0) },
         fileExists: @escaping (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }
     ) {
         self.environment = environment
@@ -281,14 +300,26 @@ public struct ConfigLoader {
     public func load(path: String) throws(ConfigError) -> Config {
         let text: String
         do { text = try readFile(path) } catch {
-            throw ConfigError("config", "cannot read \(path): \(error.localizedDescription)")
+            throw ConfigError("config", "cannot read \(path): \(Self.describe(error))")
         }
-        return try parse(text)
+        var loader = self
+        if loader.credentialSourceDirectory == nil {
+            let directory = (path as NSString).deletingLastPathComponent
+            loader.credentialSourceDirectory = directory.isEmpty ? "." : directory
+        }
+        return try loader.parse(text)
+    }
+
+    /// A read failure in plain words: ours already are; Foundation's are made readable.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? FileReadError { return error.problem }
+        return error.localizedDescription
     }
 
     public func parse(_ text: String) throws(ConfigError) -> Config {
         let reader = try TableReader(parsing: text)
         var config = Config()
+        var report = SecretReport()
         try reader.allow([
             "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
             "trusted_proxies", "limits", "min_free_bytes", "retention", "smartro", "tomatopay", "innopay",
@@ -361,24 +392,48 @@ public struct ConfigLoader {
             if let table = try smartro.table("merchant_keys") {
                 for mid in table.table.keys { keys[mid, default: []] += try table.secrets(mid) }
             }
+            let enabled = config.smartro.enabled
+            let fileKey = "smartro.merchant_keys_file"
             if let file = try smartro.string("merchant_keys_file") {
-                for (mid, values) in try readKeyFile(file, key: "smartro.merchant_keys_file") {
-                    keys[mid, default: []] += values
+                report.files.append(SecretFile(key: fileKey, path: file))
+                if let fromFile = try deferrable(
+                    &report, { () throws(ConfigError) in try readKeyFile(file, key: fileKey) })
+                {
+                    if fromFile.isEmpty && enabled && secretsRequired {
+                        throw ConfigError(
+                            fileKey,
+                            "\(file) holds no merchant key: add one MID=KEY line per merchant, or set enabled = false until you have one"
+                        )
+                    }
+                    for (mid, values) in fromFile { keys[mid, default: []] += values }
                 }
-            }
-            // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY, outside the config.
-            if let path = credentialPath(Self.smartroKeysCredential) {
-                for (mid, values) in try readKeyFile(path, key: "credential \(Self.smartroKeysCredential)") {
-                    keys[mid, default: []] += values
+                noteIgnoredCredential(Self.smartroKeysCredential, because: fileKey, file: file, &report)
+            } else if let path = credentialPath(Self.smartroKeysCredential) {
+                // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY, outside the config.
+                let name = "credential \(Self.smartroKeysCredential)"
+                if let fromCredential = try deferrable(
+                    &report, { () throws(ConfigError) in try readKeyFile(path, key: name) })
+                {
+                    for (mid, values) in fromCredential { keys[mid, default: []] += values }
                 }
             }
             config.smartro.merchantKeys = keys.mapValues { SecretValues(Self.unique($0)) }
-            config.smartro.auth = try parseAuth(smartro, provider: .smartro)
-            if config.smartro.enabled && config.smartro.merchantKeys.isEmpty {
-                throw ConfigError(
-                    "smartro.merchant_keys",
-                    "Smartro is enabled but no merchant key is configured (merchant_keys, merchant_keys_file or the \(Self.smartroKeysCredential) credential); set enabled = false until you have one"
-                )
+            config.smartro.auth = try parseAuth(smartro, provider: .smartro, enabled: enabled, &report)
+            if enabled && secretsRequired {
+                if config.smartro.merchantKeys.isEmpty {
+                    throw ConfigError(
+                        "smartro.merchant_keys",
+                        "Smartro is enabled but no merchant key is configured (merchant_keys, merchant_keys_file or the \(Self.smartroKeysCredential) credential); set enabled = false until you have one"
+                    )
+                }
+                // A listed MID without its key can never be accepted: every post fails SignValue.
+                let missing = (config.smartro.auth.merchants ?? []).filter { config.smartro.merchantKeys[$0] == nil }
+                if !missing.isEmpty {
+                    throw ConfigError(
+                        "smartro.merchants",
+                        "\(missing.sorted().joined(separator: ", ")) has no merchant key (merchant_keys, merchant_keys_file or the \(Self.smartroKeysCredential) credential): every notification for it would be refused"
+                    )
+                }
             }
         }
         if let tomato = try reader.table("tomatopay") {
@@ -391,20 +446,56 @@ public struct ConfigLoader {
                 }
                 config.tomatopay.ackBody = ack
             }
-            config.tomatopay.auth = try parseAuth(tomato, provider: .tomatopay)
+            config.tomatopay.auth = try parseAuth(
+                tomato, provider: .tomatopay, enabled: config.tomatopay.enabled, &report)
         }
         if let inno = try reader.table("innopay") {
             try inno.allow(Self.authKeys.union(["enabled", "charset"]))
             config.innopay.enabled = try inno.bool("enabled") ?? true
             config.innopay.charset = try inno.charsetSetting("charset") ?? .cp949
-            config.innopay.auth = try parseAuth(inno, provider: .innopay)
+            config.innopay.auth = try parseAuth(inno, provider: .innopay, enabled: config.innopay.enabled, &report)
         }
-        if let forward = try reader.table("forward") { config.forward = try parseForward(forward) }
-        if let toss = try reader.table("toss") { config.toss = try parseToss(toss) }
-        if let payup = try reader.table("payup") { config.payup = try parsePayup(payup) }
-        try requireAuthentication(config)
+        if let forward = try reader.table("forward") { config.forward = try parseForward(forward, &report) }
+        if let toss = try reader.table("toss") { config.toss = try parseToss(toss, &report) }
+        if let payup = try reader.table("payup") { config.payup = try parsePayup(payup, &report) }
+        if secretsRequired { try requireAuthentication(config) }
         try requireLoopbackAdmin(config)
+        config.notes = report.notes
+        config.secretFiles = report.files
+        config.unreadableSecrets = report.unreadable
         return config
+    }
+
+    /// What reading the secrets found, gathered while the tables are parsed.
+    struct SecretReport {
+        var notes: [String] = []
+        var files: [SecretFile] = []
+        var unreadable: [ConfigError] = []
+    }
+
+    /// A secret read that stops the load only when secrets are required; otherwise its failure
+    /// is kept for the command that turns out to need it.
+    func deferrable<T>(_ report: inout SecretReport, _ read: () throws(ConfigError) -> T) throws(ConfigError) -> T? {
+        do {
+            return try read()
+        } catch {
+            guard !secretsRequired else { throw error }
+            report.unreadable.append(error)
+            return nil
+        }
+    }
+
+    /// A `*_file` key wins over the credential of the same secret: systemd copies credentials
+    /// when the unit starts and never on reload, so only a file the daemon reads itself can be
+    /// rotated by `systemctl reload`. Said once, so an operator who still fills the credential
+    /// knows it is not used.
+    func noteIgnoredCredential(_ credential: String, because key: String, file: String, _ report: inout SecretReport) {
+        guard let path = credentialPath(credential),
+            URL(fileURLWithPath: path).standardizedFileURL.path != URL(fileURLWithPath: file).standardizedFileURL.path
+        else { return }
+        report.notes.append(
+            "\(key) is set, so the \(credential) credential is ignored: the daemon reads \(file) itself, and a reload re-reads it"
+        )
     }
 
     /// The Payup client takes card data on the admin listener; a bearer token guards it, and a
@@ -425,7 +516,7 @@ public struct ConfigLoader {
     static let payupAPIKeyCredential = "payup-api-cert-key"
     static let payupClientTokenCredential = "payup-client-token"
 
-    func parseToss(_ table: TableReader) throws(ConfigError) -> TossSettings {
+    func parseToss(_ table: TableReader, _ report: inout SecretReport) throws(ConfigError) -> TossSettings {
         try table.allow([
             "enabled", "inbox", "stable_seconds", "poll_seconds", "final_after_minutes", "merchant_id",
             "mert_key_file", "pull_url", "pull_interval_minutes", "pull_timeout_seconds",
@@ -446,7 +537,8 @@ public struct ConfigLoader {
             toss.finalAfterMinutes = v
         }
         toss.merchantID = try table.string("merchant_id")
-        toss.mertKeyPath = try table.string("mert_key_file") ?? credentialPath(Self.tossMertKeyCredential)
+        toss.mertKeyPath = try secretFile(
+            table, "mert_key_file", credential: Self.tossMertKeyCredential, &report)
         if let url = try table.httpURL("pull_url", expected: "an http(s) URL without a query", allowQuery: false) {
             toss.pullURL = url
         }
@@ -469,7 +561,7 @@ public struct ConfigLoader {
         return toss
     }
 
-    func parsePayup(_ table: TableReader) throws(ConfigError) -> PayupSettings {
+    func parsePayup(_ table: TableReader, _ report: inout SecretReport) throws(ConfigError) -> PayupSettings {
         try table.allow([
             "enabled", "base_url", "merchant_id", "api_cert_key_file", "client_token_file", "timeout_seconds",
         ])
@@ -481,9 +573,10 @@ public struct ConfigLoader {
             payup.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
         payup.merchantID = try table.string("merchant_id")
-        payup.apiCertKeyPath = try table.string("api_cert_key_file") ?? credentialPath(Self.payupAPIKeyCredential)
-        payup.clientTokenPath =
-            try table.string("client_token_file") ?? credentialPath(Self.payupClientTokenCredential)
+        payup.apiCertKeyPath = try secretFile(
+            table, "api_cert_key_file", credential: Self.payupAPIKeyCredential, &report)
+        payup.clientTokenPath = try secretFile(
+            table, "client_token_file", credential: Self.payupClientTokenCredential, &report)
         if let v = try table.double("timeout_seconds") {
             guard (1...300).contains(v) else { throw ConfigError("payup.timeout_seconds", "must be 1 to 300") }
             payup.timeoutSeconds = v
@@ -498,7 +591,7 @@ public struct ConfigLoader {
                 ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "")
                 : try readFile(path)
         } catch {
-            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+            throw ConfigError(key, "cannot read \(path): \(Self.describe(error))")
         }
     }
 
@@ -533,14 +626,26 @@ public struct ConfigLoader {
         }
     }
 
-    func parseForward(_ table: TableReader) throws(ConfigError) -> ForwardConfig {
+    /// The file a one-value secret is read from: the `*_file` key when set (and then the
+    /// credential is ignored, with a note), else the credential.
+    func secretFile(
+        _ table: TableReader, _ key: String, credential: String, _ report: inout SecretReport
+    ) throws(ConfigError) -> String? {
+        guard let file = try table.string(key) else { return credentialPath(credential) }
+        report.files.append(SecretFile(key: table.name(key), path: file))
+        noteIgnoredCredential(credential, because: table.name(key), file: file, &report)
+        return file
+    }
+
+    func parseForward(_ table: TableReader, _ report: inout SecretReport) throws(ConfigError) -> ForwardConfig {
         try table.allow([
             "url", "secret_file", "timeout_seconds", "concurrency", "give_up_after_hours", "keep_done_days",
             "retry_initial_seconds",
         ])
         var forward = ForwardConfig()
         forward.url = try table.httpURL("url", expected: "an http:// or https:// URL")
-        forward.secretPath = try table.string("secret_file") ?? credentialPath(Self.forwardSecretCredential)
+        forward.secretPath = try secretFile(
+            table, "secret_file", credential: Self.forwardSecretCredential, &report)
         func positive(_ key: String, _ range: ClosedRange<Double>) throws(ConfigError) -> Double? {
             guard let value = try table.double(key) else { return nil }
             guard range.contains(value) else {
@@ -579,15 +684,32 @@ public struct ConfigLoader {
         "accept_test_merchants", "test_merchants",
     ]
 
-    func parseAuth(_ table: TableReader, provider: ProviderID) throws(ConfigError) -> ProviderAuth {
+    func parseAuth(
+        _ table: TableReader, provider: ProviderID, enabled: Bool, _ report: inout SecretReport
+    ) throws(ConfigError) -> ProviderAuth {
         var auth = ProviderAuth()
         var secrets = try table.secrets("path_secret")
-        if let file = try table.string("path_secret_file") {
-            secrets += try readSecretLines(file, key: table.name("path_secret_file"))
-        }
         let credential = Self.pathSecretCredential(provider)
-        if let path = credentialPath(credential) {
-            secrets += try readSecretLines(path, key: "credential \(credential)")
+        let fileKey = table.name("path_secret_file")
+        if let file = try table.string("path_secret_file") {
+            report.files.append(SecretFile(key: fileKey, path: file))
+            if let lines = try deferrable(
+                &report, { () throws(ConfigError) in try readSecretLines(file, key: fileKey) })
+            {
+                // tmpfiles.d creates the shipped secret files empty: an empty one named here is a
+                // secret not yet written, not "no secret wanted".
+                if lines.isEmpty && enabled && secretsRequired {
+                    throw ConfigError(
+                        fileKey,
+                        "\(file) is empty: write the path secret into it, or remove path_secret_file to rely on allow_sources alone"
+                    )
+                }
+                secrets += lines
+            }
+            noteIgnoredCredential(credential, because: fileKey, file: file, &report)
+        } else if let path = credentialPath(credential) {
+            let name = "credential \(credential)"
+            secrets += try deferrable(&report, { () throws(ConfigError) in try readSecretLines(path, key: name) }) ?? []
         }
         for (index, secret) in secrets.enumerated() {
             let key = "\(table.name("path_secret"))[\(index)]"
@@ -648,7 +770,8 @@ public struct ConfigLoader {
     }
 
     func credentialPath(_ name: String) -> String? {
-        guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else { return nil }
+        let fromSystemd = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let directory = fromSystemd ?? credentialSourceDirectory else { return nil }
         let path = directory + "/" + name
         return fileExists(path) ? path : nil
     }
@@ -658,7 +781,7 @@ public struct ConfigLoader {
     func readKeyFile(_ path: String, key: String) throws(ConfigError) -> [String: [String]] {
         let text: String
         do { text = try readFile(path) } catch {
-            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+            throw ConfigError(key, "cannot read \(path): \(Self.describe(error))")
         }
         var keys: [String: [String]] = [:]
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -681,7 +804,7 @@ public struct ConfigLoader {
     func readSecretLines(_ path: String, key: String) throws(ConfigError) -> [String] {
         let text: String
         do { text = try readFile(path) } catch {
-            throw ConfigError(key, "cannot read \(path): \(error.localizedDescription)")
+            throw ConfigError(key, "cannot read \(path): \(Self.describe(error))")
         }
         return text.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters(in: .whitespaces) }

@@ -30,6 +30,19 @@ public enum Masking {
         return (local.first.map(String.init) ?? "") + "***@" + domain
     }
 
+    /// `김**`: the first character, then a fixed mask, so a name's length does not show.
+    public static func name(_ s: String) -> String {
+        guard let first = s.first else { return s }
+        return String(first) + "**"
+    }
+
+    /// `서울특별시 ****`: the first word (the city or province), then a fixed mask.
+    public static func address(_ s: String) -> String {
+        let words = s.split(separator: " ", omittingEmptySubsequences: true)
+        guard let first = words.first else { return s }
+        return words.count == 1 ? "****" : String(first) + " ****"
+    }
+
     /// Fixed output regardless of input, so not even the length leaks.
     public static func secret(_ s: String) -> String {
         "****"
@@ -45,14 +58,22 @@ public enum Masking {
 }
 
 extension Masking {
-    enum Rule { case card, phone, email, secret }
+    enum Rule { case card, phone, email, name, address, secret }
 
-    /// How each decoded field may be shown outside the ledger (log lines, CLI output). Keyed by
-    /// the normalized spelling so every PG's variant matches.
+    /// The personal fields of every provider and how each may be shown outside the ledger (log
+    /// lines, CLI output): card numbers, phones, e-mails, names, addresses, recipients. Keyed by
+    /// the normalized spelling so every PG's variant matches. PIPA treats a name or an address
+    /// alone as personal data, so they are masked as firmly as a phone number.
     static let rules: [String: Rule] = [
+        // Smartro, TomatoPay, Innopay, Payup: card numbers.
         "pinno": .card, "cardno": .card, "cardnum": .card,
         "buyertel": .phone, "buyerphoneno": .phone, "userphoneno": .phone, "recipientphoneno": .phone,
+        "phone": .phone, "mobile": .phone,
         "buyeremail": .email, "email": .email,
+        // Smartro and TomatoPay `Name`, Innopay `buyerName`/`recipientName`, Payup `userName`.
+        "name": .name, "buyername": .name, "recipientname": .name, "username": .name, "cardholdername": .name,
+        // Innopay's delivery address.
+        "address": .address, "addressdetail": .address, "buyeraddr": .address, "addr": .address,
         "buyerauthnum": .secret, "signvalue": .secret,
     ]
 
@@ -70,8 +91,47 @@ extension Masking {
         case .card: cardNumber(value)
         case .phone: phone(value)
         case .email: email(value)
+        case .name: value.isEmpty ? value : Self.name(value)
+        case .address: value.isEmpty ? value : Self.address(value)
         case .secret: value.isEmpty ? value : secret(value)
         case nil: value
         }
+    }
+}
+
+extension Masking {
+    /// An event document (v1) for an operator's screen: the members that carry personal data
+    /// masked as the fields they came from are. The document the app receives is not changed:
+    /// its personal fields are the app's contract.
+    public static func event(_ object: [String: Any]) -> [String: Any] {
+        var object = object
+        if var buyer = object["buyer"] as? [String: Any] {
+            if let v = buyer["name"] as? String { buyer["name"] = name(v) }
+            if let v = buyer["phone"] as? String { buyer["phone"] = phone(v) }
+            if let v = buyer["email"] as? String { buyer["email"] = email(v) }
+            object["buyer"] = buyer
+        }
+        if var raw = object["raw"] as? [String: Any] {
+            for (field, v) in raw {
+                if let text = v as? String {
+                    raw[field] = value(text, named: field)
+                } else if let list = v as? [String] {
+                    raw[field] = list.map { value($0, named: field) }
+                }
+            }
+            object["raw"] = raw
+        }
+        if var delivery = object["delivery"] as? [String: Any] {
+            if let v = delivery["recipient_phone"] as? String { delivery["recipient_phone"] = phone(v) }
+            if let v = delivery["recipient_name"] as? String { delivery["recipient_name"] = name(v) }
+            if let v = delivery["address"] as? String { delivery["address"] = address(v) }
+            if let v = delivery["address_detail"] as? String { delivery["address_detail"] = address(v) }
+            object["delivery"] = delivery
+        }
+        if var card = object["card"] as? [String: Any], let v = card["number"] as? String {
+            card["number"] = cardNumber(v)
+            object["card"] = card
+        }
+        return object
     }
 }

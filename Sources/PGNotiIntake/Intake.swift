@@ -126,6 +126,15 @@ public final class Intake: Sendable {
             return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
         }
         let isTest = policy.isTestMerchant(notification.merchantID, provider: provider)
+        // The sandbox authenticates no PG: it is safe only for merchants that move no money.
+        // Toss files and Payup results come from the operator's own hand, not a public URL.
+        if policy.sandbox && provider.id.postsNotifications && !isTest {
+            let rejection = Rejection(
+                .testMerchantOnly,
+                "sandbox mode (no --config) takes only \(provider.id.rawValue)'s published test merchants and \(provider.id.rawValue).test_merchants; MID \(notification.merchantID) is neither"
+            )
+            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+        }
         if isTest && !policy.sandbox && !auth.acceptTestMerchants {
             let rejection = Rejection(
                 .testMerchant,
@@ -139,7 +148,9 @@ public final class Intake: Sendable {
         } catch {
             return await refuse(submission, error, parsed: parsed, keep: quarantine)
         }
-        return await commit(verified, fields: fields, isTest: isTest, submission, ack: provider.ackBody)
+        return await commit(
+            verified, fields: fields, isTest: isTest || policy.sandbox, sandbox: policy.sandbox, submission,
+            ack: provider.ackBody)
     }
 
     /// Refuses a submission the transport judged before the intake could (an oversized body,
@@ -190,7 +201,8 @@ public final class Intake: Sendable {
     }
 
     private func commit(
-        _ notification: PaymentNotification, fields: Fields, isTest: Bool, _ submission: Submission, ack: String
+        _ notification: PaymentNotification, fields: Fields, isTest: Bool, sandbox: Bool, _ submission: Submission,
+        ack: String
     ) async -> IntakeResult {
         var result = IntakeResult(outcome: .error)
         result.merchantID = notification.merchantID
@@ -198,9 +210,11 @@ public final class Intake: Sendable {
         result.state = notification.state
         result.kind = notification.kind.rawValue
         if logger.logLevel <= .debug { result.maskedFields = Masking.fields(fields.all) }
-        let event = Event(
+        var filed = Event(
             notification: notification, receivedAt: submission.receivedAt, isTest: isTest, charset: fields.charset,
             lossyFields: fields.lossyFieldNames)
+        filed.isSandbox = sandbox
+        let event = filed
         result.eventID = event.id
         let entry = LedgerEntry(
             key: notification.key, fingerprint: notification.fingerprint, eventID: event.id,

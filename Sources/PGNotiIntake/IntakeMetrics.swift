@@ -5,7 +5,7 @@ import PGNotiCore
 /// factory's lock and registry, and building its key costs allocations, neither of which
 /// belongs on every request. Made on first use, after the daemon has bootstrapped the metrics
 /// system.
-final class IntakeMetrics: Sendable {
+public final class IntakeMetrics: Sendable {
     static let shared = IntakeMetrics()
 
     private let requests: [ProviderID: [IntakeResult.Outcome: Counter]]
@@ -36,6 +36,10 @@ final class IntakeMetrics: Sendable {
         }
         self.quarantinedBy = quarantined
     }
+
+    /// Creates every series now, so `/metrics` shows each at 0 from the start: an alert rule on
+    /// a counter that does not exist yet never fires.
+    public static func register() { _ = shared }
 
     func requests(_ provider: ProviderID, _ outcome: IntakeResult.Outcome) -> Counter {
         requests[provider]![outcome]!

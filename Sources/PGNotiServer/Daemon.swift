@@ -51,31 +51,44 @@ public struct Daemon: Sendable {
                 "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
                 "pid": .stringConvertible(Int(getpid())),
             ])
+        for note in config.notes { logger.notice("\(note)") }
         for warning in config.warnings { logger.warning("\(warning)") }
+        let instance = try StartupChecks.instanceLock(database: config.database)
+        defer { withExtendedLifetime(instance) {} }
+        try StartupChecks.portsAreFree(config)
         let registry = MetricsRegistry.bootstrapOnce()
+        IntakeMetrics.register()
+        Ledger.registerMetrics()
+        OutboxRelay.registerMetrics()
 
-        let ledger = try Ledger(
-            path: config.database,
-            quarantinePolicy: QuarantinePolicy(
-                maxBytes: config.limits.quarantineMaxBytes, maxRows: config.rejectedKeep,
-                keepDays: config.limits.quarantineKeepDays))
-        let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
+        let ledger = try Ledger.open(config)
+        // The queue is prepared by the relay, not here: a read-only, missing or full queue must
+        // not keep the daemon from starting, since the outbox holds every event until it can
+        // file them and the PG's notifications still need their ACKs.
+        let queue = QueueDirectory(unpreparedAt: URL(fileURLWithPath: config.queue))
         let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
-        // The daemon files the outbox for as long as it runs. A command that holds the lock
-        // right now (a release filing its events) lets go within moments.
-        if try await relay.takeLock(waitingUpTo: .seconds(10)) {
-            try queue.cleanStaleTemporaries()
-            // What a crash left between commit and file goes out before new traffic arrives.
-            let replayed = try await relay.drain()
-            if replayed > 0 {
-                logger.notice(
-                    "filed events left in the outbox by the previous run",
-                    metadata: ["count": .stringConvertible(replayed)])
+        do {
+            try queue.prepare()
+            // The daemon files the outbox for as long as it runs. A command that holds the lock
+            // right now (a release filing its events) lets go within moments.
+            if try await relay.takeLock(waitingUpTo: .seconds(10)) {
+                try queue.cleanStaleTemporaries()
+                // What a crash left between commit and file goes out before new traffic arrives.
+                let replayed = try await relay.drain()
+                if replayed > 0 {
+                    logger.notice(
+                        "filed events left in the outbox by the previous run",
+                        metadata: ["count": .stringConvertible(replayed)])
+                }
+            } else {
+                logger.warning(
+                    "another process holds the outbox lock; events will be filed once it lets go",
+                    metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
             }
-        } else {
-            logger.warning(
-                "another process holds the outbox lock; events will be filed once it lets go",
-                metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
+        } catch {
+            logger.error(
+                "the queue cannot be filed into; starting anyway: events wait in the outbox and the relay retries",
+                metadata: ["queue": "\(config.queue)", "error": "\(error)"])
         }
 
         let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay.wake() }
@@ -156,7 +169,10 @@ public struct Daemon: Sendable {
         }
         services.append(.init(service: StatusService(daemon: running, notifier: notifier, every: .seconds(5))))
         if let retention = config.retentionSeconds {
-            services.append(.init(service: RetentionService(ledger: ledger, retention: retention, logger: logger)))
+            services.append(
+                .init(
+                    service: RetentionService(
+                        ledger: ledger, retention: retention, minFreeBytes: config.minFreeBytes, logger: logger)))
         }
         services.append(
             .init(service: ReloadService(daemon: running, configPath: configPath, notifier: notifier, logger: logger)))

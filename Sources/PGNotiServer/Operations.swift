@@ -99,11 +99,7 @@ final class RunningDaemon: Sendable {
         return checks
     }
 
-    static func freeBytes(_ path: String) -> Int? {
-        var info = statvfs()
-        guard statvfs(path.isEmpty ? "." : path, &info) == 0 else { return nil }
-        return Int(info.f_bavail) * Int(info.f_frsize)
-    }
+    static func freeBytes(_ path: String) -> Int? { FreeSpace.bytes(at: path) }
 
     // MARK: Status and metrics
 
@@ -145,15 +141,23 @@ final class RunningDaemon: Sendable {
         }
         if let logSink { Gauge(label: "pgnoti_log_lines_dropped").record(logSink.droppedLines) }
         // The forwarder is a process of its own; its directories say how it is doing.
+        // Present at 0 before any forwarder ran, so the shipped alert rules have a series.
         let forward = ForwardLayout(queue: config.queue)
-        if FileManager.default.fileExists(atPath: forward.base) {
-            let status = ForwardStatus.read(forward)
-            Gauge(label: "pgnoti_forward_pending").record(status.pending)
-            Gauge(label: "pgnoti_forward_in_flight").record(status.inFlight)
-            Gauge(label: "pgnoti_forward_retrying").record(status.retrying.count)
-            Gauge(label: "pgnoti_forward_failed").record(status.failed.count)
-            Gauge(label: "pgnoti_forward_delivered_last_hour").record(status.deliveredLastHour)
+        let status = FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
+        Gauge(label: "pgnoti_forward_pending").record(status?.pending ?? 0)
+        Gauge(label: "pgnoti_forward_in_flight").record(status?.inFlight ?? 0)
+        Gauge(label: "pgnoti_forward_retrying").record(status?.retrying.count ?? 0)
+        Gauge(label: "pgnoti_forward_failed").record(status?.failed.count ?? 0)
+        Gauge(label: "pgnoti_forward_delivered_last_hour").record(status?.deliveredLastHour ?? 0)
+        // What /readyz says, one series per check, and the space the disk check compares.
+        for check in await readiness() {
+            Gauge(label: "pgnoti_ready", dimensions: [("check", check.name)]).record(check.ok ? 1 : 0)
         }
+        let databaseDirectory = (config.database as NSString).deletingLastPathComponent
+        for path in Set([databaseDirectory.isEmpty ? "." : databaseDirectory, config.queue]) {
+            Gauge(label: "pgnoti_free_bytes", dimensions: [("path", path)]).record(Self.freeBytes(path) ?? 0)
+        }
+        Gauge(label: "pgnoti_min_free_bytes").record(config.minFreeBytes)
         Gauge(label: "pgnoti_build_info", dimensions: [("version", PGNotiVersion.current)]).record(1)
     }
 
@@ -171,10 +175,7 @@ final class RunningDaemon: Sendable {
         intake.replacePolicy(IntakePolicy(config: live))
         front.replaceSettings(FrontSettings(config: live))
         connections.setMaximum(new.limits.maxConnections)
-        ledger.setQuarantinePolicy(
-            QuarantinePolicy(
-                maxBytes: new.limits.quarantineMaxBytes, maxRows: new.rejectedKeep,
-                keepDays: new.limits.quarantineKeepDays))
+        ledger.setQuarantinePolicy(QuarantinePolicy(config: new))
         var restart: [String] = []
         if old.listen != new.listen { restart.append("listen") }
         if old.adminListen != new.adminListen { restart.append("admin_listen") }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import PGNotiCore
 import PGNotiIntake
 import PGNotiStore
@@ -131,7 +132,7 @@ public final class PayupClient: Sendable {
     }
 
     enum Sent {
-        case answered(status: Int, body: [UInt8], object: [String: Any])
+        case answered(status: Int, object: [String: Any])
         case unknown(String)
         case notSent(String)
     }
@@ -150,28 +151,25 @@ public final class PayupClient: Sendable {
             let buffer = try await response.body.collect(upTo: 1024 * 1024)
             let bytes = Array(buffer.readableBytesView)
             let code = Int(response.status.code)
-            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                object["responseCode"] != nil
-            else {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 return .unknown("HTTP \(code) without a Payup answer")
             }
-            return .answered(status: code, body: bytes, object: object)
+            // Whatever Payup echoed beyond its documented answer (card data) stops here.
+            let answer = Payup.documented(object)
+            if Payup.classify(answer) == .unclassifiable {
+                return .unknown("HTTP \(code): Payup's answer has no usable responseCode")
+            }
+            return .answered(status: code, object: answer)
         } catch {
-            let text = "\(error)"
-            // Refused, unresolvable or never connected: the request cannot have reached Payup.
-            if text.contains("connectTimeout") || text.contains("refused") || text.contains("NIOConnectionError")
-                || text.contains("dnsFailure")
-            {
-                return .notSent("could not connect to Payup: \(text)")
+            switch PayupFailure.classify(error) {
+            case .neverConnected(let why): return .notSent("could not connect to Payup: \(why)")
+            case .timedOut: return .unknown("no answer within \(timeout)")
+            case .lost(let why): return .unknown("the answer was lost: \(why)")
             }
-            if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .readTimeout {
-                return .unknown("no answer within \(timeout)")
-            }
-            return .unknown("the answer was lost: \(text)")
         }
     }
 
-    /// Files the outcome and settles the intent; the app hears Payup's answer as it came.
+    /// Files the outcome and settles the intent; the app hears Payup's documented answer.
     private func settle(_ intent: PayupIntent, operation: Operation, _ sent: Sent) async -> Answer {
         var intent = intent
         var document: [String: Any] = [
@@ -195,13 +193,13 @@ public final class PayupClient: Sendable {
             document["error"] = why
             intent.state = .unknown
             intent.error = why
-        case .answered(_, _, let object):
+        case .answered(_, let object):
             document["outcome"] = "response"
             document["response"] = object
-            let code = "\(object["responseCode"] ?? "")"
-            intent.responseCode = code
+            intent.responseCode = object["responseCode"] as? String
             intent.responseMessage = object["responseMsg"].map { "\($0)" }
-            intent.state = code == "0000" ? (operation == .approve ? .approved : .canceled) : .failed
+            intent.state =
+                Payup.classify(object) == .success ? (operation == .approve ? .approved : .canceled) : .failed
             if operation == .approve, let transaction = object["transactionId"] as? String, !transaction.isEmpty {
                 // Kept so that a later cancel of this payment carries its order.
                 intent.transactionID = transaction
@@ -216,6 +214,9 @@ public final class PayupClient: Sendable {
         NotificationLog.emit(result, submission, logger: logger)
         intent.eventID = result.eventID
         if !result.isCommitted {
+            // An outcome with no event is not settled: it stays for `payup pending`.
+            intent.state = .unknown
+            intent.error = intent.error ?? "the outcome could not be filed as an event"
             logger.error(
                 "Payup outcome not filed as an event; the intent keeps it",
                 metadata: [
@@ -229,8 +230,14 @@ public final class PayupClient: Sendable {
                 "Payup intent could not be updated", metadata: ["intent_id": "\(intent.id)", "error": "\(error)"])
         }
         switch sent {
-        case .answered(let status, let body, _):
-            return Answer(status: (200..<300).contains(status) ? 200 : status, body: body)
+        case .answered(let status, let object):
+            // The app reads the outcome from responseCode, as the ledger did; the HTTP status
+            // Payup used (a 500 carrying 0000) is kept beside it, not in place of it.
+            var answer = object
+            answer["http_status"] = status
+            if let event = result.eventID { answer["event_id"] = event }
+            answer["intent_id"] = intent.id
+            return Self.json(200, answer)
         case .unknown(let why):
             var answer: [String: Any] = ["outcome": "unknown", "intent_id": intent.id, "error": why]
             if let event = result.eventID { answer["event_id"] = event }
@@ -256,5 +263,30 @@ public final class PayupClient: Sendable {
     static func json(_ status: Int, _ object: [String: Any]) -> Answer {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return Answer(status: status, body: Array(data))
+    }
+}
+
+/// Why a call to Payup failed, judged by the error's type: whether the request can have
+/// reached Payup decides between "not sent" (safe to retry) and "unknown" (never retry).
+enum PayupFailure: Equatable {
+    /// No connection was ever made (refused, unreachable, DNS, connect timeout).
+    case neverConnected(String)
+    /// Sent, and no answer came in time.
+    case timedOut
+    /// Sent, and the connection or the answer broke.
+    case lost(String)
+
+    static func classify(_ error: any Error) -> PayupFailure {
+        if let error = error as? HTTPClientError {
+            if error == .connectTimeout { return .neverConnected("connect timeout") }
+            if error == .deadlineExceeded || error == .readTimeout { return .timedOut }
+            return .lost("\(error)")
+        }
+        if error is NIOConnectionError { return .neverConnected("\(error)") }
+        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) {
+            return .neverConnected("\(error)")
+        }
+        if case ChannelError.connectTimeout = error { return .neverConnected("connect timeout") }
+        return .lost("\(error)")
     }
 }

@@ -208,7 +208,7 @@ public final class PublicFront: Sendable {
             // Indistinguishable from a path that does not exist.
             case .pathSecretMismatch, .providerDisabled: .notFound
             case .signatureMissing, .signatureMismatch, .unknownMerchant, .sourceNotAllowed, .merchantNotAccepted,
-                .stateMismatch, .testMerchant:
+                .stateMismatch, .testMerchant, .testMerchantOnly:
                 .forbidden
             case .unsupportedMediaType: .unsupportedMediaType
             case .bodyTooLarge: .contentTooLarge

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PGNotiConfig
 import PGNotiCore
+import PGNotiSpool
 import PGNotiStore
 import ServiceLifecycle
 import UnixSignals
@@ -129,6 +130,7 @@ struct ReloadService: Service {
             return
         }
         let restart = daemon.apply(config)
+        for note in config.notes { logger.notice("\(note)") }
         for warning in config.warnings { logger.warning("\(warning)") }
         logger.notice(
             "reloaded configuration",
@@ -144,6 +146,8 @@ struct ReloadService: Service {
 struct RetentionService: Service {
     let ledger: PGNotiStore.Ledger
     let retention: Double
+    /// The purge stops when the database's file system falls below this.
+    let minFreeBytes: Int
     let logger: Logger
 
     func run() async throws {
@@ -154,7 +158,17 @@ struct RetentionService: Service {
                 wait = .seconds(86_400)
                 let cutoff = Date().addingTimeInterval(-retention)
                 do {
-                    let counts = try await ledger.purge(before: cutoff)
+                    // Short batches with pauses: the ACK path and the watchdog's writer probe wait
+                    // for one batch at most, however many rows there are.
+                    let directory = (ledger.path as NSString).deletingLastPathComponent
+                    let minimum = minFreeBytes
+                    let counts = try await ledger.purge(before: cutoff) {
+                        FreeSpace.bytes(at: directory).map { $0 >= minimum } ?? true
+                    }
+                    if counts.stopped != nil {
+                        logger.warning(
+                            "retention: stopped early, free space is below min_free_bytes; the rest waits for tomorrow")
+                    }
                     logger.notice(
                         "retention: purged raw bodies and personal fields",
                         metadata: [

@@ -44,6 +44,9 @@ public actor OutboxRelay {
     private var lock: QueueLock?
     private let role: OutboxLock.Role
     private var reportedLockWait = false
+    /// Set until a drain has prepared the queue directory, and again after any failure: a queue
+    /// that was missing or read-only is created before the next try.
+    private var needsPrepare = true
     private let health = Mutex(RelayHealth())
 
     /// What readiness and the status line need to know about the relay.
@@ -55,11 +58,19 @@ public actor OutboxRelay {
         public var holdsLock = false
     }
 
+    /// Creates the relay's series now, so `/metrics` shows them at 0 from the start.
+    public static func registerMetrics() {
+        _ = filedCounter
+        _ = errorCounter
+    }
+
     static let filedCounter = Counter(label: "pgnoti_events_filed_total")
     static let errorCounter = Counter(label: "pgnoti_relay_errors_total")
 
     static let initialBackoff: Duration = .milliseconds(100)
-    static let maximumBackoff: Duration = .seconds(30)
+    /// At most this long between tries while filing fails, so a queue that comes back is
+    /// filed within seconds.
+    static let maximumBackoff: Duration = .seconds(10)
 
     /// - Parameter pollInterval: how often `run` looks for events it was not woken for, such as
     ///   those a command-line tool committed while this process held the lock.
@@ -133,7 +144,20 @@ public actor OutboxRelay {
     /// delivery in half; that is also what lets `run` finish with one last
     /// drain after it has been cancelled.
     public func drain() async throws -> Int {
-        guard try takeLock() else { throw LockHeldElsewhere(path: queue.root.path + "/" + OutboxLock.fileName) }
+        let held: Bool
+        do {
+            if needsPrepare { try queue.prepare() }
+            held = try takeLock()
+        } catch {
+            // The queue cannot even hold its lock file (read-only, gone, full): not filing now
+            // is all that follows; the outbox keeps every event until it can.
+            needsPrepare = true
+            health.withLock { $0.lastError = "\(error)" }
+            Self.errorCounter.increment()
+            throw error
+        }
+        guard held else { throw LockHeldElsewhere(path: queue.root.path + "/" + OutboxLock.fileName) }
+        needsPrepare = false
         let previous = inFlight
         let pass = Task { [outbox, queue, ioQueue, batchSize] in
             _ = try? await previous?.value
@@ -151,6 +175,7 @@ public actor OutboxRelay {
             if filed > 0 { Self.filedCounter.increment(by: filed) }
             return filed
         } catch {
+            needsPrepare = true
             health.withLock { $0.lastError = "\(error)" }
             Self.errorCounter.increment()
             throw error

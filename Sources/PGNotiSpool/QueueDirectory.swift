@@ -17,6 +17,18 @@ public struct QueueDirectory: Sendable {
 
     public init(root: URL) throws {
         self.root = root
+        try prepare()
+    }
+
+    /// A queue at `root` that is not created or checked yet: the daemon starts (and ACKs into
+    /// its outbox) even while the queue's file system is read-only, missing or full, and the
+    /// relay prepares the directory once it can.
+    public init(unpreparedAt root: URL) {
+        self.root = root
+    }
+
+    /// Creates `tmp/` and `new/` if missing and makes them durable.
+    public func prepare() throws {
         // Consumers in the daemon's group take files by moving them out of new/, so new/ is
         // group-writable; tmp/ is the daemon's alone.
         for (dir, mode) in [(root.path, Self.rootMode), (tmpPath, Self.rootMode), (newPath, Self.newMode)] {

@@ -21,13 +21,13 @@ extension Ledger {
 
     /// Removes the given items; returns how many existed.
     @discardableResult
-    public func dropQuarantined(ids: [Int64]) async throws -> Int {
-        let removed = Mutex(0)
+    /// Deletes the items with these ids; returns the ids that were there.
+    public func dropQuarantined(ids: [Int64]) async throws -> [Int64] {
+        let removed = Mutex<[Int64]>([])
         try await write { db in
             for id in ids {
                 try db.execute(sql: "DELETE FROM quarantine WHERE id = ?", arguments: [id])
-                let changes = db.changesCount
-                removed.withLock { $0 += changes }
+                if db.changesCount > 0 { removed.withLock { $0.append(id) } }
             }
         }
         return removed.withLock { $0 }

@@ -5,6 +5,10 @@ import PGNotiCore
 import PGNotiSpool
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What the intake needs from storage. The daemon uses `Ledger`; tests can hand the intake a
 /// store that holds or fails commits, to show that no answer leaves before a commit.
 public protocol NotificationStore: Sendable {
@@ -109,6 +113,7 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
             }
         }
 
+        Self.createPrivately(path)
         var config = Configuration()
         config.label = "pgnoti.ledger"
         let timeout = busyTimeout.components
@@ -147,6 +152,16 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
             $0.quarantineBytes = bytes
             $0.quarantineRows = rows
         }
+    }
+
+    /// A new database is created 0640 whatever the umask: it holds raw bodies with names and
+    /// phones, for the service's user and group only. SQLite gives the `-wal` and `-shm`
+    /// sidecars the main file's mode, so they follow.
+    static func createPrivately(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return }  // it exists already, or SQLite will say why it cannot
+        fchmod(fd, 0o640)
+        Glibc.close(fd)
     }
 
     public func setQuarantinePolicy(_ newPolicy: QuarantinePolicy) {
@@ -557,6 +572,12 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     /// Notifications per group-commit transaction.
     static let batchSize = Recorder(label: "pgnoti_group_commit_batch_size")
     static let evictedCounter = Counter(label: "pgnoti_quarantine_evicted_total")
+
+    /// Creates the ledger's series now, so `/metrics` shows them at 0 from the start.
+    public static func registerMetrics() {
+        _ = evictedCounter
+        _ = batchSize
+    }
 
     /// Why the last write transaction failed, or nil when the last one committed.
     public var lastFailure: String? {

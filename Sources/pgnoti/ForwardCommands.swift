@@ -29,7 +29,10 @@ struct ForwardRun: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         guard let target = url ?? config.forward.url else {
-            throw ValidationError("no webhook URL: set forward.url in the config or pass --url")
+            // pgnoti-forward.service starts on the shipped config before the app's URL is known:
+            // a configuration to finish, which systemd does not restart-loop on (78).
+            printError("forward.url: no webhook URL: set [forward] url in the config (or pass --url)")
+            throw ExitCode(78)
         }
         guard let parsed = URL(string: target), ["http", "https"].contains(parsed.scheme?.lowercased() ?? "") else {
             throw ValidationError("--url expects an http:// or https:// URL")
@@ -115,11 +118,15 @@ struct ForwardStatusCommand: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let status = ForwardStatus.read(ForwardLayout(queue: config.queue))
+        let layout = ForwardLayout(queue: config.queue)
+        // Zeros from a queue no forwarder ever ran on would read as "all delivered".
+        let neverForwarded = !FileManager.default.fileExists(atPath: layout.base)
+        let status = ForwardStatus.read(layout)
         if json {
             var out = JSONWriter()
             out.beginObject()
             out.member("delivered_last_hour", status.deliveredLastHour)
+            out.member("never_forwarded", neverForwarded)
             out.key("failed")
             write(status.failed, to: &out)
             out.member("in_flight", status.inFlight)
@@ -129,6 +136,11 @@ struct ForwardStatusCommand: ParsableCommand {
             out.endObject()
             print(String(decoding: out.bytes, as: UTF8.self))
             return
+        }
+        if neverForwarded {
+            print(
+                "never forwarded: no forwarder has run on \(config.queue) (pgnoti-forward.service, README \"Forwarding events to your app\")"
+            )
         }
         print("pending                     \(status.pending)")
         print("in flight                   \(status.inFlight)")
@@ -195,6 +207,9 @@ struct ForwardRetryCommand: ParsableCommand {
         let layout = ForwardLayout(queue: config.queue)
         let result = allFailed ? try ForwardRetry.retryAllFailed(layout) : try ForwardRetry.retry(layout, ids: ids)
         for name in result.moved { print("retrying \(ForwardLayout.eventID(fromFileName: name) ?? name)") }
+        OperatorLog.record(
+            "retry", ids: allFailed ? ["--all-failed"] : ids,
+            outcome: "retrying \(result.moved.count), not found \(result.notFound.count)")
         for id in result.notFound { printError("\(id): not in \(layout.failed)") }
         if result.moved.isEmpty && !allFailed { throw ExitCode.failure }
         if result.moved.isEmpty { print("nothing failed") }

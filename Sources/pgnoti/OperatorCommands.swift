@@ -2,8 +2,14 @@ import ArgumentParser
 import Foundation
 import PGNotiConfig
 import PGNotiCore
+import PGNotiForward
+import PGNotiIntake
 import PGNotiSpool
 import PGNotiStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Opens the ledger a config names for an operator command. Run as root, the command first
 /// becomes the owner of the state directory: opening the database creates its `-wal`/`-shm`
@@ -11,7 +17,7 @@ import PGNotiStore
 func openLedger(_ config: Config, adoptingOwner: Bool = true) throws -> Ledger {
     try requireDatabase(config)
     if adoptingOwner { try StateOwner.adopt(directoryOf: config.database) }
-    return try Ledger(path: config.database)
+    return try Ledger.open(config)
 }
 
 /// Runs `body` on the ledger and closes it before returning, thrown or not: the process exits
@@ -37,14 +43,28 @@ struct EventsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List stored notifications, newest first.")
 
         @OptionGroup var options: ConfigOptions
-        @Option(help: "smartro, tomatopay or innopay.") var provider: String?
+        @Option(help: "One of: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", ")).") var provider: String?
         @Option(help: "Received since: ISO 8601 or a span (30m, 2h, 7d).") var since: String?
         @Option(help: "Received before: ISO 8601 or a span.") var until: String?
         @Option(help: "Only this TID.") var tid: String?
         @Option(help: "Only this order id.") var order: String?
-        @Option(help: "Only this kind (payment.approved …).") var kind: String?
+        @Option(help: "Only this kind (payment.approved, notification.conflict …).") var kind: String?
         @Option(help: "At most this many.") var limit = 100
         @Flag(help: "One JSON object per line.") var json = false
+
+        func validate() throws {
+            // A misspelt filter would print an empty table, which reads as "nothing arrived".
+            if let provider, ProviderID(rawValue: provider) == nil {
+                throw ValidationError(
+                    "--provider: unknown provider \"\(provider)\" (one of: \(ProviderID.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
+            }
+            if let kind, EventKind(rawValue: kind) == nil {
+                throw ValidationError(
+                    "--kind: unknown kind \"\(kind)\" (one of: \(EventKind.allCases.map(\.rawValue).joined(separator: ", ")))"
+                )
+            }
+        }
 
         func run() async throws {
             let config = try options.load()
@@ -116,7 +136,7 @@ struct EventsCommand: AsyncParsableCommand {
                     )
                     print("key:           \(n.provider) \(n.merchantID) \(n.tid) \(n.state)")
                     print(
-                        "queue file:    \(config.queue)/new/\(n.queueFileName)\(history.inOutbox ? " (still in the outbox: not filed yet)" : "")"
+                        "queue file:    \(Self.whereIs(n.queueFileName, queue: config.queue, inOutbox: history.inOutbox))"
                     )
                     print("retries:       \(n.retries)")
                     for retry in history.retries {
@@ -155,30 +175,36 @@ struct EventsCommand: AsyncParsableCommand {
             }
         }
 
+        /// Where the event's file is now: a consumer moves it out of `new/` once it takes it.
+        static func whereIs(_ name: String, queue: String, inOutbox: Bool) -> String {
+            if inOutbox { return "\(queue)/new/\(name) (still in the outbox: not filed yet)" }
+            let layout = ForwardLayout(queue: queue)
+            for (directory, meaning) in [
+                (layout.new, "waiting for a consumer"), (layout.cur, "claimed by the forwarder, being delivered"),
+                (layout.done, "delivered"), (layout.failed, "the forwarder gave up: pgnoti forward retry"),
+            ] where FileManager.default.fileExists(atPath: directory + "/" + name) {
+                return "\(directory)/\(name) (\(meaning))"
+            }
+            return "\(name): filed, and no longer in \(queue) (taken by a consumer, or pruned after delivery)"
+        }
+
         /// The event as filed, with its personal fields masked the way logs show them.
         static func maskedEvent(_ bytes: [UInt8]) -> [UInt8] {
-            guard var object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+            guard let stored = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
                 return bytes
             }
-            if var buyer = object["buyer"] as? [String: Any] {
-                if let phone = buyer["phone"] as? String { buyer["phone"] = Masking.phone(phone) }
-                if let email = buyer["email"] as? String { buyer["email"] = Masking.email(email) }
-                object["buyer"] = buyer
-            }
-            if var raw = object["raw"] as? [String: Any] {
-                for (name, value) in raw {
-                    if let text = value as? String { raw[name] = Masking.value(text, named: name) }
-                }
-                object["raw"] = raw
-            }
-            if var delivery = object["delivery"] as? [String: Any], let phone = delivery["recipient_phone"] as? String {
-                delivery["recipient_phone"] = Masking.phone(phone)
-                object["delivery"] = delivery
-            }
+            let object = Masking.event(stored)
             let data = try? JSONSerialization.data(
                 withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             return data.map(Array.init) ?? bytes
         }
+    }
+}
+
+/// What an event id looks like (`EventID.derive`): 32 lowercase hex digits.
+enum EventIDFormat {
+    static func isValid(_ text: String) -> Bool {
+        text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 }
 
@@ -200,11 +226,26 @@ struct Redeliver: AsyncParsableCommand {
             throw ValidationError("give event ids or --since, not both and not neither")
         }
         if until != nil && since == nil { throw ValidationError("--until goes with --since") }
+        let malformed = ids.filter { !EventIDFormat.isValid($0) }
+        if !malformed.isEmpty {
+            throw ValidationError(
+                "not an event id (32 lowercase hex digits): \(malformed.prefix(5).joined(separator: ", "))")
+        }
     }
 
     func run() async throws {
         let config = try options.load()
         let context = try CommandContext.open(config)
+        if !ids.isEmpty {
+            let known = try await context.ledger.knownEventIDs(ids)
+            let unknown = ids.filter { !known.contains($0) }
+            if !unknown.isEmpty {
+                await context.close()
+                throw CommandFailure(
+                    "no event with id \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? " (and \(unknown.count - 5) more)" : ""); nothing was queued"
+                )
+            }
+        }
         let since = try since.map { try parseTime($0, option: "--since") }
         let until = try until.map { try parseTime($0, option: "--until") }
         var queued = 0
@@ -219,6 +260,11 @@ struct Redeliver: AsyncParsableCommand {
             queued = try await context.ledger.redeliver(eventIDs: ids, since: since, until: until)
         }
         print("queued \(queued) event(s) for filing")
+        OperatorLog.record(
+            "redeliver", ids: ids, outcome: "queued \(queued)",
+            details: [
+                "since": since.map(KoreanTime.iso8601) ?? "", "until": until.map(KoreanTime.iso8601) ?? "",
+            ].filter { !$0.value.isEmpty })
         if queued > 300 { printError("filing \(queued) events …") }
         if let filed = try await context.fileCommittedEvents() {
             print("filed \(filed) into \(config.queue)/new")
@@ -231,28 +277,153 @@ struct Redeliver: AsyncParsableCommand {
 
 struct Backup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a consistent copy of the database while the daemon runs (VACUUM INTO).")
+        abstract: "Write a consistent copy of the database while the daemon runs (VACUUM INTO), mode 0600.",
+        discussion: """
+            `backup FILE` writes one copy. `backup --dated DIR` writes DIR/pgnoti-YYYYMMDD-HHMMSS.sqlite and
+            keeps the newest --keep copies there (what pgnoti-backup.timer runs); it refuses to start when
+            DIR's file system has less free space than the database's size plus min_free_bytes.
+            """)
 
     @OptionGroup var options: ConfigOptions
-    @Argument(help: "Where to write the copy; must not exist.") var file: String
+    @Argument(help: "Where to write the copy; must not exist.") var file: String?
+    @Option(help: "Write a dated copy into this directory instead of FILE.") var dated: String?
+    @Option(help: "With --dated: how many dated copies to keep.") var keep = 14
+
+    func validate() throws {
+        guard (file == nil) != (dated == nil) else { throw ValidationError("give FILE or --dated DIR (one of them)") }
+        guard keep >= 1 else { throw ValidationError("--keep must be at least 1") }
+    }
 
     func run() async throws {
         let config = try options.load()
-        guard !FileManager.default.fileExists(atPath: file) else { throw CommandFailure("\(file) already exists") }
+        try requireDatabase(config)
+        var target = file ?? ""
+        if let dated {
+            try FileManager.default.createDirectory(
+                atPath: dated, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let size = (try? FileManager.default.attributesOfItem(atPath: config.database)[.size] as? Int) ?? 0
+            let needed = size + config.minFreeBytes
+            if let free = FreeSpace.bytes(at: dated), free < needed {
+                throw CommandFailure(
+                    "not backing up: \(dated) has \(free) bytes free, under the database's \(size) bytes plus min_free_bytes (\(config.minFreeBytes))"
+                )
+            }
+            target = dated + "/" + BackupName.make(Date())
+        }
+        guard !FileManager.default.fileExists(atPath: target) else { throw CommandFailure("\(target) already exists") }
         // The copy is the operator's file, written where they ask: no switch to the state's
         // owner, who may not be allowed to write there. (SQLite gives sidecars it creates as
         // root to the database file's owner.)
         let ledger = try openLedger(config, adoptingOwner: false)
+        // The copy holds raw bodies (names, phones): nobody but its owner reads it, whatever
+        // the shell's umask.
+        let previous = umask(0o077)
         do {
-            try await ledger.backup(to: file)
+            try await ledger.backup(to: target)
+            umask(previous)
         } catch {
+            umask(previous)
             try? await ledger.close()
-            throw CommandFailure("backup to \(file) failed: \(error)")
+            // A partial copy (a full disk) must not block the next try with "already exists".
+            for leftover in [target, target + "-journal", target + "-wal", target + "-shm"] {
+                try? FileManager.default.removeItem(atPath: leftover)
+            }
+            throw CommandFailure("backup to \(target) failed: \(error)")
         }
         try? await ledger.close()
-        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
-        print("backed up \(config.database) to \(file) (\(size) bytes)")
+        chmod(target, 0o600)
+        let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
+        print("backed up \(config.database) to \(target) (\(size) bytes)")
+        if let dated {
+            let pruned = BackupName.prune(directory: dated, keep: keep)
+            if !pruned.isEmpty {
+                print(
+                    "removed \(pruned.count) older cop\(pruned.count == 1 ? "y" : "ies"): \(pruned.joined(separator: ", "))"
+                )
+            }
+        }
     }
+}
+
+/// Dated backup names sort by time, so pruning keeps the last ones by name alone.
+enum BackupName {
+    static func make(_ date: Date) -> String {
+        "pgnoti-" + KoreanTime.compactStamp(date) + ".sqlite"
+    }
+
+    static func prune(directory: String, keep: Int) -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix("pgnoti-") && $0.hasSuffix(".sqlite") }.sorted()
+        let old = Array(names.dropLast(keep))
+        for name in old { try? FileManager.default.removeItem(atPath: directory + "/" + name) }
+        return old
+    }
+}
+
+/// The choices `purge` and `retention` share: they delete, so they show what they would do and
+/// act only on a confirmation.
+struct DeletionOptions: ParsableArguments {
+    @Flag(help: "Only print what would be purged.") var dryRun = false
+    @Flag(help: "Do it without asking (required without a terminal).") var yes = false
+}
+
+/// Counts what a purge before `cutoff` would change, asks, then purges in short batches that
+/// leave the daemon's ACK path free, stopping if the disk runs low.
+func runPurge(_ config: Config, cutoff: Date, command: String, options: DeletionOptions) async throws {
+    let ledger = try openLedger(config)
+    let candidates: Ledger.PurgeCounts
+    do { candidates = try await ledger.purgeCandidates(before: cutoff) } catch {
+        try? await ledger.close()
+        throw error
+    }
+    print(
+        "\(options.dryRun ? "would purge" : "to purge") before \(KoreanTime.iso8601(cutoff)): \(describe(candidates))")
+    if options.dryRun {
+        try? await ledger.close()
+        return
+    }
+    if !options.yes {
+        guard isatty(STDIN_FILENO) == 1 else {
+            try? await ledger.close()
+            printError("\(command) deletes personal data for good: pass --yes to confirm, or --dry-run to look first")
+            throw ExitCode(64)
+        }
+        FileHandle.standardError.write(Data("pgnoti: purge these? [y/N] ".utf8))
+        guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+            try? await ledger.close()
+            print("nothing purged")
+            return
+        }
+    }
+    let database = config.database
+    let minimum = config.minFreeBytes
+    let counts: Ledger.PurgeCounts
+    do {
+        counts = try await ledger.purge(before: cutoff) {
+            FreeSpace.bytes(at: (database as NSString).deletingLastPathComponent).map { $0 >= minimum } ?? true
+        }
+    } catch {
+        try? await ledger.close()
+        OperatorLog.record(command, outcome: "failed: \(error)", details: ["before": KoreanTime.iso8601(cutoff)])
+        throw CommandFailure("\(command) failed: \(error)")
+    }
+    try? await ledger.close()
+    print("purged before \(KoreanTime.iso8601(cutoff)): \(describe(counts))")
+    OperatorLog.record(
+        command, outcome: counts.stopped == nil ? "done" : "stopped: low on space",
+        details: [
+            "before": KoreanTime.iso8601(cutoff), "notifications": String(counts.notifications),
+            "conflicts": String(counts.conflicts), "quarantine": String(counts.quarantine),
+        ])
+    if counts.stopped == .lowOnSpace {
+        throw CommandFailure(
+            "stopped early: free space under \(database)'s directory fell below min_free_bytes (\(minimum)); what was purged stays purged"
+        )
+    }
+}
+
+private func describe(_ counts: Ledger.PurgeCounts) -> String {
+    "\(counts.notifications) notification(s), \(counts.conflicts) conflict(s), \(counts.quarantine) quarantined request(s), \(counts.retries) retry record(s)"
 }
 
 struct Purge: AsyncParsableCommand {
@@ -261,21 +432,52 @@ struct Purge: AsyncParsableCommand {
         discussion: """
             Keeps dedup keys, event ids, amounts and results, so retries are still recognised and the
             ledger still answers "did this payment arrive". How long payment records must be kept is
-            the merchant's legal decision.
+            the merchant's legal decision. Shows the counts and asks first (--yes to skip, --dry-run
+            to only look); works in short batches so the daemon keeps ACKing.
             """)
 
     @OptionGroup var options: ConfigOptions
-    @Option(name: .customLong("older-than"), help: "ISO 8601 or a span back from now (400d).") var olderThan: String
+    @Option(
+        name: .customLong("older-than"),
+        help: "ISO 8601, or an age in d, h, min or s (400d). A bare m is refused as ambiguous.")
+    var olderThan: String
+    @OptionGroup var deletion: DeletionOptions
+    @Flag(help: "Allow an age under one day.") var force = false
 
     func run() async throws {
         let config = try options.load()
-        let cutoff = try parseTime(olderThan, option: "--older-than")
-        let ledger = try openLedger(config)
-        let counts = try await ledger.purge(before: cutoff)
-        try? await ledger.close()
-        print(
-            "purged before \(KoreanTime.iso8601(cutoff)): \(counts.notifications) notification(s), \(counts.conflicts) conflict(s), \(counts.quarantine) quarantined request(s), \(counts.retries) retry record(s)"
-        )
+        let now = Date()
+        let cutoff: Date
+        do { cutoff = try TimeSpec.cutoff(olderThan, now: now) } catch {
+            throw ValidationError("--older-than: \(error)")
+        }
+        if now.timeIntervalSince(cutoff) < 86_400 && !force {
+            throw ValidationError(
+                "--older-than \(olderThan) reaches back less than a day: that strips today's notifications; pass --force if you mean it"
+            )
+        }
+        try await runPurge(config, cutoff: cutoff, command: "purge", options: deletion)
+    }
+}
+
+struct Retention: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the configured retention policy once (what the daemon does daily).",
+        discussion: """
+            Purges what is older than `retention` in the configuration, as `purge --older-than` would.
+            Shows the counts and asks first (--yes to skip, --dry-run to only look).
+            """)
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var deletion: DeletionOptions
+
+    func run() async throws {
+        let config = try options.load()
+        guard let retention = config.retentionSeconds else {
+            throw CommandFailure("retention is off in the configuration (set retention = \"400d\" to use it)")
+        }
+        try await runPurge(
+            config, cutoff: Date().addingTimeInterval(-retention), command: "retention", options: deletion)
     }
 }
 

@@ -90,7 +90,9 @@ struct QuarantineCommand: AsyncParsableCommand {
                 print("client:        \(item.client ?? "-")")
                 print("forwarded-for: \(item.forwardedFor ?? "-")")
                 print("content-type:  \(item.contentType ?? "-")")
-                print("path secret:   \(item.pathSecretSHA256 == nil ? "none presented" : "presented (not stored)")")
+                print(
+                    "path secret:   \(item.pathSecretSHA256 == nil ? "none presented" : "presented (only its SHA-256 is stored)")"
+                )
                 print("bytes:         \(item.size)\(item.isPurged ? " (purged: the body is gone)" : "")")
                 if let released = item.releasedEventID {
                     print("released:      \(released) at \(item.releasedAt.map(KoreanTime.iso8601) ?? "-")")
@@ -153,7 +155,9 @@ struct QuarantineCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let config = try options.load()
+            // Release verifies again (SignValue, path secret), so it needs every secret: one it
+            // cannot read is named with the permission that is missing.
+            let config = try options.load(requiringSecrets: true)
             let since = try since.map { try parseTime($0, option: "--since") }
             let context = try CommandContext.open(config)
             var targets = ids
@@ -164,12 +168,22 @@ struct QuarantineCommand: AsyncParsableCommand {
             let releaser = QuarantineRelease(
                 ledger: context.ledger, intake: context.intake, trustedProxies: config.trustedProxies)
             var failures = 0
+            var outcomes: [String] = []
             for id in targets {
                 let outcome = await releaser.release(id: id)
                 print("\(outcome)")
                 printError("quarantine \(id): \(outcome)")
-                if case .failed = outcome { failures += 1 }
+                outcomes.append("\(id): \(outcome)")
+                switch outcome {
+                case .accepted, .duplicate: break
+                // Anything not taken in is a release that did not happen: say so in the status.
+                default: failures += 1
+                }
             }
+            OperatorLog.record(
+                "release", ids: targets.map(String.init),
+                outcome: failures == 0 ? "released \(targets.count)" : "\(failures) of \(targets.count) not released",
+                details: ["results": outcomes.joined(separator: "; ")])
             if let filed = try await context.fileCommittedEvents() {
                 printError("filed \(filed) event(s) into \(config.queue)/new")
             } else {
@@ -189,9 +203,20 @@ struct QuarantineCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let ledger = try openLedger(config)
-            let removed = try await ledger.dropQuarantined(ids: ids)
+            let removed: [Int64]
+            do { removed = try await ledger.dropQuarantined(ids: ids) } catch {
+                try? await ledger.close()
+                throw error
+            }
             try? await ledger.close()
-            print("dropped \(removed) of \(ids.count)")
+            let missing = ids.filter { !removed.contains($0) }
+            print("dropped \(removed.count) of \(ids.count)")
+            OperatorLog.record(
+                "drop", ids: ids.map(String.init), outcome: "dropped \(removed.count) of \(ids.count)")
+            if !missing.isEmpty {
+                throw CommandFailure(
+                    "no quarantined request with ID \(missing.map(String.init).joined(separator: ", "))")
+            }
         }
     }
 }

@@ -4,6 +4,10 @@ import PGNotiConfig
 import PGNotiLogging
 import PGNotiServer
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the notification listener (under systemd: Type=notify).")
@@ -17,7 +21,7 @@ struct Serve: AsyncParsableCommand {
     var adminListen: String?
 
     func run() async throws {
-        var settings = try options.load()
+        var settings = try options.load(requiringSecrets: true)
         if let listen {
             guard let address = ListenAddress(parsing: listen) else {
                 throw ValidationError("--listen expects HOST:PORT")
@@ -56,6 +60,13 @@ struct CheckConfig: ParsableCommand {
     @Option(name: .long, help: "Path to pgnoti.toml.")
     var config: String
 
+    @Option(
+        name: .long,
+        help:
+            "The user the service runs as. Run as root, check-config also checks that this user can read every secret file."
+    )
+    var serviceUser = "pgnoti"
+
     func run() throws {
         do {
             let loaded = try ConfigLoader().load(path: config)
@@ -63,21 +74,55 @@ struct CheckConfig: ParsableCommand {
             print(
                 "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
             )
-            if loaded.forward.secretPath != nil {
+            for note in loaded.notes { print("note: \(note)") }
+            try checkServiceUserCanRead(loaded)
+            try checkSourceSecrets(loaded)
+            if let url = loaded.forward.url {
                 // The forwarder reads its secret only when it starts; check it now, not then.
-                _ = try ConfigLoader().forwardSecret(loaded.forward)
-                print("ok: forward to \(loaded.forward.url ?? "(no url: pass --url)") with a valid signing secret")
-            } else if let url = loaded.forward.url {
-                // pgnoti.service runs this too, and only pgnoti-forward.service loads the
-                // forward-secret credential: a secret it cannot see is not an error of this config.
-                print(
-                    "note: forward to \(url): no signing secret visible here (forward.secret_file, or the \(ConfigLoader.forwardSecretCredential) credential that pgnoti-forward.service loads); pgnoti forward checks it when it starts"
-                )
+                if loaded.forward.secretPath != nil {
+                    _ = try ConfigLoader().forwardSecret(loaded.forward)
+                    print("ok: forward to \(url) with a valid signing secret")
+                } else {
+                    // An old install whose forwarder unit alone loads the forward-secret
+                    // credential: pgnoti.service runs this check too and cannot see it.
+                    print(
+                        "note: forward to \(url): no signing secret visible here (set forward.secret_file = \"/etc/pgnoti/forward-secret\"); pgnoti forward checks it when it starts"
+                    )
+                }
             }
             for warning in loaded.warnings { print("warning: \(warning)") }
         } catch {
             printError("\(error)")
             throw ExitCode(78)
+        }
+    }
+
+    /// Root passes every permission check, so a file root can read says nothing about the
+    /// service user: ask for that user instead.
+    func checkServiceUserCanRead(_ config: Config) throws(ConfigError) {
+        guard geteuid() == 0, getpwnam(serviceUser) != nil else { return }
+        for file in config.secretFiles {
+            if let problem = ReadAccess.problem(user: serviceUser, path: file.path) {
+                throw ConfigError(
+                    file.key,
+                    "\(problem); the daemon runs as \(serviceUser): chown root:\(serviceUser) \(file.path) && chmod 0640 \(file.path)"
+                )
+            }
+        }
+    }
+
+    /// The secrets the sources read only when they run (the Toss pull's MertKey, the Payup
+    /// client's key and token): an enabled feature with an empty or unreadable one fails now.
+    func checkSourceSecrets(_ config: Config) throws(ConfigError) {
+        let loader = ConfigLoader()
+        if config.toss.enabled, config.toss.pullIntervalMinutes != nil, let path = config.toss.mertKeyPath {
+            _ = try loader.readSecret(path, key: "toss.mert_key_file")
+        }
+        if config.payup.clientConfigured, let key = config.payup.apiCertKeyPath,
+            let token = config.payup.clientTokenPath
+        {
+            _ = try loader.readSecret(key, key: "payup.api_cert_key_file")
+            _ = try loader.readSecret(token, key: "payup.client_token_file")
         }
     }
 }

@@ -37,8 +37,14 @@ struct TossCommand: AsyncParsableCommand {
                     let summary = try await importer.ingest(fileName: name, bytes: [UInt8](data), complete: true)
                     print(Self.describe(summary))
                     if !summary.isClean { failed = true }
+                    OperatorLog.record(
+                        "toss import", ids: [path],
+                        outcome:
+                            "\(summary.rows) rows, \(summary.new) new, \(summary.duplicates) duplicates, \(summary.bad.count) bad"
+                    )
                 } catch {
                     printError("\(path): \(error)")
+                    OperatorLog.record("toss import", ids: [path], outcome: "failed: \(error)")
                     failed = true
                 }
             }
@@ -229,29 +235,21 @@ struct PayupCommand: AsyncParsableCommand {
             "POST /payup/\(operation) HTTP/1.1\r\nHost: \(admin)\r\nAuthorization: Bearer \(values[0])\r\n"
                 + "Content-Type: application/json; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         }
-        let response: RawHTTPResponse
-        do {
-            response = try RawHTTPClient.exchange(
-                host: admin.host, port: admin.port, bytes: Array(head.utf8) + body,
-                timeoutSeconds: Int(config.payup.timeoutSeconds) + 15)
-        } catch {
-            printError("cannot reach the daemon's admin listener at \(admin): \(error)")
-            throw ExitCode(2)
+        let outcome = PayupExit.call(
+            host: admin.host, port: admin.port, bytes: Array(head.utf8) + body,
+            timeoutSeconds: Int(config.payup.timeoutSeconds) + 15)
+        if let body = outcome.body {
+            FileHandle.standardOutput.write(Data(body))
+            if body.last != 0x0A { print("") }
         }
-        FileHandle.standardOutput.write(Data(response.body))
-        if response.body.last != 0x0A { print("") }
-        guard response.status == 200 else {
-            printError("HTTP \(response.status)")
-            throw ExitCode(response.status == 504 ? 3 : 2)
-        }
-        let code = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["responseCode"]
-        if "\(code ?? "")" != "0000" { throw ExitCode.failure }
+        if let message = outcome.message { printError(message) }
+        if outcome.code != 0 { throw ExitCode(outcome.code) }
     }
 
     struct Approve: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
-                "Approve a key-in payment: the request JSON (manual §2.1, without signature and timestamp) on stdin, Payup's answer on stdout. Exit 0: approved; 1: declined; 3: outcome unknown."
+                "Approve a key-in payment: the request JSON (manual §2.1, without signature and timestamp) on stdin, Payup's answer on stdout. Exit 0 approved, 1 declined, 2 not sent (safe to retry), 3 unknown (never retry: check `payup pending`), 64 usage."
         )
         @OptionGroup var options: ConfigOptions
         func run() throws { try PayupCommand.callDaemon("approve", options: options) }
@@ -259,7 +257,9 @@ struct PayupCommand: AsyncParsableCommand {
 
     struct Cancel: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cancel a payment: {\"transactionId\": \"…\"} on stdin, Payup's answer on stdout.")
+            abstract:
+                "Cancel a payment: {\"transactionId\": \"…\"} on stdin, Payup's answer on stdout. Exit codes as for approve."
+        )
         @OptionGroup var options: ConfigOptions
         func run() throws { try PayupCommand.callDaemon("cancel", options: options) }
     }
@@ -310,5 +310,75 @@ struct PayupCommand: AsyncParsableCommand {
                         ]
                     }))
         }
+    }
+}
+
+/// What `payup approve|cancel` exits with: only what is known. 0 approved, 1 declined, 2 not
+/// sent (the request never left pgnoti: safe to retry), 3 unknown (it may have reached Payup:
+/// never retry, settle it with `payup pending`). A retry on 3 could charge a card twice.
+enum PayupExit {
+    struct Outcome: Equatable {
+        var code: Int32
+        var body: [UInt8]?
+        var message: String?
+    }
+
+    static let approved: Int32 = 0
+    static let declined: Int32 = 1
+    static let notSent: Int32 = 2
+    static let unknown: Int32 = 3
+
+    static func call(host: String, port: Int, bytes: [UInt8], timeoutSeconds: Int) -> Outcome {
+        let connection: RawHTTPConnection
+        do {
+            connection = try RawHTTPConnection(host: host, port: port, timeoutSeconds: timeoutSeconds)
+        } catch {
+            return Outcome(
+                code: notSent,
+                message: "not sent: cannot reach the daemon's admin listener at \(host):\(port): \(error)")
+        }
+        do {
+            let response = try connection.exchange(bytes)
+            return judge(status: response.status, body: response.body)
+        } catch {
+            // The daemon had the request: it may have sent it to Payup before the answer broke.
+            return Outcome(
+                code: unknown,
+                message:
+                    "outcome unknown: the daemon took the request and no answer came back (\(error)); do not retry: check `pgnoti payup pending`"
+            )
+        }
+    }
+
+    /// The daemon's answer read as an exit code. Pure.
+    static func judge(status: Int, body: [UInt8]) -> Outcome {
+        let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        if let object {
+            switch Payup.classify(object) {
+            case .success: return Outcome(code: approved, body: body)
+            case .declined(let code):
+                return Outcome(code: declined, body: body, message: "declined: responseCode \(code)")
+            case .unclassifiable: break
+            }
+            switch object["outcome"] as? String {
+            case "not_sent":
+                return Outcome(code: notSent, body: body, message: "not sent: Payup was never reached; safe to retry")
+            case "unknown":
+                return Outcome(
+                    code: unknown, body: body,
+                    message: "outcome unknown: do not retry; check `pgnoti payup pending` and Payup's console")
+            default: break
+            }
+            // Refused by the daemon before anything was journaled or sent (a malformed request,
+            // a wrong token, the ledger unable to store the intent).
+            if [400, 401, 403, 404, 405, 413, 415, 503].contains(status), object["error"] != nil {
+                return Outcome(code: notSent, body: body, message: "not sent: HTTP \(status)")
+            }
+        }
+        return Outcome(
+            code: unknown, body: body,
+            message:
+                "outcome unknown: HTTP \(status) without an outcome pgnoti recognises; do not retry: check `pgnoti payup pending`"
+        )
     }
 }

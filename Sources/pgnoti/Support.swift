@@ -20,10 +20,14 @@ struct ConfigOptions: ParsableArguments {
         help: "Path to pgnoti.toml. Without it: sandbox mode, state under ./var (as `pgnoti serve` without --config).")
     var config: String?
 
-    func load() throws -> Config {
+    /// Operator commands read the ledger and need no secret, so by default a secret file they
+    /// cannot read does not stop them; `serve` and commands that verify pass `requiringSecrets`.
+    func load(requiringSecrets: Bool = false) throws -> Config {
         guard let config else { return Config.sandbox() }
         do {
-            return try ConfigLoader().load(path: config)
+            var loader = ConfigLoader()
+            loader.secretsRequired = requiringSecrets
+            return try loader.load(path: config)
         } catch {
             printError("invalid configuration: \(error)")
             throw ExitCode(78)  // EX_CONFIG: systemd will not restart-loop on it
@@ -67,11 +71,7 @@ struct CommandContext {
         if !creatingState { try requireDatabase(config) }
         try StateOwner.adopt(directoryOf: config.database)
         let logger = Logger.json(level: config.logLevel, sink: .standardError())
-        let ledger = try Ledger(
-            path: config.database,
-            quarantinePolicy: QuarantinePolicy(
-                maxBytes: config.limits.quarantineMaxBytes, maxRows: config.rejectedKeep,
-                keepDays: config.limits.quarantineKeepDays))
+        let ledger = try Ledger.open(config)
         let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
         let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger)
         return CommandContext(config: config, ledger: ledger, queue: queue, intake: intake, logger: logger)

@@ -458,3 +458,131 @@ struct SourceConfigTests {
         }
     }
 }
+
+/// Secrets as the shipped install keeps them: files under /etc/pgnoti that the daemon reads
+/// itself, with systemd credentials as the older way in.
+struct SecretSourceTests {
+    static let key = "SMTPAY001m=k1=="
+    static let innopaySecret = "innopay-path-secret-0123456789"
+
+    @Test func aFileKeyWinsOverTheCredentialAndSaysSo() throws {
+        let loader = inMemoryLoader(
+            files: ["/etc/pgnoti/keys": "SMTPAY001m=new==\n", "/creds/smartro-merchant-keys": "SMTPAY001m=old==\n"],
+            env: ["CREDENTIALS_DIRECTORY": "/creds"])
+        let config = try loader.parse("[smartro]\nmerchant_keys_file = \"/etc/pgnoti/keys\"")
+        #expect(config.smartro.merchantKeys["SMTPAY001m"]?.matches("new==") == true)
+        #expect(config.smartro.merchantKeys["SMTPAY001m"]?.matches("old==") == false, "the stale copy is not used")
+        #expect(config.notes.count == 1)
+        #expect(config.notes.first?.contains("smartro-merchant-keys credential is ignored") == true)
+        #expect(config.secretFiles == [SecretFile(key: "smartro.merchant_keys_file", path: "/etc/pgnoti/keys")])
+        // Without a file key the credential is still read, for installs that rely on it.
+        let old = try loader.parse("[smartro]")
+        #expect(old.smartro.merchantKeys["SMTPAY001m"]?.matches("old==") == true)
+        #expect(old.notes.isEmpty)
+    }
+
+    @Test func outsideSystemdTheCredentialsAreTheFilesBesideTheConfig() throws {
+        // What `sudo pgnoti check-config` and the postinst see: the files the unit's
+        // LoadCredential= lines copy, not nothing.
+        let loader = inMemoryLoader(files: [
+            "/etc/pgnoti/pgnoti.toml": "[smartro]\n[innopay]\n",
+            "/etc/pgnoti/smartro-merchant-keys": Self.key + "\n",
+            "/etc/pgnoti/innopay-path-secret": Self.innopaySecret + "\n",
+        ])
+        let config = try loader.load(path: "/etc/pgnoti/pgnoti.toml")
+        #expect(config.smartro.merchantKeys.keys.sorted() == ["SMTPAY001m"])
+        #expect(config.innopay.auth.pathSecrets.matches(Self.innopaySecret))
+        #expect(config.notes.isEmpty, "the file key and the credential are the same file here")
+    }
+
+    @Test func operatorCommandsLoadWithoutTheSecretsTheyDoNotUse() throws {
+        var loader = inMemoryLoader(files: [:])
+        loader.secretsRequired = false
+        let text = """
+            [smartro]
+            merchant_keys_file = "/etc/pgnoti/smartro-merchant-keys"
+            [innopay]
+            path_secret_file = "/etc/pgnoti/innopay-path-secret"
+            """
+        let config = try loader.parse(text)
+        #expect(config.smartro.enabled && config.innopay.enabled)
+        #expect(config.unreadableSecrets.map(\.key) == ["smartro.merchant_keys_file", "innopay.path_secret_file"])
+        // The daemon and check-config still refuse it, naming the file.
+        do {
+            _ = try inMemoryLoader().parse(text)
+            Issue.record("accepted without keys")
+        } catch {
+            #expect(error.key == "smartro.merchant_keys_file")
+            #expect(error.problem.contains("/etc/pgnoti/smartro-merchant-keys"))
+        }
+    }
+
+    @Test func anEmptySecretFileOfAnEnabledPGIsAnError() {
+        let files = ["/s": "", "/k": "# nothing yet\n"]
+        do {
+            _ = try inMemoryLoader(files: files).parse(
+                "[innopay]\npath_secret_file = \"/s\"\nallow_sources = [\"203.0.113.20\"]")
+            Issue.record("an empty path secret file was taken as no secret")
+        } catch {
+            #expect(error.key == "innopay.path_secret_file")
+            #expect(error.problem.contains("is empty"))
+        }
+        do {
+            _ = try inMemoryLoader(files: files).parse("[smartro]\nmerchant_keys_file = \"/k\"")
+            Issue.record("an empty key file was taken")
+        } catch {
+            #expect(error.key == "smartro.merchant_keys_file")
+        }
+        // A disabled PG's empty file is what tmpfiles.d ships: fine.
+        #expect(
+            (try? inMemoryLoader(files: files).parse("[innopay]\nenabled = false\npath_secret_file = \"/s\"")) != nil)
+    }
+
+    @Test func aListedMerchantWithoutAKeyIsAnError() {
+        do {
+            _ = try inMemoryLoader(files: ["/k": "OTHER001m=k==\n"]).parse(
+                "[smartro]\nmerchant_keys_file = \"/k\"\nmerchants = [\"SHOP0001m\"]")
+            Issue.record("a merchant without a key was accepted")
+        } catch {
+            #expect(error.key == "smartro.merchants")
+            #expect(error.problem.contains("SHOP0001m"))
+        }
+    }
+
+    @Test func aDirectoryOrAMissingFileIsNamedInPlainWords() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pgnoti-secret-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            _ = try ConfigLoader(environment: [:]).parse("[smartro]\nmerchant_keys_file = \"\(directory.path)\"")
+            Issue.record("a directory was read")
+        } catch {
+            #expect(error.problem.contains("is a directory, not a file"), "\(error)")
+            #expect(!error.problem.contains("NSCocoaErrorDomain"))
+        }
+        do {
+            _ = try ConfigLoader(environment: [:]).parse(
+                "[smartro]\nmerchant_keys_file = \"\(directory.path)/missing\"")
+            Issue.record("a missing file was read")
+        } catch {
+            #expect(error.problem.contains("no such file"), "\(error)")
+        }
+    }
+
+    @Test func whetherTheServiceUserCanReadIsJudgedByItsOwnPermissions() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pgnoti-access-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        chmod(directory.path, 0o755)
+        let file = directory.appendingPathComponent("secret").path
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        chmod(file, 0o600)
+        guard geteuid() == 0, getpwnam("nobody") != nil else { return }
+        chown(file, 0, 0)
+        let problem = ReadAccess.problem(user: "nobody", path: file)
+        #expect(problem?.contains("cannot read") == true, "\(problem ?? "nil")")
+        #expect(problem?.contains("0600") == true)
+        chmod(file, 0o644)
+        #expect(ReadAccess.problem(user: "nobody", path: file) == nil)
+    }
+}

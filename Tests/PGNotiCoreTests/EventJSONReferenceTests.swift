@@ -170,11 +170,13 @@ import Testing
             "original_tid": value(n.originalTID),
             "pay_method": value(n.payMethod),
             "provider": n.provider.rawValue,
+            "purged": false,
             "raw": raw,
             "received_at": receivedAt,
             "requested_amount": value(n.requestedAmount),
             "result_code": value(n.resultCode),
             "result_message": value(n.resultMessage),
+            "sandbox": event.isSandbox,
             "schema": "pgnoti.event.v1",
             "state": n.state,
             "test": event.isTest,
@@ -185,5 +187,29 @@ import Testing
                     compact(["account_number": $0.accountNumber, "bank_code": $0.bankCode, "bank_name": $0.bankName])
                 }),
         ]
+    }
+}
+
+struct PurgedDocumentTests {
+    @Test func aPurgedEventKeepsTheSchemasMembersAndEmptiesThePersonalOnes() throws {
+        let stored: [String: Any] = [
+            "amount": 15000, "buyer": ["name": "김똠순", "phone": "01012345678"], "currency": "KRW",
+            "delivery": ["address": "서울특별시 강남구 1"], "id": "abc", "kind": "payment.approved",
+            "purged": false, "raw": ["Name": "김똠순"], "sandbox": false, "schema": "pgnoti.event.v1",
+            "test": true, "tid": "T1", "verified_by": "sign_value_md5", "card": NSNull(),
+        ]
+        let bytes = Array(try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]))
+        let purged = try #require(Event.purgedDocument(from: bytes))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(purged)) as? [String: Any])
+        #expect(Set(object.keys) == Set(stored.keys), "no member dropped or added")
+        #expect(object["purged"] as? Bool == true)
+        #expect(object["test"] as? Bool == true)
+        #expect(object["currency"] as? String == "KRW")
+        #expect(object["verified_by"] as? String == "sign_value_md5")
+        #expect(object["amount"] as? Int == 15000)
+        #expect(object["buyer"] is NSNull && object["delivery"] is NSNull)
+        #expect((object["raw"] as? [String: Any])?.isEmpty == true)
+        #expect(!String(decoding: purged, as: UTF8.self).contains("똠순"))
+        #expect(Event.purgedDocument(from: Array("not json".utf8)) == nil)
     }
 }

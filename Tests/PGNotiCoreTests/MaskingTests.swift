@@ -36,3 +36,31 @@ import Testing
     #expect(Masking.secret("800101") == "****")
     #expect(Masking.secret("") == "****")
 }
+
+@Test func namesAndAddressesAreMaskedWhateverTheProvidersSpelling() {
+    #expect(Masking.name("김똠순") == "김**")
+    #expect(Masking.address("서울특별시 강남구 테헤란로 1") == "서울특별시 ****")
+    let fields = [
+        DecodedField(name: "Name", values: ["김똠순"], isLossy: false),
+        DecodedField(name: "recipientName", values: ["이수령"], isLossy: false),
+        DecodedField(name: "address", values: ["부산광역시 해운대구 1"], isLossy: false),
+        DecodedField(name: "addressDetail", values: ["101동 202호"], isLossy: false),
+    ]
+    let shown = Masking.fields(fields).map(\.value).joined(separator: " ")
+    for clear in ["똠순", "수령", "해운대", "202호"] { #expect(!shown.contains(clear), "\(clear) in \(shown)") }
+}
+
+@Test func anEventForTheScreenHasEveryPersonalMemberMasked() {
+    let event: [String: Any] = [
+        "buyer": ["name": "김똠순", "phone": "01012345678", "email": "kim@example.com"],
+        "delivery": [
+            "recipient_name": "이수령", "recipient_phone": "01098765432", "address": "서울특별시 강남구 1",
+            "address_detail": "3층",
+        ],
+        "raw": ["buyerName": "김똠순", "address": "서울특별시 강남구 1"], "amount": 1000,
+    ]
+    let masked = Masking.event(event)
+    let text = "\(masked)"
+    for clear in ["똠순", "수령", "강남구", "3층", "12345678", "kim@"] { #expect(!text.contains(clear), "\(clear)") }
+    #expect(masked["amount"] as? Int == 1000)
+}

@@ -355,7 +355,17 @@ func smartroPost(
         #expect(json.keys.contains("original_tid"))
         #expect(json["original_tid"] is NSNull)
         #expect((json["raw"] as? [String: Any])?["Name"] as? String == "홍길동")
-        #expect(event.jsonBytes() == event.jsonBytes())
+        // Stable: the same notification read again files as the same bytes, keys in sorted order.
+        let again = Event(
+            notification: try smartro.interpret(
+                smartroPost(extra: [("PayMethod", "CARD"), ("Amt", "15000"), ("StateCd", "0"), ("Name", "홍길동")])),
+            receivedAt: Date(timeIntervalSince1970: 1_732_343_400))
+        #expect(again.jsonBytes() == event.jsonBytes())
+        let text = String(decoding: event.jsonBytes(), as: UTF8.self)
+        let topLevel = json.keys.sorted()
+        let positions = topLevel.map { text.range(of: "\"\($0)\":")?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil })
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "members in sorted key order")
         #expect(json["test"] as? Bool == false)
         #expect(json["lossy_fields"] as? [String] == [])
         #expect(json["conflict"] is NSNull)

@@ -48,3 +48,27 @@ import Testing
         #expect(KoreanTime.day(leap) == "20240229")
     }
 }
+
+struct CutoffTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func daysHoursMinutesAndSecondsAreAges() throws {
+        #expect(try TimeSpec.cutoff("400d", now: now) == now.addingTimeInterval(-400 * 86_400))
+        #expect(try TimeSpec.cutoff("12h", now: now) == now.addingTimeInterval(-12 * 3600))
+        #expect(try TimeSpec.cutoff("90min", now: now) == now.addingTimeInterval(-90 * 60))
+        #expect(try TimeSpec.cutoff("30s", now: now) == now.addingTimeInterval(-30))
+        #expect(try TimeSpec.cutoff("2026-01-01", now: now) == TimeSpec.parse("2026-01-01", now: now))
+    }
+
+    @Test func aBareMIsRefusedAsAmbiguous() {
+        do {
+            _ = try TimeSpec.cutoff("1m", now: now)
+            Issue.record("1m taken")
+        } catch {
+            #expect(error.description.contains("ambiguous"))
+            #expect(error.description.contains("1min"))
+        }
+        // The list filters keep their documented minutes.
+        #expect((try? TimeSpec.parse("30m", now: now)) == now.addingTimeInterval(-1800))
+    }
+}

@@ -82,7 +82,9 @@ extension EndToEnd {
                     try database.writeWithoutTransaction { db in
                         try db.inTransaction(.immediate) {
                             holding.withLock { $0 = true }
-                            while !release.withLock({ $0 }) { usleep(10_000) }
+                            // Bounded, so a test that fails before releasing cannot hang the run.
+                            let deadline = Date().addingTimeInterval(120)
+                            while !release.withLock({ $0 }) && Date() < deadline { usleep(10_000) }
                             return .rollback
                         }
                     }

@@ -75,7 +75,7 @@ extension EndToEnd {
             #expect(try await copy.counts().notifications == 2)
             try await copy.close()
 
-            let purge = try Self.run(["purge", "--older-than", "0s", "--config", config], in: dir)
+            let purge = try Self.run(["purge", "--older-than", "0s", "--force", "--yes", "--config", config], in: dir)
             #expect(purge.stdout.contains("2 notification(s)"), "\(purge)")
             let purged = try Self.run(["events", "show", tid, "--config", config], in: dir)
             #expect(purged.stdout.contains("request:       purged"))

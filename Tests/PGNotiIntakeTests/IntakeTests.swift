@@ -254,3 +254,50 @@ func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws ->
         try await Task.sleep(for: .milliseconds(5))
     }
 }
+
+/// Sandbox mode authenticates nothing, and behind a reverse proxy every peer is loopback: it
+/// must not be a way to file a real merchant's payment.
+struct SandboxIntakeTests {
+    func make() throws -> (Intake, Ledger) {
+        let ledger = try Ledger(path: try temporaryDirectory().appendingPathComponent("db.sqlite").path)
+        return (
+            Intake(policy: IntakePolicy(config: Config.sandbox()), store: ledger, logger: Logger(label: "t")), ledger
+        )
+    }
+
+    @Test func aForgedInnopayApprovalForARealMerchantIsRefusedAndKept() async throws {
+        let (intake, ledger) = try make()
+        let forged = "pgMid=REALMID01m&pgTid=F1&status=25&approvalAmt=990000&pgResultCode=3001"
+        let result = await intake.process(
+            submission(forged, provider: .innopay, secret: nil, client: "198.51.100.66"))
+        #expect(result.outcome == .rejected && result.ack == nil)
+        #expect(result.rejection?.reason == .testMerchantOnly)
+        #expect(result.rejection?.detail.contains("REALMID01m") == true)
+        #expect(try await ledger.quarantined(reason: "test_merchant_only").first?.merchantID == "REALMID01m")
+        #expect(try await ledger.counts().notifications == 0)
+    }
+
+    @Test func innopaysPublishedTestPgMIDIsStillTakenAndMarkedSandbox() async throws {
+        let (intake, ledger) = try make()
+        let test = "pgMid=nictest14m&pgTid=T14&status=25&approvalAmt=1000&pgResultCode=3001"
+        let result = await intake.process(submission(test, provider: .innopay, secret: nil))
+        #expect(result.outcome == .accepted && result.ack == "0000")
+        let stored = try #require(try await ledger.events(.init()).first)
+        let event = try #require(try JSONSerialization.jsonObject(with: stored.eventJSON) as? [String: Any])
+        #expect(event["sandbox"] as? Bool == true)
+        #expect(event["test"] as? Bool == true)
+        #expect(event["purged"] as? Bool == false)
+    }
+
+    @Test func tomatoPaysSandboxStandInAndSmartrosTestMerchantAreTaken() async throws {
+        let (intake, _) = try make()
+        let tomato = await intake.process(
+            submission("MID=tomato001m&TID=T1&StateCd=0&Amt=1000&ResultCode=3001", secret: nil))
+        #expect(tomato.outcome == .accepted)
+        let other = await intake.process(
+            submission("MID=shop0001m&TID=T2&StateCd=0&Amt=1000&ResultCode=3001", secret: nil))
+        #expect(other.rejection?.reason == .testMerchantOnly)
+        let smartro = await intake.process(submission(smartroBody(), provider: .smartro, secret: nil))
+        #expect(smartro.outcome == .accepted && smartro.ack == "OK")
+    }
+}

@@ -297,12 +297,27 @@ import Testing
         }
     }
 
+    @Test func aMissingQueueIsCreatedByTheNextDrain() async throws {
+        try await withTemporaryDirectory { (dir: URL) async throws in
+            let outbox = FakeOutbox()
+            let root = dir.appendingPathComponent("queue")
+            let queue = QueueDirectory(unpreparedAt: root)
+            #expect(!FileManager.default.fileExists(atPath: root.path), "nothing touched before the relay runs")
+            let relay = OutboxRelay(outbox: outbox, queue: queue, logger: capturingLogger().0)
+            let name = outbox.add("T1")
+            #expect(try await relay.drain() == 1)
+            #expect(try files(in: root.appendingPathComponent("new")) == [name])
+        }
+    }
+
     @Test func runLogsFailuresAndKeepsGoing() async throws {
         try await withTemporaryDirectory { dir in
             let outbox = FakeOutbox()
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let newDir = queue.root.appendingPathComponent("new")
+            // A file where new/ should be: neither filing nor re-creating the directory works.
             try FileManager.default.removeItem(at: newDir)
+            FileManager.default.createFile(atPath: newDir.path, contents: Data("x".utf8))
             let (logger, logs) = capturingLogger()
             let relay = OutboxRelay(outbox: outbox, queue: queue, logger: logger, pollInterval: .seconds(3600))
             let running = Task { await relay.run() }
@@ -311,12 +326,13 @@ import Testing
             let name = outbox.add("T1")
             relay.wake()
             try await waitUntil("the failure to be logged") {
-                logs.all.contains { $0.0 == .error && $0.1.contains("rename") && $0.1.contains(newDir.path) }
+                logs.all.contains { $0.0 == .error && $0.1.contains(newDir.path) }
             }
             #expect(outbox.count == 1)
 
             // The disk recovers; the relay must get there on its own (backoff),
             // without another wake and long before the hour-long poll.
+            try FileManager.default.removeItem(at: newDir)
             try FileManager.default.createDirectory(at: newDir, withIntermediateDirectories: false)
             try await waitUntil("retry after backoff") { try files(in: newDir) == [name] }
         }

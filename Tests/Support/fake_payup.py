@@ -3,7 +3,9 @@
 
 POST /v2/api/payment/{merchantId}/keyin2  approve (§2.1); signature checked per §2.1.1
 POST /v2/api/payment/{merchantId}/cancel2 cancel (§2.2); signature checked per §2.2.1
-orderNumber starting DECLINE -> responseCode 5001; SLOW -> answers after --slow seconds.
+orderNumber starting DECLINE -> responseCode 5001; SLOW -> answers after --slow seconds;
+ECHO -> approves and echoes the card number back (which pgnoti must never keep);
+HTTP500 -> approves (responseCode 0000) under HTTP status 500; NULLCODE -> responseCode null.
 A bad signature -> 2001. Each request is logged to --log as one JSON line, with the card
 number replaced by its length so the log itself holds no card data. Prints "listening PORT".
 """
@@ -51,11 +53,19 @@ def main():
                 elif order.startswith("DECLINE"):
                     answer = {"responseCode": "5001", "responseMsg": "결제 금액이 최소 결제 금액 보다 작습니다.",
                               "orderNumber": order, "amount": body.get("amount")}
+                elif order.startswith("NULLCODE"):
+                    answer = {"responseCode": None, "responseMsg": None, "orderNumber": order}
                 else:
                     answer = {"responseCode": "0000", "responseMsg": "성공", "transactionId": "20261124%06dST%04d" % (n, n),
                               "authDateTime": "20261124103000", "authNumber": "00308225", "orderNumber": order,
                               "amount": body.get("amount"), "cardName": "신한카드", "kakaoResultCode": ""}
+                    if order.startswith("ECHO"):
+                        answer["cardNo"] = body.get("cardNo")
+                        answer["birthday"] = body.get("birthday")
                 if order.startswith("SLOW"):
+                    # Said before the wait, so a test knows the request reached Payup.
+                    with open(args.log, "a") as log:
+                        log.write(json.dumps({"path": self.path, "received": order}) + "\n")
                     time.sleep(args.slow)
             else:
                 ok = body.get("signature") == sha("%s|%s|%s" % (merchant, body.get("transactionId"), key))
@@ -71,8 +81,9 @@ def main():
                 log.write(json.dumps({"path": self.path, "signature_ok": ok, "request": logged,
                                       "content_type": self.headers.get("Content-Type")}, ensure_ascii=False) + "\n")
             data = json.dumps(answer, ensure_ascii=False).encode()
+            status = 500 if body.get("orderNumber", "").startswith("HTTP500") else 200
             try:
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -13,8 +13,10 @@ public struct Event: Sendable, Equatable {
     public var kind: EventKind
     /// When pgnoti first received the notification (kept across a quarantine release).
     public var receivedAt: Date
-    /// True for a PG's published test merchant.
+    /// True for a PG's published test merchant, and for everything a sandbox files.
     public var isTest: Bool
+    /// Filed by `pgnoti serve` without a configuration (sandbox mode): never a real payment.
+    public var isSandbox = false
     /// The charset the body was decoded with.
     public var charset: TextCharset?
     /// Fields whose bytes were not valid in `charset`.
@@ -113,12 +115,14 @@ public struct Event: Sendable, Equatable {
         json.member("original_tid", n.originalTID)
         json.member("pay_method", n.payMethod)
         json.member("provider", n.provider.rawValue)
+        json.member("purged", false)
         json.key("raw")
         writeRaw(n.rawFields, to: &json)
         json.member("received_at", KoreanTime.iso8601(receivedAt))
         json.member("requested_amount", n.requestedAmount)
         json.member("result_code", n.resultCode)
         json.member("result_message", n.resultMessage)
+        json.member("sandbox", isSandbox)
         json.member("schema", Self.schemaV1)
         json.member("state", n.state)
         json.member("test", isTest)
@@ -142,6 +146,31 @@ public struct Event: Sendable, Equatable {
             }
         }
         json.endObject()
+    }
+}
+
+extension Event {
+    /// Members of a v1 document that carry personal data (names, phones, e-mails, addresses,
+    /// recipients, the decoded request) or the request itself; a purge empties them.
+    static let personalMembers: Set<String> = ["buyer", "delivery", "raw"]
+
+    /// The document a purge leaves: every v1 member kept, so a consumer that reads `test`,
+    /// `currency` or `verified_by` reads them as before, with the personal members null (`raw`
+    /// an empty object) and `purged: true`. Nil when `stored` is not a JSON object. Pure.
+    public static func purgedDocument(from stored: [UInt8]) -> [UInt8]? {
+        guard
+            let object = try? JSONSerialization.jsonObject(with: Data(stored), options: [.fragmentsAllowed])
+                as? [String: Any]
+        else { return nil }
+        var document = object
+        for member in personalMembers where document[member] != nil { document[member] = NSNull() }
+        document["raw"] = [String: Any]()
+        document["purged"] = true
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return nil }
+        return Array(data)
     }
 }
 

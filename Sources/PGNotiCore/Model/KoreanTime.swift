@@ -98,6 +98,13 @@ public enum KoreanTime {
         String(iso8601(date).prefix(10).filter(\.isASCIIDigit))
     }
 
+    /// `yyyyMMdd-HHmmss` in Korean time: a file-name stamp that sorts by time.
+    public static func compactStamp(_ date: Date) -> String {
+        let iso = iso8601(date)
+        return String(iso.prefix(10).filter(\.isASCIIDigit)) + "-"
+            + String(iso.dropFirst(11).prefix(8).filter(\.isASCIIDigit))
+    }
+
     /// Minutes since midnight in Korea.
     public static func minutesSinceMidnight(_ date: Date) -> Int {
         let seconds = Int64(date.timeIntervalSince1970.rounded(.down)) + offsetSeconds

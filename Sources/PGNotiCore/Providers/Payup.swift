@@ -50,6 +50,38 @@ public struct Payup: PaymentProvider {
     /// §3.1 "성공".
     static let success = "0000"
 
+    /// The members of Payup's answer the manual documents (§2.1 and §2.2 "응답 전문구성"). Only
+    /// these are kept, stored or relayed: an answer that echoes card data (`cardNo`) or carries
+    /// anything else undocumented loses it before it reaches the ledger, a log or the app.
+    public static let documentedAnswer: Set<String> = [
+        "responseCode", "responseMsg", "transactionId", "authDateTime", "authNumber", "orderNumber", "amount",
+        "cardName", "kakaoResultCode", "noinf", "taxAmount", "vatAmount", "freeAmount", "cancelDateTime",
+    ]
+
+    /// `answer` with only its documented members. Pure.
+    public static func documented(_ answer: [String: Any]) -> [String: Any] {
+        answer.filter { documentedAnswer.contains($0.key) }
+    }
+
+    /// What an answer says happened, as far as it can be read.
+    public enum AnswerOutcome: Sendable, Equatable {
+        /// `responseCode` 0000.
+        case success
+        /// Any other code: Payup refused it.
+        case declined(code: String)
+        /// No usable `responseCode` (missing, null, empty, not text): nothing is known, and the
+        /// payment may or may not have gone through.
+        case unclassifiable
+    }
+
+    public static func classify(_ answer: [String: Any]) -> AnswerOutcome {
+        // §2.0: every member is a string; a number would have lost the code's leading zeros.
+        guard let text = answer["responseCode"] as? String else { return .unclassifiable }
+        let code = text.trimmingCharacters(in: .whitespaces)
+        guard !code.isEmpty else { return .unclassifiable }
+        return code == success ? .success : .declined(code: code)
+    }
+
     /// Scalar members of the document by their own names, scalar members of `response` as
     /// `response.<name>`; numbers and booleans as their JSON text. Nested objects and arrays
     /// are left out. Sorted by name, since a JSON object has no order to keep.

@@ -21,6 +21,9 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         case stateMismatch = "state_mismatch"
         /// A PG's published test merchant reached a production receiver.
         case testMerchant = "test_merchant"
+        /// Sandbox mode takes only the PGs' test merchants: behind a reverse proxy every peer is
+        /// loopback, so anything else could be a forged payment.
+        case testMerchantOnly = "test_merchant_only"
         /// The client sent more than `requests_per_second_per_source` allows.
         case rateLimited = "rate_limited"
         /// Released from quarantine for a PG that is no longer enabled.

@@ -17,6 +17,27 @@ public enum TimeSpec {
         )
     }
 
+    /// A cutoff for commands that delete (`purge --older-than`): ISO 8601, or an age in `d`, `h`,
+    /// `min` or `s` (and `w`). A bare `m` is refused: an operator who means a month must not
+    /// strip everything older than a minute.
+    public static func cutoff(_ text: String, now: Date) throws(Invalid) -> Date {
+        let trimmed = text.trimmingSpaces
+        if trimmed.hasSuffix("min"), let count = Int(trimmed.dropLast(3)), count >= 0 {
+            return now.addingTimeInterval(-TimeInterval(count) * 60)
+        }
+        if trimmed.hasSuffix("m"), Int(trimmed.dropLast()) != nil {
+            throw Invalid(
+                description:
+                    "\"\(text)\" is ambiguous here: write \(trimmed.dropLast())min for minutes, or days (30d) for a month"
+            )
+        }
+        if let span = span(trimmed) { return now.addingTimeInterval(-span) }
+        if let date = iso8601(trimmed) { return date }
+        throw Invalid(
+            description: "\"\(text)\" is neither ISO 8601 (2026-11-23) nor an age in d, h, min or s (400d, 12h, 90min)"
+        )
+    }
+
     /// Seconds in `30s`, `30m`, `2h`, `7d`, `2w`; nil when it is not a span.
     public static func span(_ text: String) -> TimeInterval? {
         guard let unit = text.last, let count = Int(text.dropLast()), count >= 0 else { return nil }
