@@ -479,8 +479,10 @@ check "TomatoPay, not enabled, gets 404 (got $status)" [ "$status" = 404 ]
 wait_until 10 eval '[ "$(queue_count)" -ge 2 ]'
 check "one event per accepted notification in /var/lib/pgnoti/queue/new/ ($(queue_count) files, 2 expected)" \
     [ "$(queue_count)" = 2 ]
-check "queue files are 0640 pgnoti:pgnoti" \
-    [ "$(c sh -c 'stat -c "%a %U:%G" /var/lib/pgnoti/queue/new/*.json' | sort -u)" = "640 pgnoti:pgnoti" ]
+# The files' group is new/'s (setgid where the package gives consumers a group of their own).
+queue_group=$(c stat -c %G /var/lib/pgnoti/queue/new)
+check "queue files are 0640 pgnoti:$queue_group ($(c sh -c 'stat -c "%a %U:%G" /var/lib/pgnoti/queue/new/*.json' | sort -u | xargs))" \
+    [ "$(c sh -c 'stat -c "%a %U:%G" /var/lib/pgnoti/queue/new/*.json' | sort -u)" = "640 pgnoti:$queue_group" ]
 metrics() { c python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9759/metrics", timeout=5).read().decode())'; }
 readyz() { c python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9759/readyz", timeout=5).status)' 2>/dev/null; }
 check "/readyz answers 200 on the admin listener" [ "$(readyz)" = 200 ]
