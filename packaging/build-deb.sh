@@ -42,12 +42,13 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/usr/
     "$root/usr/share/doc/pgnoti/examples"
 install -m 0755 "$binary" "$root/usr/bin/pgnoti"
 strip --strip-unneeded "$root/usr/bin/pgnoti" 2>/dev/null || true
-for unit in systemd/*.service; do install -m 0644 "$unit" "$root/lib/systemd/system/"; done
+for unit in systemd/*.service systemd/*.timer; do install -m 0644 "$unit" "$root/lib/systemd/system/"; done
 install -m 0644 systemd/pgnoti.sysusers.conf "$root/usr/lib/sysusers.d/pgnoti.conf"
 install -m 0644 systemd/pgnoti.tmpfiles.conf "$root/usr/lib/tmpfiles.d/pgnoti.conf"
 install -m 0640 systemd/pgnoti.toml "$root/etc/pgnoti/pgnoti.toml"
 install -m 0644 systemd/pgnoti.toml "$root/usr/share/doc/pgnoti/examples/pgnoti.toml"
 install -m 0644 systemd/*.example "$root/usr/share/doc/pgnoti/examples/" 2>/dev/null || true
+install -m 0644 systemd/pgnoti-alerts.yml "$root/usr/share/doc/pgnoti/examples/"
 install -m 0644 README.md "$root/usr/share/doc/pgnoti/README.md"
 python3 packaging/manpage.py "$root/usr/bin/pgnoti" | gzip -9n > "$root/usr/share/man/man1/pgnoti.1.gz"
 "$root/usr/bin/pgnoti" --generate-completion-script bash > "$root/usr/share/bash-completion/completions/pgnoti"
