@@ -367,6 +367,27 @@ import Testing
         #expect(TossPuller.daysToPull(now: Self.kst(2026, 11, 24, 9, 30), finalAfterMinutes: 60) == ["20261124"])
     }
 
+    /// The daemon goes on pulling yesterday past its final moment while its last body ended in
+    /// a row without its newline not yet taken: that row is taken only once the body has come
+    /// back unchanged for final_after_minutes.
+    @Test func yesterdayIsPulledWhileItsLastRowWaits() async throws {
+        let setup = try TossInboxTests.make()
+        let puller = TossPuller(
+            url: "http://127.0.0.1:9/trxdown.jsp", merchantID: "toss", mertKey: SecretValues(["unused"]),
+            timeout: .seconds(1), importer: setup.importer, logger: Logger(label: "t"))
+        let schedule = TossPullSchedule(
+            puller: puller, every: .seconds(1200), finalAfterMinutes: 60, logger: Logger(label: "t"))
+        let midday = Self.kst(2026, 11, 24, 12, 0)
+        #expect(await schedule.days(now: midday) == ["20261124"])
+        try await setup.ledger.saveTossProgress(
+            TossFileProgress(
+                fileName: "toss_REV_20261123.dat", ingestedBytes: 0, ingestedLines: 0, prefixSHA256: Digest.sha256([]),
+                size: 10,
+                rows: 0, updatedAt: Date(), pendingLine: 1))
+        #expect(await schedule.days(now: midday) == ["20261123", "20261124"])
+        #expect(await schedule.days(now: Self.kst(2026, 11, 24, 0, 30)) == ["20261123", "20261124"], "not twice")
+    }
+
     @Test func finalAfterMinutesMovesTheCutOff() {
         let at = Self.kst(2026, 11, 24, 0, 30)
         #expect(TossPuller.daysToPull(now: at, finalAfterMinutes: 0) == ["20261124"], "final at midnight")
