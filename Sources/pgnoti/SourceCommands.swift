@@ -76,7 +76,8 @@ struct TossCommand: AsyncParsableCommand {
             if failed { throw ExitCode.failure }
         }
 
-        static func describe(_ summary: TossImportSummary) -> String {
+        /// `next` names what reads the file again: `import`, or `pull`.
+        static func describe(_ summary: TossImportSummary, next: String = "import") -> String {
             var lines = [
                 "\(summary.fileName): \(summary.rows) rows, \(summary.new) new, \(summary.duplicates) duplicates, \(summary.bad.count) bad"
                     + (summary.errors > 0 ? ", \(summary.errors) not stored (\(summary.firstError ?? "?"))" : "")
@@ -92,7 +93,7 @@ struct TossCommand: AsyncParsableCommand {
             }
             if let line = summary.unterminatedLine {
                 lines.append(
-                    "  line \(line): no newline at its end yet (the file may still be being written): left for the next import"
+                    "  line \(line): no newline at its end yet (the file may still be being written): left for the next \(next)"
                         + (summary.unterminatedDueAt.map {
                             "; taken as it is from \(KoreanTime.display($0)) KST if the file stays unchanged"
                         } ?? ""))
@@ -150,7 +151,7 @@ struct TossCommand: AsyncParsableCommand {
             for service in services {
                 do {
                     let summary = try await puller.pull(date: date, service: service)
-                    print("\(service.rawValue): " + Import.describe(summary))
+                    print("\(service.rawValue): " + Import.describe(summary, next: "pull"))
                     if !summary.isClean { failed = true }
                 } catch {
                     printError("\(error)")
