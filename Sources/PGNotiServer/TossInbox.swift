@@ -131,7 +131,7 @@ final class TossInbox: Service, Sendable {
             // Settled: renamed in, or neither size nor modification time changed for a while.
             guard entry.renamedIn || monotonic - entry.since >= stable else { continue }
 
-            if fileName.kind == .rev, await !approvalsRead(before: fileName, &seen, wallClock: wallClock) {
+            if fileName.kind == .rev, await !approvalsRead(before: fileName, seen, wallClock: wallClock) {
                 if seen[name]?.saidWaiting != true {
                     seen[name]?.saidWaiting = true
                     logger.info(
@@ -177,7 +177,7 @@ final class TossInbox: Service, Sendable {
     /// Whether a REV file may be read: the same day's AUTH file is in the inbox and has been
     /// read as it is now, or it is not and was read before (it may be in done/), or the day is
     /// final and none came.
-    private func approvalsRead(before rev: TossFile.Name, _ seen: inout [String: Seen], wallClock: Date) async
+    private func approvalsRead(before rev: TossFile.Name, _ seen: [String: Seen], wallClock: Date) async
         -> Bool
     {
         if isFinal(rev, wallClock: wallClock) { return true }
