@@ -93,7 +93,8 @@ public struct TossSettings: Sendable, Equatable {
     /// How often the inbox is looked at besides inotify's wake-ups.
     public var pollSeconds = 2.0
     /// A day's file is final (moved to `inbox/done/`) this many minutes after the following
-    /// midnight, KST: Toss pushes the previous day in full at 00:05.
+    /// midnight, KST: Toss pushes the previous day in full at 00:05. A file's last line without
+    /// its newline is taken only once its day is over and the file unchanged this long.
     public var finalAfterMinutes = 60
     /// The pull: `mertid`, the MertKey's file, the download URL, and an optional schedule.
     public var merchantID: String?

@@ -75,12 +75,84 @@ public final class Intake: Sendable {
     /// Decodes, authenticates, verifies and commits one submission. A refusal is kept in
     /// quarantine unless `quarantine` is false (a release of an item that is already there).
     public func process(_ submission: Submission, quarantine: Bool = true) async -> IntakeResult {
+        switch prepare(submission, quarantine: quarantine) {
+        case .refuse(let rejection, let parsed, let keep):
+            return await refuse(submission, rejection, parsed: parsed, keep: keep)
+        case .commit(let commit):
+            let outcome: Result<RecordOutcome, any Error>
+            do { outcome = .success(try await store.record(commit.entry)) } catch { outcome = .failure(error) }
+            return finish(commit, outcome, submission)
+        }
+    }
+
+    /// Processes `submissions` as `process` does each, but commits those that pass in their
+    /// order: each is deduplicated against the ones before it (of two versions of one
+    /// notification, the first is the one stored), and their events are filed in that order.
+    /// Refusals are kept in quarantine alongside. Results come back in the submissions' order.
+    public func processInOrder(_ submissions: [Submission]) async -> [IntakeResult] {
+        var commits: [(index: Int, commit: Commit)] = []
+        var refusals: [(index: Int, refusal: Refusal)] = []
+        for (index, submission) in submissions.enumerated() {
+            switch prepare(submission, quarantine: true) {
+            case .commit(let commit): commits.append((index, commit))
+            case .refuse(let rejection, let parsed, let keep):
+                refusals.append((index, Refusal(rejection: rejection, parsed: parsed, keep: keep)))
+            }
+        }
+        // All the entries are queued at once, in order, before any refusal is.
+        async let recorded = store.recordInOrder(commits.map(\.commit.entry))
+        var results = [IntakeResult?](repeating: nil, count: submissions.count)
+        // Refusals only go to the quarantine, where order means nothing: a few at a time.
+        await withTaskGroup(of: (Int, IntakeResult).self) { group in
+            var pending = refusals.makeIterator()
+            func next() {
+                guard let (index, refusal) = pending.next() else { return }
+                let submission = submissions[index]
+                group.addTask {
+                    let result = await self.refuse(
+                        submission, refusal.rejection, parsed: refusal.parsed, keep: refusal.keep)
+                    return (index, result)
+                }
+            }
+            for _ in 0..<16 { next() }
+            for await (index, result) in group {
+                results[index] = result
+                next()
+            }
+        }
+        for ((index, commit), outcome) in zip(commits, await recorded) {
+            results[index] = finish(commit, outcome, submissions[index])
+        }
+        return results.map { $0! }
+    }
+
+    /// What one submission comes to before anything is stored.
+    enum Prepared {
+        case refuse(Rejection, parsed: (PaymentNotification, Fields)?, keep: Bool)
+        case commit(Commit)
+    }
+
+    struct Refusal: Sendable {
+        var rejection: Rejection
+        var parsed: (PaymentNotification, Fields)?
+        var keep: Bool
+    }
+
+    /// A submission that passed every check, ready for the ledger.
+    struct Commit {
+        var entry: LedgerEntry
+        var result: IntakeResult
+    }
+
+    /// Decode, authenticate, verify: everything short of the ledger, with no suspension, so a
+    /// caller can queue several commits in an order of its choosing.
+    func prepare(_ submission: Submission, quarantine: Bool) -> Prepared {
         let policy = self.policy
         guard let provider = policy.providers[submission.provider] else {
             // Not a refusal of what was sent but of where: nothing to keep.
-            return await refuse(
-                submission, Rejection(.providerDisabled, "\(submission.provider.rawValue) is not enabled"),
-                parsed: nil, keep: false)
+            return .refuse(
+                Rejection(.providerDisabled, "\(submission.provider.rawValue) is not enabled"), parsed: nil,
+                keep: false)
         }
         let auth = policy.auth(for: provider.id)
 
@@ -100,8 +172,7 @@ public final class Intake: Sendable {
                 let detail =
                     submission.pathSecret == .none
                     ? "the URL carries no path secret" : "the URL's path secret matches none configured"
-                return await refuse(
-                    submission, Rejection(.pathSecretMismatch, detail), parsed: parsed, keep: quarantine)
+                return .refuse(Rejection(.pathSecretMismatch, detail), parsed: parsed, keep: quarantine)
             }
         }
         if !auth.allowSources.isEmpty {
@@ -110,20 +181,20 @@ public final class Intake: Sendable {
                 let rejection = Rejection(
                     .sourceNotAllowed,
                     "client \(submission.address.client ?? "-") is not in \(provider.id.rawValue).allow_sources")
-                return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+                return .refuse(rejection, parsed: parsed, keep: quarantine)
             }
         }
 
         let (notification, fields): (PaymentNotification, Fields)
         switch reading {
         case .success(let value): (notification, fields) = value
-        case .failure(let rejection): return await refuse(submission, rejection, parsed: nil, keep: quarantine)
+        case .failure(let rejection): return .refuse(rejection, parsed: nil, keep: quarantine)
         }
         if let merchants = auth.merchants, !merchants.contains(notification.merchantID) {
             let rejection = Rejection(
                 .merchantNotAccepted,
                 "MID \(notification.merchantID) is not in \(provider.id.rawValue).merchants")
-            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+            return .refuse(rejection, parsed: parsed, keep: quarantine)
         }
         let isTest = policy.isTestMerchant(notification.merchantID, provider: provider)
         // The sandbox authenticates no PG: it is safe only for merchants that move no money.
@@ -133,24 +204,25 @@ public final class Intake: Sendable {
                 .testMerchantOnly,
                 "sandbox mode (no --config) takes only \(provider.id.rawValue)'s published test merchants and \(provider.id.rawValue).test_merchants; MID \(notification.merchantID) is neither"
             )
-            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+            return .refuse(rejection, parsed: parsed, keep: quarantine)
         }
         if isTest && !policy.sandbox && !auth.acceptTestMerchants {
             let rejection = Rejection(
                 .testMerchant,
                 "MID \(notification.merchantID) is a published test merchant; set \(provider.id.rawValue).accept_test_merchants = true to take it"
             )
-            return await refuse(submission, rejection, parsed: parsed, keep: quarantine)
+            return .refuse(rejection, parsed: parsed, keep: quarantine)
         }
         var verified = notification
         do {
             verified.verifiedBy = try provider.verify(notification, fields)
         } catch {
-            return await refuse(submission, error, parsed: parsed, keep: quarantine)
+            return .refuse(error, parsed: parsed, keep: quarantine)
         }
-        return await commit(
-            verified, fields: fields, isTest: isTest || policy.sandbox, sandbox: policy.sandbox, submission,
-            ack: provider.ackBody)
+        return .commit(
+            commit(
+                verified, fields: fields, isTest: isTest || policy.sandbox, sandbox: policy.sandbox, submission,
+                ack: provider.ackBody))
     }
 
     /// Refuses a submission the transport judged before the intake could (an oversized body,
@@ -203,8 +275,9 @@ public final class Intake: Sendable {
     private func commit(
         _ notification: PaymentNotification, fields: Fields, isTest: Bool, sandbox: Bool, _ submission: Submission,
         ack: String
-    ) async -> IntakeResult {
+    ) -> Commit {
         var result = IntakeResult(outcome: .error)
+        result.ack = ack
         result.merchantID = notification.merchantID
         result.tid = notification.tid
         result.state = notification.state
@@ -227,16 +300,25 @@ public final class Intake: Sendable {
                     with: storedEventID, storedAmount: storedAmount, storedResultCode: storedResult)
                 return (conflict.id, conflict.jsonBytes())
             })
+        return Commit(entry: entry, result: result)
+    }
+
+    /// What the ledger made of a prepared commit.
+    private func finish(_ commit: Commit, _ recorded: Result<RecordOutcome, any Error>, _ submission: Submission)
+        -> IntakeResult
+    {
+        var result = commit.result
         let outcome: RecordOutcome
-        do {
-            outcome = try await store.record(entry)
-        } catch {
+        switch recorded {
+        case .success(let value): outcome = value
+        case .failure(let error):
+            // Nothing committed: no ACK.
+            result.ack = nil
             result.error = "\(error)"
             Self.count(submission.provider, .error)
             return result
         }
-        // Committed: from here on the PG may hear its ACK.
-        result.ack = ack
+        // Committed: from here on the PG may hear its ACK (`commit` holds it until now).
         switch outcome {
         case .accepted(let id, let fileName):
             result.outcome = .accepted
@@ -253,7 +335,7 @@ public final class Intake: Sendable {
             result.queueFileName = fileName
             result.conflictsWith = conflictsWith
             result.storedFingerprint = storedFingerprint
-            result.receivedFingerprint = notification.fingerprint
+            result.receivedFingerprint = commit.entry.fingerprint
             result.conflictFiled = true
             onFiled()
         case .conflictIgnored(let conflictsWith, let storedFingerprint, let ignored):
@@ -261,15 +343,16 @@ public final class Intake: Sendable {
             result.eventID = nil
             result.conflictsWith = conflictsWith
             result.storedFingerprint = storedFingerprint
-            result.receivedFingerprint = notification.fingerprint
+            result.receivedFingerprint = commit.entry.fingerprint
             result.conflictFiled = false
             IntakeMetrics.shared.conflictsIgnored.increment()
             if ignored == 1 {
                 logger.warning(
                     "conflict limit reached: further conflicting versions of this notification are counted, not filed",
                     metadata: [
-                        "provider": "\(notification.provider.rawValue)", "merchant_id": "\(notification.merchantID)",
-                        "tid": "\(notification.tid)", "state": "\(notification.state)",
+                        "provider": "\(commit.entry.key.provider.rawValue)",
+                        "merchant_id": "\(commit.entry.key.merchantID)", "tid": "\(commit.entry.key.tid)",
+                        "state": "\(commit.entry.key.state)",
                         "limit": .stringConvertible(Ledger.maximumConflictsPerKey),
                     ])
             }

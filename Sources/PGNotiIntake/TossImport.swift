@@ -10,6 +10,8 @@ public struct TossImportSummary: Sendable {
         public let reason: String
         public let detail: String
         public let quarantineID: Int64?
+        /// The file's last line, taken without its newline (its day over, the file quiet).
+        public var unterminated = false
     }
 
     public let fileName: String
@@ -24,10 +26,18 @@ public struct TossImportSummary: Sendable {
     public var errors = 0
     /// The bytes read before had changed: the file was read again from its first line.
     public var rewritten = false
-    /// Where reading stopped: a last line without its newline is left for the next pass.
+    /// Where reading started and where the next read starts: never past a line without its
+    /// newline.
     public var resumedAtLine = 1
     public var nextLine = 1
     public var firstError: String?
+    /// A last line without its newline, left for a later read: its number, and when it will be
+    /// taken as it is if the file stays as it is (its day over and the file unchanged for
+    /// `final_after_minutes`).
+    public var unterminatedLine: Int?
+    public var unterminatedDueAt: Date?
+    /// The number of a last line without its newline that this read took as it was.
+    public var tookUnterminatedLine: Int?
 
     public var isClean: Bool { bad.isEmpty && errors == 0 }
 }
@@ -36,18 +46,30 @@ public struct TossImportSummary: Sendable {
 /// row is a submission of its own bytes, so a bad row is refused and quarantined with its file
 /// and line while its neighbours are filed. Used by the inbox watcher, the pull and
 /// `pgnoti toss import`.
+///
+/// Rows are committed in file order (in shared group commits): the first of two versions of one
+/// row is the one stored, and events are filed in the order of the file.
+///
+/// A line is read once its newline is there. A last line without one may be an upload caught
+/// mid-way, so it is left for a later read and the saved position stays before it; it is taken
+/// as it is only when its day is over and the file has not changed for `final_after_minutes`,
+/// and then filed only if it reads as a whole row (else refused and quarantined like any bad
+/// row). Even then the position stays before it: should the line ever grow, it is read again.
 public struct TossImporter: Sendable {
     let intake: Intake
     let ledger: Ledger
     let logger: Logger
-    /// Rows in flight at once: they share group commits, and rows of one file are independent.
-    let concurrency: Int
+    /// How long a file must have been unchanged, its day over, before its last line without a
+    /// newline is taken as it is.
+    let finalAfterMinutes: Int
+    /// Rows queued for the ledger at once.
+    static let slice = 256
 
-    public init(intake: Intake, ledger: Ledger, logger: Logger, concurrency: Int = 32) {
+    public init(intake: Intake, ledger: Ledger, logger: Logger, finalAfterMinutes: Int = 60) {
         self.intake = intake
         self.ledger = ledger
         self.logger = logger
-        self.concurrency = concurrency
+        self.finalAfterMinutes = finalAfterMinutes
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -67,11 +89,16 @@ public struct TossImporter: Sendable {
     }
 
     /// Files the rows of `bytes` (the whole file as it is now) not filed by an earlier pass.
-    /// `complete` says the file is whole (stable, renamed in, pulled, or named by hand): only
-    /// then is a last line without a newline taken.
-    public func ingest(fileName: String, bytes: [UInt8], complete: Bool, receivedAt: Date = Date()) async throws
-        -> TossImportSummary
-    {
+    ///
+    /// - Parameters:
+    ///   - modifiedAt: when the bytes last changed, as the file system says (its modification
+    ///     time); nil for a body with none (a pull): it then counts from when a read first saw
+    ///     exactly these bytes.
+    ///   - now: the moment of the read, which decides whether a last line without its newline
+    ///     is taken (a parameter for tests).
+    public func ingest(
+        fileName: String, bytes: [UInt8], modifiedAt: Date?, now: Date = Date(), receivedAt: Date = Date()
+    ) async throws -> TossImportSummary {
         guard intake.policy.isEnabled(.toss) else { throw Failure.tossDisabled }
         guard let name = TossFile.Name(fileName: fileName) else { throw Failure.notATossFile(fileName) }
         var summary = TossImportSummary(fileName: fileName)
@@ -91,41 +118,56 @@ public struct TossImporter: Sendable {
             }
         }
         summary.resumedAtLine = position.lineNumber
-        guard let delimiter = TossFile.delimiter(of: bytes) else {
-            if bytes.isEmpty || !complete { return summary }
-            throw Failure.noReadableRow(fileName)
-        }
-        let format = TossPayments.RowFormat(kind: name.kind, delimiter: delimiter)
-        let split = TossFile.lines(in: bytes, from: position)
-        let lines = split.lines.filter { $0.isTerminated || complete }
-        var next = split.next
-        if complete, let last = lines.last, !last.isTerminated { next = last.following }
 
-        let results = await withTaskGroup(of: (TossFile.Line, IntakeResult).self) { group in
-            var iterator = lines.makeIterator()
-            var results: [(TossFile.Line, IntakeResult)] = []
-            func submitNext() {
-                guard let line = iterator.next() else { return }
-                let submission = Submission(
-                    provider: .toss, body: line.bytes, contentType: format.contentType,
-                    address: ClientAddress(peer: nil, client: nil), receivedAt: receivedAt,
-                    requestID: "\(fileName):\(line.number)", origin: .file(name: fileName, line: line.number))
-                group.addTask {
-                    let result = await intake.process(submission)
-                    NotificationLog.emit(result, submission, logger: logger)
-                    return (line, result)
-                }
+        let contentSHA256 = Digest.sha256(bytes)
+        let contentSince =
+            stored.flatMap { $0.contentSHA256 == Data(contentSHA256) ? $0.contentSince : nil } ?? now
+        let split = TossFile.lines(in: bytes, from: position)
+        var lines = split.terminated
+        // Never past a line without its newline, whatever happens to that line below.
+        let next = split.next
+        var tailSHA256: [UInt8]?
+        if let tail = split.unterminated {
+            let tailBytes = Digest.sha256(bytes[next.offset...])
+            let dueAt = max(
+                KoreanTime.afterDay(name.date, minutes: 0) ?? .distantFuture,
+                (modifiedAt ?? contentSince).addingTimeInterval(Double(finalAfterMinutes) * 60))
+            if !summary.rewritten, let taken = stored?.tailSHA256, taken == Data(tailBytes) {
+                // Taken as it was by an earlier read, and still the same bytes.
+                tailSHA256 = tailBytes
+            } else if now >= dueAt {
+                lines.append(tail)
+                tailSHA256 = tailBytes
+                summary.tookUnterminatedLine = tail.number
+            } else {
+                summary.unterminatedLine = tail.number
+                summary.unterminatedDueAt = dueAt
             }
-            for _ in 0..<concurrency { submitNext() }
-            for await result in group {
-                results.append(result)
-                submitNext()
-            }
-            return results
+        }
+
+        let delimiter = TossFile.delimiter(of: bytes)
+        if delimiter == nil && !lines.isEmpty { throw Failure.noReadableRow(fileName) }
+        let format = TossPayments.RowFormat(
+            kind: name.kind, delimiter: delimiter ?? .semicolon,
+            charset: TossFile.startsWithByteOrderMark(bytes) ? .utf8 : nil)
+        let submissions = lines.map { line in
+            Submission(
+                provider: .toss, body: line.bytes, contentType: format.contentType,
+                address: ClientAddress(peer: nil, client: nil), receivedAt: receivedAt,
+                requestID: "\(fileName):\(line.number)", origin: .file(name: fileName, line: line.number))
+        }
+        // In order, a slice at a time: each slice shares group commits, and the notifications
+        // PGs post meanwhile are committed between slices rather than behind a whole file.
+        var results: [IntakeResult] = []
+        results.reserveCapacity(submissions.count)
+        for start in stride(from: 0, to: submissions.count, by: Self.slice) {
+            results += await intake.processInOrder(
+                Array(submissions[start..<min(start + Self.slice, submissions.count)]))
         }
 
         summary.rows = lines.count
-        for (line, result) in results.sorted(by: { $0.0.number < $1.0.number }) {
+        for ((line, submission), result) in zip(zip(lines, submissions), results) {
+            NotificationLog.emit(result, submission, logger: logger)
             switch result.outcome {
             case .accepted: summary.new += 1
             case .conflict: if result.conflictFiled == true { summary.new += 1 } else { summary.duplicates += 1 }
@@ -134,7 +176,8 @@ public struct TossImporter: Sendable {
                 summary.bad.append(
                     .init(
                         line: line.number, reason: result.rejection?.reason.rawValue ?? "rejected",
-                        detail: result.rejection?.detail ?? "", quarantineID: result.quarantineID))
+                        detail: result.rejection?.detail ?? "", quarantineID: result.quarantineID,
+                        unterminated: !line.isTerminated))
             case .error:
                 summary.errors += 1
                 if summary.firstError == nil { summary.firstError = result.error }
@@ -149,16 +192,26 @@ public struct TossImporter: Sendable {
                     fileName: fileName, ingestedBytes: next.offset, ingestedLines: next.lineNumber - 1,
                     prefixSHA256: Digest.sha256(bytes[..<next.offset]), size: bytes.count,
                     rows: (stored?.rows ?? 0) + (summary.rewritten ? 0 : summary.rows), updatedAt: Date(),
-                    finalizedAt: stored?.finalizedAt))
+                    finalizedAt: stored?.finalizedAt, contentSHA256: contentSHA256, contentSince: contentSince,
+                    pendingLine: summary.unterminatedLine, tailSHA256: tailSHA256))
         }
-        logger.info(
-            "Toss file read",
-            metadata: [
-                "file": "\(fileName)", "rows": .stringConvertible(summary.rows), "new": .stringConvertible(summary.new),
-                "duplicates": .stringConvertible(summary.duplicates), "bad": .stringConvertible(summary.bad.count),
-                "bad_lines": .array(summary.bad.map { .stringConvertible($0.line) }),
-                "errors": .stringConvertible(summary.errors), "rewritten": .stringConvertible(summary.rewritten),
-            ])
+        var metadata: Logger.Metadata = [
+            "file": "\(fileName)", "rows": .stringConvertible(summary.rows), "new": .stringConvertible(summary.new),
+            "duplicates": .stringConvertible(summary.duplicates), "bad": .stringConvertible(summary.bad.count),
+            "bad_lines": .array(summary.bad.map { .stringConvertible($0.line) }),
+            "errors": .stringConvertible(summary.errors), "rewritten": .stringConvertible(summary.rewritten),
+        ]
+        if let line = summary.unterminatedLine {
+            metadata["unterminated_line"] = .stringConvertible(line)
+            metadata["unterminated_due_at"] = .string(KoreanTime.iso8601(summary.unterminatedDueAt ?? now))
+        }
+        if let line = summary.tookUnterminatedLine { metadata["took_unterminated_line"] = .stringConvertible(line) }
+        logger.info("Toss file read", metadata: metadata)
         return summary
+    }
+
+    /// Whether the last read of `fileName` left a last line without its newline unread.
+    public func hasPendingLine(fileName: String) async -> Bool {
+        ((try? await ledger.tossProgress(fileName: fileName))??.pendingLine) != nil
     }
 }

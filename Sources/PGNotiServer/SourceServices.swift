@@ -15,7 +15,8 @@ struct SourceServices {
     init(config: Config, intake: Intake, ledger: Ledger, logger: Logger) throws {
         let loader = ConfigLoader()
         if config.toss.enabled {
-            let importer = TossImporter(intake: intake, ledger: ledger, logger: logger)
+            let importer = TossImporter(
+                intake: intake, ledger: ledger, logger: logger, finalAfterMinutes: config.toss.finalAfterMinutes)
             if let inbox = config.toss.inbox {
                 services.append(
                     .init(
@@ -62,17 +63,34 @@ public enum TossPullerFactory {
     }
 }
 
-/// Pulls today's (and, until it is final, yesterday's) TRX and REV rows on a schedule.
+/// Pulls today's (and, until it is final, yesterday's) TRX and REV rows on a schedule; TRX
+/// before REV, so that a day's approvals are filed before its cancels.
 struct TossPullSchedule: Service {
     let puller: TossPuller
     let every: Duration
     let finalAfterMinutes: Int
     let logger: Logger
 
+    /// The days to pull now: `TossPuller.daysToPull`, and yesterday for as long as its last
+    /// body ended in a row without its newline that has not been taken yet (that row is taken
+    /// only once the body has come back unchanged for `final_after_minutes`).
+    func days(now: Date) async -> [String] {
+        var days = TossPuller.daysToPull(now: now, finalAfterMinutes: finalAfterMinutes)
+        let yesterday = KoreanTime.day(now.addingTimeInterval(-86_400))
+        if !days.contains(yesterday) {
+            for service in TossPuller.Service.allCases
+            where await puller.importer.hasPendingLine(fileName: puller.fileName(date: yesterday, service: service)) {
+                days.insert(yesterday, at: 0)
+                break
+            }
+        }
+        return days
+    }
+
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                for day in TossPuller.daysToPull(now: Date(), finalAfterMinutes: finalAfterMinutes) {
+                for day in await days(now: Date()) {
                     for service in TossPuller.Service.allCases {
                         do {
                             _ = try await puller.pull(date: day, service: service)

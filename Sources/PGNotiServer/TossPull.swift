@@ -54,10 +54,18 @@ public struct TossPuller: Sendable {
 
     /// Downloads one day of one service and files its new rows. Retries a timeout or a 5xx
     /// with backoff; an HTML error page fails at once with its title.
-    public func pull(date: String, service: Service) async throws -> TossImportSummary {
+    ///
+    /// The body is read like a pushed file: a last row without its newline is left until its
+    /// day is over and the body has come back unchanged for `final_after_minutes`.
+    public func pull(date: String, service: Service, now: Date = Date()) async throws -> TossImportSummary {
         let bytes = try await download(date: date, service: service)
-        let name = TossFile.Name(merchantID: merchantID, kind: service.kind, date: date)
-        return try await importer.ingest(fileName: name.fileName, bytes: bytes, complete: true)
+        return try await importer.ingest(
+            fileName: fileName(date: date, service: service), bytes: bytes, modifiedAt: nil, now: now)
+    }
+
+    /// The name a day's body is read under: `<mid>_AUTH_<date>.dat` for TRX, `_REV_` for REV.
+    public func fileName(date: String, service: Service) -> String {
+        TossFile.Name(merchantID: merchantID, kind: service.kind, date: date).fileName
     }
 
     func download(date: String, service: Service) async throws -> [UInt8] {

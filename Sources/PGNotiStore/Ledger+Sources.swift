@@ -5,6 +5,11 @@ import GRDB
 /// twenty minutes to the same path, so a file is read on from where it was left, unless the
 /// bytes already read changed (a rewrite), when it is read again from the start; the ledger's
 /// dedup keeps the rows already filed from being filed twice.
+///
+/// `ingestedBytes` always ends just past a newline (or at 0): a last line without one is never
+/// behind it, however it was read. When such a line was taken as it was (its day over and the
+/// file quiet long enough), `tailSHA256` says which bytes were taken, so that an unchanged file
+/// does not submit it again.
 public struct TossFileProgress: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "toss_files"
 
@@ -16,10 +21,21 @@ public struct TossFileProgress: Sendable, Equatable, Codable, FetchableRecord, P
     public var rows: Int
     public var updatedAtMicros: Int64
     public var finalizedAtMicros: Int64?
+    /// SHA-256 of the whole file as last read, and since when it has had exactly those bytes
+    /// (as far as pgnoti saw): how long a pulled body, which has no modification time, has been
+    /// unchanged.
+    public var contentSHA256: Data?
+    public var contentSinceMicros: Int64?
+    /// The line number of a last line without its newline, left unread by the last read.
+    public var pendingLine: Int?
+    /// SHA-256 of the bytes after `ingestedBytes` when they were taken as a last line without
+    /// its newline; nil when no such line was taken.
+    public var tailSHA256: Data?
 
     public init(
         fileName: String, ingestedBytes: Int, ingestedLines: Int, prefixSHA256: [UInt8], size: Int, rows: Int,
-        updatedAt: Date, finalizedAt: Date? = nil
+        updatedAt: Date, finalizedAt: Date? = nil, contentSHA256: [UInt8]? = nil, contentSince: Date? = nil,
+        pendingLine: Int? = nil, tailSHA256: [UInt8]? = nil
     ) {
         self.fileName = fileName
         self.ingestedBytes = ingestedBytes
@@ -29,9 +45,14 @@ public struct TossFileProgress: Sendable, Equatable, Codable, FetchableRecord, P
         self.rows = rows
         self.updatedAtMicros = updatedAt.unixMicroseconds
         self.finalizedAtMicros = finalizedAt?.unixMicroseconds
+        self.contentSHA256 = contentSHA256.map { Data($0) }
+        self.contentSinceMicros = contentSince?.unixMicroseconds
+        self.pendingLine = pendingLine
+        self.tailSHA256 = tailSHA256.map { Data($0) }
     }
 
     public var finalizedAt: Date? { finalizedAtMicros.map(Date.init(unixMicroseconds:)) }
+    public var contentSince: Date? { contentSinceMicros.map(Date.init(unixMicroseconds:)) }
 
     enum CodingKeys: String, CodingKey {
         case fileName = "file_name"
@@ -41,6 +62,10 @@ public struct TossFileProgress: Sendable, Equatable, Codable, FetchableRecord, P
         case size, rows
         case updatedAtMicros = "updated_at"
         case finalizedAtMicros = "finalized_at"
+        case contentSHA256 = "content_sha256"
+        case contentSinceMicros = "content_since"
+        case pendingLine = "pending_line"
+        case tailSHA256 = "tail_sha256"
     }
 }
 

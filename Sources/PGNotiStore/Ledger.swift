@@ -14,8 +14,22 @@ import Synchronization
 public protocol NotificationStore: Sendable {
     /// Returns only after the transaction holding the entry has committed.
     func record(_ entry: LedgerEntry) async throws -> RecordOutcome
+    /// Records `entries` in their order: each is deduplicated against those before it, and
+    /// those filed get queue file names in that order. Returns once every one is settled.
+    func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>]
     /// Keeps a refused request; may drop it (and count it) under a flood.
     func quarantine(_ entry: QuarantineEntry) async throws -> QuarantineOutcome
+}
+
+extension NotificationStore {
+    /// One at a time: in order, one commit each.
+    public func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>] {
+        var results: [Result<RecordOutcome, any Error>] = []
+        for entry in entries {
+            do { results.append(.success(try await record(entry))) } catch { results.append(.failure(error)) }
+        }
+        return results
+    }
 }
 
 /// How much of the quarantine is kept.
@@ -51,15 +65,53 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     /// Retries of one notification kept one by one (time, peer, client); beyond, only counted.
     static let retriesKept = 100
 
+    /// Who waits for a record's outcome: one caller, or one place in an ordered group.
+    enum RecordWaiter {
+        case single(CheckedContinuation<RecordOutcome, any Error>)
+        case member(RecordGroup, Int)
+
+        func resume(with result: Result<RecordOutcome, any Error>) {
+            switch self {
+            case .single(let continuation): continuation.resume(with: result)
+            case .member(let group, let index): group.settle(index, result)
+            }
+        }
+    }
+
+    /// The outcomes of one `recordInOrder` call, handed back once all are in.
+    final class RecordGroup: Sendable {
+        private struct State {
+            var results: [Result<RecordOutcome, any Error>?]
+            var remaining: Int
+        }
+        private let state: Mutex<State>
+        private let continuation: CheckedContinuation<[Result<RecordOutcome, any Error>], Never>
+
+        init(count: Int, continuation: CheckedContinuation<[Result<RecordOutcome, any Error>], Never>) {
+            state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
+            self.continuation = continuation
+        }
+
+        func settle(_ index: Int, _ result: Result<RecordOutcome, any Error>) {
+            let done: [Result<RecordOutcome, any Error>]? = state.withLock { state in
+                state.results[index] = result
+                state.remaining -= 1
+                return state.remaining == 0 ? state.results.map { $0! } : nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+
     enum Job {
         case record(LedgerEntry, CheckedContinuation<RecordOutcome, any Error>)
+        case records([LedgerEntry], RecordGroup)
         case quarantine(QuarantineEntry, CheckedContinuation<QuarantineOutcome, any Error>)
         case write(@Sendable (Database) throws -> Void, CheckedContinuation<Void, any Error>)
     }
 
     struct WriterState {
         var records: [LedgerEntry] = []
-        var recordWaiters: [CheckedContinuation<RecordOutcome, any Error>] = []
+        var recordWaiters: [RecordWaiter] = []
         var quarantine: [(QuarantineEntry, CheckedContinuation<QuarantineOutcome, any Error>)] = []
         var quarantineQueuedBytes = 0
         var writes: [(@Sendable (Database) throws -> Void, CheckedContinuation<Void, any Error>)] = []
@@ -176,6 +228,16 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         }
     }
 
+    /// Queues `entries` one after another, with nothing between them: they are applied in this
+    /// order (in as few transactions as `maxBatch` allows), so a later entry is deduplicated
+    /// against an earlier one and queue file names follow the order.
+    public func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>] {
+        guard !entries.isEmpty else { return [] }
+        return await withCheckedContinuation { continuation in
+            enqueue(.records(entries, RecordGroup(count: entries.count, continuation: continuation)))
+        }
+    }
+
     /// Queues a refused request for the next transaction; returns once it is stored, or at once
     /// with `.dropped` when the queue is full.
     public func quarantine(_ entry: QuarantineEntry) async throws -> QuarantineOutcome {
@@ -201,7 +263,10 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
             switch job {
             case .record(let entry, let continuation):
                 state.records.append(entry)
-                state.recordWaiters.append(continuation)
+                state.recordWaiters.append(.single(continuation))
+            case .records(let entries, let group):
+                state.records.append(contentsOf: entries)
+                state.recordWaiters.append(contentsOf: entries.indices.map { .member(group, $0) })
             case .quarantine(let entry, let continuation):
                 let size = entry.rawBody.count
                 if state.quarantine.count >= Self.quarantineQueueLimit
@@ -223,6 +288,8 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         case .closed:
             switch job {
             case .record(_, let c): c.resume(throwing: LedgerError.closed)
+            case .records(let entries, let group):
+                for index in entries.indices { group.settle(index, .failure(LedgerError.closed)) }
             case .quarantine(_, let c): c.resume(throwing: LedgerError.closed)
             case .write(_, let c): c.resume(throwing: LedgerError.closed)
             }
@@ -237,7 +304,7 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
 
     struct Batch {
         var records: [LedgerEntry] = []
-        var recordWaiters: [CheckedContinuation<RecordOutcome, any Error>] = []
+        var recordWaiters: [RecordWaiter] = []
         var quarantine: [(QuarantineEntry, CheckedContinuation<QuarantineOutcome, any Error>)] = []
         var writes: [(@Sendable (Database) throws -> Void, CheckedContinuation<Void, any Error>)] = []
         var isEmpty: Bool { records.isEmpty && quarantine.isEmpty && writes.isEmpty }
@@ -309,7 +376,7 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
                     waiter.resume(with: writeResult)
                 }
             case .failure(let error):
-                for waiter in batch.recordWaiters { waiter.resume(throwing: error) }
+                for waiter in batch.recordWaiters { waiter.resume(with: .failure(error)) }
                 for (_, waiter) in batch.quarantine { waiter.resume(throwing: error) }
                 for (_, waiter) in batch.writes { waiter.resume(throwing: error) }
             }

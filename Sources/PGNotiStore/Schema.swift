@@ -190,6 +190,18 @@ enum Schema {
                     CREATE INDEX payup_intents_state ON payup_intents (state, created_at);
                     """)
         }
+        // v4-toss-tail: a Toss file's last line without its newline is taken only once its day
+        // is over and the file has not changed for final_after_minutes; a pulled body has no
+        // modification time, so how long it has been unchanged is kept here.
+        migrator.registerMigration("v4-toss-tail") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE toss_files ADD COLUMN content_sha256 BLOB;
+                    ALTER TABLE toss_files ADD COLUMN content_since INTEGER;
+                    ALTER TABLE toss_files ADD COLUMN pending_line INTEGER;
+                    ALTER TABLE toss_files ADD COLUMN tail_sha256 BLOB;
+                    """)
+        }
         return migrator
     }
 }

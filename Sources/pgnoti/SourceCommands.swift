@@ -19,22 +19,44 @@ struct TossCommand: AsyncParsableCommand {
         )
 
         @OptionGroup var options: ConfigOptions
-        @Argument(help: "Files to read; each is taken as complete.") var files: [String]
+        @Argument(
+            help:
+                "Files to read, in day order with each day's AUTH before its REV; a last line without its newline is left for a later import."
+        )
+        var files: [String]
+
+        /// Day by day, and a day's approvals before its cancels, whatever the order given: a
+        /// cancel is filed after its approval when both are in the files.
+        static func readingOrder(_ paths: [String]) -> [String] {
+            paths.enumerated().sorted { a, b in
+                let x = TossFile.Name(fileName: (a.element as NSString).lastPathComponent)
+                let y = TossFile.Name(fileName: (b.element as NSString).lastPathComponent)
+                let left = (x?.date ?? "", x?.kind == .rev ? 1 : 0, a.offset)
+                let right = (y?.date ?? "", y?.kind == .rev ? 1 : 0, b.offset)
+                return left < right
+            }.map(\.element)
+        }
 
         func run() async throws {
             // A first import may well come before the daemon ever ran: it creates the state.
-            let context = try CommandContext.open(try options.load(), creatingState: true)
-            let importer = TossImporter(intake: context.intake, ledger: context.ledger, logger: context.logger)
+            let config = try options.load()
+            let context = try CommandContext.open(config, creatingState: true)
+            let importer = TossImporter(
+                intake: context.intake, ledger: context.ledger, logger: context.logger,
+                finalAfterMinutes: config.toss.finalAfterMinutes)
             var failed = false
-            for path in files {
+            for path in Self.readingOrder(files) {
                 let name = (path as NSString).lastPathComponent
                 guard let data = FileManager.default.contents(atPath: path) else {
                     printError("cannot read \(path)")
                     failed = true
                     continue
                 }
+                // Its modification time once read: a file still being written reads as new.
+                let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
                 do {
-                    let summary = try await importer.ingest(fileName: name, bytes: [UInt8](data), complete: true)
+                    let summary = try await importer.ingest(
+                        fileName: name, bytes: [UInt8](data), modifiedAt: modified ?? Date())
                     print(Self.describe(summary))
                     if !summary.isClean { failed = true }
                     OperatorLog.record(
@@ -54,7 +76,8 @@ struct TossCommand: AsyncParsableCommand {
             if failed { throw ExitCode.failure }
         }
 
-        static func describe(_ summary: TossImportSummary) -> String {
+        /// `next` names what reads the file again: `import`, or `pull`.
+        static func describe(_ summary: TossImportSummary, next: String = "import") -> String {
             var lines = [
                 "\(summary.fileName): \(summary.rows) rows, \(summary.new) new, \(summary.duplicates) duplicates, \(summary.bad.count) bad"
                     + (summary.errors > 0 ? ", \(summary.errors) not stored (\(summary.firstError ?? "?"))" : "")
@@ -65,7 +88,19 @@ struct TossCommand: AsyncParsableCommand {
             for bad in summary.bad {
                 lines.append(
                     "  line \(bad.line): \(bad.reason): \(bad.detail)"
+                        + (bad.unterminated ? " (the last line, without its newline)" : "")
                         + (bad.quarantineID.map { " (quarantine \($0))" } ?? ""))
+            }
+            if let line = summary.unterminatedLine {
+                lines.append(
+                    "  line \(line): no newline at its end yet (the file may still be being written): left for the next \(next)"
+                        + (summary.unterminatedDueAt.map {
+                            "; taken as it is from \(KoreanTime.display($0)) KST if the file stays unchanged"
+                        } ?? ""))
+            }
+            if let line = summary.tookUnterminatedLine, !summary.bad.contains(where: { $0.line == line }) {
+                lines.append(
+                    "  line \(line): taken without its newline (its day is over and the file has not changed since)")
             }
             return lines.joined(separator: "\n")
         }
@@ -97,7 +132,9 @@ struct TossCommand: AsyncParsableCommand {
                 throw ExitCode(78)
             }
             let context = try CommandContext.open(config, creatingState: true)
-            let importer = TossImporter(intake: context.intake, ledger: context.ledger, logger: context.logger)
+            let importer = TossImporter(
+                intake: context.intake, ledger: context.ledger, logger: context.logger,
+                finalAfterMinutes: config.toss.finalAfterMinutes)
             let puller: TossPuller
             do {
                 guard let made = try TossPullerFactory.make(config, importer, context.logger) else {
@@ -114,7 +151,7 @@ struct TossCommand: AsyncParsableCommand {
             for service in services {
                 do {
                     let summary = try await puller.pull(date: date, service: service)
-                    print("\(service.rawValue): " + Import.describe(summary))
+                    print("\(service.rawValue): " + Import.describe(summary, next: "pull"))
                     if !summary.isClean { failed = true }
                 } catch {
                     printError("\(error)")

@@ -364,4 +364,69 @@ import Testing
         #expect(!ProviderID.payup.postsNotifications)
         #expect(ProviderID.smartro.postsNotifications)
     }
+
+    /// Issue 14, fault 3: a date that is not one is refused, in either kind, never filed as an
+    /// event with a null time.
+    @Test func datesThatAreNotDatesAreRefused() throws {
+        func row(_ date: String, _ kind: TossFile.Kind) -> [UInt8] {
+            Array("m;SC0010;T1;O1;11100;x;u;1000;N;\(date);123;\(kind == .auth ? "10" : "20")".utf8)
+        }
+        for kind in TossFile.Kind.allCases {
+            for date in [
+                "garbage", "20071306235927", "20070230120000", "20070706240000", "20070706236000",
+                "2007070623592", "070706235927", "2007/07/06 23:59:27", "2007-07-06T23:59:27", "", "20070706",
+            ] {
+                do {
+                    let n = try read(row(date, kind), kind)
+                    Issue.record("\(kind) date \(date) filed: \(n.approvedAt ?? n.canceledAt ?? "nil")")
+                } catch {
+                    #expect(error.reason == (date.isEmpty ? .missingField : .invalidField), "\(date)")
+                    #expect(error.detail.contains(kind == .auth ? "paydate" : "refunddate"), "\(error.detail)")
+                }
+            }
+        }
+        // 29 February only in a leap year.
+        #expect(try read(row("20080229120000", .auth), .auth).approvedAt == "2008-02-29T12:00:00+09:00")
+        #expect(throws: Rejection.self) { try read(row("20070229120000", .auth), .auth) }
+        #expect(KoreanTime.fromCompact("20070631120000") == nil, "no 31 June, whoever asks")
+    }
+
+    @Test func amountsAreWholeWonInDigitsOnly() throws {
+        func row(_ amount: String) -> [UInt8] { Array("m;SC0010;T;O;04;x;u;\(amount);N;20070706235927;0;10".utf8) }
+        #expect(try read(row("15000"), .auth).amount == 15000)
+        #expect(try read(row("0"), .auth).amount == 0)
+        for amount in ["+1000", "1,000", "1.5", "1e3", "0x10", "１０００", "9999999999999999", "12a", "-5"] {
+            do {
+                _ = try read(row(amount), .auth)
+                Issue.record("amount \(amount) accepted")
+            } catch {
+                #expect(error.reason == .invalidField && error.detail.contains("amount"), "\(amount)")
+            }
+        }
+        #expect(throws: Rejection.self) { try read(row(""), .auth) }
+    }
+
+    /// Issue 14, fault 3: a UTF-8 byte order mark before the first row is the file's, not the
+    /// MID's: cut off when the file is split, and from a row submitted with one.
+    @Test func aByteOrderMarkIsNoPartOfTheFirstRow() throws {
+        let plain = try Self.file("toss_AUTH_20070706.dat")
+        let marked = TossFile.byteOrderMark + plain
+        let lines = TossFile.lines(in: marked)
+        #expect(lines.lines.map(\.bytes) == TossFile.lines(in: plain).lines.map(\.bytes))
+        #expect(lines.lines.first?.number == 1 && lines.lines.first?.range.lowerBound == 3)
+        #expect(lines.next.offset == marked.count)
+        #expect(TossFile.delimiter(of: marked) == .semicolon)
+        let row = try #require(TossFile.lines(in: plain).lines.first).bytes
+        #expect(try read(TossFile.byteOrderMark + row, .auth).merchantID == "toss")
+        // Only at the very start of the file: resuming mid-file cuts nothing.
+        let resumed = TossFile.lines(
+            in: marked, from: TossFile.Position(offset: lines.lines[1].range.lowerBound, lineNumber: 2))
+        #expect(resumed.lines.map(\.number) == [2, 3, 4])
+    }
+
+    @Test func aFileNameDayMustExist() {
+        #expect(TossFile.Name(fileName: "toss_AUTH_20070231.dat") == nil)
+        #expect(TossFile.Name(fileName: "toss_AUTH_20080229.dat") != nil)
+        #expect(TossFile.Name(fileName: "toss_AUTH_20070229.dat") == nil)
+    }
 }

@@ -82,6 +82,66 @@ extension EndToEnd {
             #expect(quarantined.stdout.split(separator: "\n").count == 1, "\(quarantined.stdout)")
         }
 
+        /// Issue 14, fault 1, by hand: a file cut inside line 3's amount, then the whole file.
+        /// The first import says line 3 has no newline and leaves it; the second files it, once,
+        /// with its amount.
+        @Test func tossImportLeavesAnUnterminatedLastLineForTheNextImport() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-import-cut")
+            let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
+            let whole = [UInt8](
+                try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
+            let amount = try #require(whole.firstRange(of: Array(";319000;".utf8)))
+            let file = dir.appendingPathComponent("toss_AUTH_20070706.dat")
+            try Data(whole[..<(amount.lowerBound + 4)]).write(to: file)
+            let first = try Self.run(["toss", "import", file.path, "--config", config], in: dir)
+            #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
+            let lines = first.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first == "toss_AUTH_20070706.dat: 2 rows, 2 new, 0 duplicates, 0 bad", "\(first.stdout)")
+            #expect(
+                lines.dropFirst().first?.hasPrefix("  line 3: no newline at its end yet") == true
+                    && lines.dropFirst().first?.contains("left for the next import") == true, "\(first.stdout)")
+
+            try Data(whole).write(to: file)
+            let second = try Self.run(["toss", "import", file.path, "--config", config], in: dir)
+            #expect(second.status == 0, "\(second.stdout) \(second.stderr)")
+            #expect(
+                second.stdout.hasPrefix(
+                    "toss_AUTH_20070706.dat: 2 rows, 2 new, 0 duplicates, 0 bad (lines before 3 were read before)"),
+                "\(second.stdout)")
+            let events = try Self.events(in: dir.appendingPathComponent("state/queue/new"))
+            #expect(events.count == 4)
+            let g3 = events.filter { $0["tid"] as? String == "toss2007070623433532130" }
+            #expect(g3.count == 1 && g3.first?["amount"] as? Int == 319000)
+        }
+
+        /// Issue 14, fault 2, by hand: named REV first, the files are still read day by day with
+        /// the approvals first, so the queue holds every approval before any cancel.
+        @Test func tossImportFilesApprovalsBeforeCancelsWhateverTheOrderGiven() throws {
+            let dir = try DaemonProcess.makeDirectory("toss-import-order")
+            let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
+            let auth = dir.appendingPathComponent("toss_AUTH_20070706.dat")
+            let rev = dir.appendingPathComponent("toss_REV_20070706.dat")
+            try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")).write(to: auth)
+            // A same-day cancel of AUTH line 1 as well as the seed's rows.
+            let cancel = Array(
+                "toss;SC0010;toss2007070623592792192;Toss_20070706235709_uytr120;11100;x;uytr120;15000;N;20070706235959;30017594;20\n"
+                    .utf8)
+            try Data(
+                cancel
+                    + [UInt8](try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_REV_20070706.dat")))
+            )
+            .write(to: rev)
+            let result = try Self.run(["toss", "import", rev.path, auth.path, "--config", config], in: dir)
+            let lines = result.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("toss_AUTH_20070706.dat:") == true, "\(result.stdout)")
+            let kinds = try Self.events(in: dir.appendingPathComponent("state/queue/new")).compactMap {
+                $0["kind"] as? String
+            }
+            #expect(
+                kinds == Array(repeating: "payment.approved", count: 4) + Array(repeating: "payment.canceled", count: 4)
+            )
+        }
+
         // MARK: - payup sign / verify
 
         static let apiKey = "25bcd7a82f5b4058818462cc7715964c"  // the manual's published example key

@@ -97,61 +97,68 @@ extension EndToEnd {
             #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
         }
 
-        /// A file written in place whose last line has no newline: while the day may still get
-        /// pushes, the quiet file is read without that line (the upload may have stalled
-        /// mid-line); when the day turns final the file is read once more as whole, so every row
-        /// is filed before it moves to done/.
-        @Test func anUnterminatedLastLineIsFiledWhenTheDayTurnsFinal() throws {
-            // Final at the first whole minute at least 20 s from now (final_after_minutes counts
-            // whole minutes from the midnight that ends the file's day).
-            let finalAt = ((Date().timeIntervalSince1970 + 20) / 60).rounded(.up) * 60
-            let minutes = Int(((Int64(finalAt) + 9 * 3600) % 86_400) / 60)
-            let midnight = finalAt - Double(minutes * 60)
-            let day = KoreanTime.day(Date(timeIntervalSince1970: midnight - 1))
-            try #require(KoreanTime.afterDay(day, minutes: minutes)?.timeIntervalSince1970 == finalAt)
+        /// Polls `condition` until it holds, sleeping the task (never the thread) in between.
+        static func eventually(_ what: String, timeout: TimeInterval = 15, _ condition: () throws -> Bool)
+            async throws
+        {
+            let deadline = Date().addingTimeInterval(timeout)
+            while try !condition() {
+                guard Date() < deadline else { throw HarnessError("timed out waiting for \(what)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
 
-            let dir = try DaemonProcess.makeDirectory("toss-final")
+        /// Issue 14, fault 1, against the daemon: a past day's file written in place stalls
+        /// inside line 3's amount for longer than stable_seconds. The daemon reads the two whole
+        /// lines and leaves the file where it is; when the upload resumes it reads the rest, so
+        /// no row is lost; the file moves to done/ only once it has been unchanged for
+        /// final_after_minutes.
+        @Test func aPastDaysFileWrittenInPlaceWithAStallLosesNoRow() async throws {
+            let dir = try DaemonProcess.makeDirectory("toss-stall")
             let inbox = dir.appendingPathComponent("inbox")
             try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
             _ = try DaemonProcess.writeConfig(
                 in: dir,
                 extra:
-                    "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 0.5\npoll_seconds = 0.1\nfinal_after_minutes = \(minutes)\n"
+                    "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 1\npoll_seconds = 0.1\nfinal_after_minutes = 1\n"
             )
             let daemon = try DaemonProcess.start(dir)
             defer { _ = try? daemon.terminate() }
-            var bytes = [UInt8](
+            let whole = [UInt8](
                 try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
-            try #require(bytes.last == UInt8(ascii: "\n"))
-            bytes.removeLast()
-            let name = "toss_AUTH_\(day).dat"
-            // Written in place, as a plain FTP STOR would (no rename).
-            try Data(bytes).write(to: inbox.appendingPathComponent(name), options: [])
+            let amount = try #require(whole.firstRange(of: Array(";319000;".utf8)))
+            let cut = amount.lowerBound + 4  // "…;319", inside line 3's amount
+            let name = "toss_AUTH_20070706.dat"  // long final
+            let path = inbox.appendingPathComponent(name)
+            try Data(whole[..<cut]).write(to: path)  // in place, no rename
 
-            func reads() -> [[String: Any]] {
-                daemon.logObjects.filter { $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name }
+            try await Self.eventually("the stalled file read") {
+                daemon.logObjects.contains {
+                    $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name
+                        && "\($0["unterminated_line"] ?? "")" == "3"
+                }
             }
-            let first = daemon.waitForLog(timeout: max(1, finalAt - Date().timeIntervalSince1970 - 1)) {
-                $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name
-            }
-            try #require(
-                Date().timeIntervalSince1970 < finalAt && "\(first.first?["rows"] ?? "")" == "3",
-                "the quiet file is read before its day is final, without its unterminated last line: \(first)")
-            try waitFor("three events", timeout: 10) { try daemon.queueFiles().count == 3 }
-            #expect(FileManager.default.fileExists(atPath: inbox.appendingPathComponent(name).path))
+            #expect(try daemon.queueFiles().count == 2, "the two whole lines")
+            #expect(FileManager.default.fileExists(atPath: path.path), "not moved while it may still be written")
 
-            let done = inbox.appendingPathComponent("done/\(name)")
-            try waitFor("the file final", timeout: max(0, finalAt - Date().timeIntervalSince1970) + 30) {
-                FileManager.default.fileExists(atPath: done.path)
-            }
-            try waitFor("the last row filed", timeout: 20) { try daemon.queueFiles().count == 4 }
+            let handle = try FileHandle(forWritingTo: path)
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(whole[cut...]))
+            try handle.close()
+            try await Self.eventually("four events") { try daemon.queueFiles().count == 4 }
+            #expect(FileManager.default.fileExists(atPath: path.path), "just written: not final yet")
             let events = try Self.queueEvents(daemon)
-            #expect(events.allSatisfy { $0["kind"] as? String == "payment.approved" })
             #expect(Set(events.compactMap { $0["tid"] as? String }).count == 4, "one event per row")
-            #expect(events.contains { $0["tid"] as? String == "toss2007070623383531154" })
-            #expect(reads().map { "\($0["rows"] ?? "")" } == ["3", "1"], "read twice: quiet, then whole")
+            #expect(events.first { $0["tid"] as? String == "toss2007070623433532130" }?["amount"] as? Int == 319000)
             #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
-            #expect(!FileManager.default.fileExists(atPath: inbox.appendingPathComponent(name).path))
+
+            // Unchanged for two minutes: final.
+            try FileManager.default.setAttributes(
+                [.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: path.path)
+            try await Self.eventually("the file moved to done/") {
+                FileManager.default.fileExists(atPath: inbox.appendingPathComponent("done/\(name)").path)
+            }
+            #expect(try daemon.queueFiles().count == 4)
         }
 
         static func tossPullConfig(_ dir: URL, url: String, mertKey: String) throws -> String {

@@ -97,6 +97,29 @@ import Testing
         }
     }
 
+    /// Entries recorded together keep their order across transactions: queue file names follow
+    /// it, and of two versions of one key the earlier is the one stored.
+    @Test func entriesRecordedInOrderAreAppliedAndFiledInThatOrder() async throws {
+        try await withTemporaryDirectory { dir in
+            let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path, maxBatch: 7)
+            var entries = (0..<40).map { makeEntry(tid: "T\($0)") }
+            entries.append(makeEntry(tid: "T3", amount: 5))
+            let results = await ledger.recordInOrder(entries)
+            let outcomes = try results.map { try $0.get() }
+            let names = outcomes.prefix(40).compactMap(\.fileName)
+            #expect(names.count == 40 && names == names.sorted(), "file names in entry order")
+            guard case .conflict(_, let conflictsWith, _, _) = outcomes[40] else {
+                Issue.record("the later version is not the conflict: \(outcomes[40])")
+                return
+            }
+            #expect(conflictsWith == entries[3].eventID)
+            #expect(ledger.writerStats.committedBatches >= 6, "spread over several transactions")
+            try await ledger.close()
+            let closed = await ledger.recordInOrder([makeEntry(tid: "late")])
+            #expect(throws: LedgerError.self) { try closed[0].get() }
+        }
+    }
+
     @Test func aConstraintFailureUndoesOnlyThatEntry() async throws {
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)

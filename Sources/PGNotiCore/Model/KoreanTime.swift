@@ -39,9 +39,19 @@ public enum KoreanTime {
         let d = Array(digits)
         func part(_ from: Int, _ length: Int) -> Int { Int(String(d[from..<from + length]))! }
         let (month, day, hour, minute, second) = (part(4, 2), part(6, 2), part(8, 2), part(10, 2), part(12, 2))
-        guard (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        guard isCalendarDay(year: part(0, 4), month: month, day: day), hour < 24, minute < 60, second < 61 else {
+            return nil
+        }
         return
             "\(String(d[0..<4]))-\(String(d[4..<6]))-\(String(d[6..<8]))T\(String(d[8..<10])):\(String(d[10..<12])):\(String(d[12..<14]))+09:00"
+    }
+
+    /// A day that exists in the Gregorian calendar: no 31 June, no 29 February outside leap years.
+    public static func isCalendarDay(year: Int, month: Int, day: Int) -> Bool {
+        guard (1...12).contains(month), day >= 1 else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        return day <= days
     }
 
     /// `yyyy-MM-ddTHH:mm:ss.SSS+09:00`. Calendar arithmetic by hand: Foundation's ISO 8601

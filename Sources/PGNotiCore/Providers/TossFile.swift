@@ -59,9 +59,9 @@ public enum TossFile {
         private static func isDay(_ text: Substring) -> Bool {
             let digits = text.utf8.map { Int($0) - 0x30 }
             guard digits.count == 8, digits.allSatisfy({ (0...9).contains($0) }) else { return false }
-            let month = digits[4] * 10 + digits[5]
-            let day = digits[6] * 10 + digits[7]
-            return (1...12).contains(month) && (1...31).contains(day)
+            let year = digits[0...3].reduce(0) { $0 * 10 + $1 }
+            return KoreanTime.isCalendarDay(
+                year: year, month: digits[4] * 10 + digits[5], day: digits[6] * 10 + digits[7])
         }
     }
 
@@ -99,16 +99,31 @@ public enum TossFile {
     public struct Lines: Sendable, Equatable {
         public var lines: [Line]
         /// Just past the last newline-terminated line: where the next read of a growing file
-        /// starts. An unterminated last line is in `lines` but not behind this position, so it is
-        /// read again, whole, once its newline arrives.
+        /// starts. An unterminated last line is in `lines` but never behind this position, so it
+        /// is read again, whole, once its newline arrives.
         public var next: Position
+
+        /// The lines that end in a newline: whole, whatever happens to the file next.
+        public var terminated: [Line] { lines.filter(\.isTerminated) }
+        /// A last line without its newline, if there is one: it may still be being written.
+        public var unterminated: Line? { lines.last.flatMap { $0.isTerminated ? nil : $0 } }
+    }
+
+    /// The UTF-8 byte order mark some tools put before the first line. It belongs to no field:
+    /// left in, it would make the first row's MID `\u{FEFF}toss` (or, read as CP949, `癤퓍oss`).
+    public static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+
+    public static func startsWithByteOrderMark(_ bytes: some Collection<UInt8>) -> Bool {
+        bytes.starts(with: byteOrderMark)
     }
 
     /// Splits `bytes` (a whole file, as read now) into lines, starting at `position` (a
-    /// position an earlier read returned). Blank and whitespace-only lines are left out.
+    /// position an earlier read returned). Blank and whitespace-only lines are left out, and so
+    /// is a byte order mark at the very start of the file (offsets still count its bytes).
     public static func lines(in bytes: [UInt8], from position: Position = .start) -> Lines {
         var lines: [Line] = []
         var start = min(max(position.offset, 0), bytes.count)
+        if start == 0 && startsWithByteOrderMark(bytes) { start = byteOrderMark.count }
         var number = position.lineNumber
         var next = Position(offset: start, lineNumber: number)
         while start < bytes.count {

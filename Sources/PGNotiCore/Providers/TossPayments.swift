@@ -20,15 +20,21 @@ public struct TossPayments: PaymentProvider {
 
         public var kind: TossFile.Kind
         public var delimiter: TossFile.Delimiter
+        /// Set when the file says how it is encoded (a UTF-8 byte order mark); nil: the
+        /// provider's setting (CP949, as Toss writes).
+        public var charset: TextCharset?
 
-        public init(kind: TossFile.Kind, delimiter: TossFile.Delimiter) {
+        public init(kind: TossFile.Kind, delimiter: TossFile.Delimiter, charset: TextCharset? = nil) {
             self.kind = kind
             self.delimiter = delimiter
+            self.charset = charset
         }
 
-        /// e.g. `application/vnd.pgnoti.toss-row; kind=AUTH; delimiter=semicolon`.
+        /// e.g. `application/vnd.pgnoti.toss-row; kind=AUTH; delimiter=semicolon`, with
+        /// `; charset=utf-8` for a file that starts with a UTF-8 byte order mark.
         public var contentType: String {
             "\(Self.mediaType); kind=\(kind.rawValue); delimiter=\(delimiter.rawValue)"
+                + (charset == .utf8 ? "; charset=utf-8" : "")
         }
 
         public init(contentType: String?) throws(Rejection) {
@@ -79,12 +85,45 @@ public struct TossPayments: PaymentProvider {
     ]
     static let card = "SC0010"
 
+    /// §1.3 "amount NUMBER": won, digits only. No sign, no separator, no space: a row whose
+    /// amount is anything else was cut or garbled, and a wrong amount filed is worse than a row
+    /// refused (the quarantine keeps it for a release).
+    static func won(_ text: String?) throws(Rejection) -> Int {
+        guard let text else { throw Rejection.missing(Self.amount) }
+        guard text.utf8.count <= 15, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let value = Int(text)
+        else {
+            throw Rejection(.invalidField, "amount \"\(text.prefix(32))\" is not a whole number of won (digits only)")
+        }
+        return value
+    }
+
+    /// §1.3/§1.4: `yyyyMMddHHmmss`, or `YYYY-MM-DD HH:MM:SS` ("포맷 … 도 가능"), and a moment
+    /// that exists: month 13, 30 February or 24:00 are refused, not filed as an unknown time.
+    static func moment(_ text: String?, _ name: String) throws(Rejection) -> String {
+        guard let text else { throw Rejection(.missingField, "\(name) is empty") }
+        let bytes = Array(text.utf8)
+        let separated = Array("0000-00-00 00:00:00".utf8)
+        let shaped =
+            bytes.count == 14 && bytes.allSatisfy { (0x30...0x39).contains($0) }
+            || bytes.count == separated.count
+                && zip(bytes, separated).allSatisfy { $1 == 0x30 ? (0x30...0x39).contains($0) : $0 == $1 }
+        guard shaped, let iso = KoreanTime.fromCompact(text) else {
+            throw Rejection(
+                .invalidField,
+                "\(name) \"\(text.prefix(32))\" is not a date and time as yyyyMMddHHmmss or YYYY-MM-DD HH:MM:SS")
+        }
+        return iso
+    }
+
     /// One row, cut with the delimiter its content type names. Field names are the spec's, with
     /// the date named for the kind (`paydate` or `refunddate`), which is how `interpret` tells
     /// an approval from a cancel.
     public func fields(from body: [UInt8], contentType: String?) throws(Rejection) -> Fields {
         let format = try RowFormat(contentType: contentType)
         var row = body[...]
+        // A byte order mark is the file's, not the first field's (a row quarantined with one
+        // before files were read without it reads the same once released).
+        if TossFile.startsWithByteOrderMark(row) { row = row.dropFirst(TossFile.byteOrderMark.count) }
         while let last = row.last, last == UInt8(ascii: "\r") || last == UInt8(ascii: "\n") { row.removeLast() }
         let values = row.split(separator: format.delimiter.byte, omittingEmptySubsequences: false)
         guard values.count == TossFile.fieldCount else {
@@ -130,7 +169,11 @@ public struct TossPayments: PaymentProvider {
                 throw Rejection(.invalidField, "Status \(status) is not 10 or 11, as an AUTH row's must be")
             case (.rev, _): throw Rejection(.invalidField, "Status \(status) is not 20 or 21, as a REV row's must be")
             }
-        guard let amount = try fields.amount(Self.amount) else { throw Rejection.missing(Self.amount) }
+        let amount = try Self.won(fields[Self.amount])
+        // paydate (AUTH) and Refunddate (REV) are what the event's time is: a row without a
+        // readable one is refused, never filed with a null time.
+        let at = try Self.moment(
+            fields[kind == .auth ? Self.paydate : Self.refunddate], kind == .auth ? "paydate" : "refunddate")
 
         let state: String
         var approvedAt: String?
@@ -138,16 +181,13 @@ public struct TossPayments: PaymentProvider {
         switch kind {
         case .auth:
             state = status
-            approvedAt = KoreanTime.fromCompact(fields[Self.paydate])
+            approvedAt = at
         case .rev:
             // REV gives the day's final state of every cancel and refund, and one transaction may
             // be partly refunded twice: the time and amount keep each refund its own key, and
             // a re-read of the cumulative file repeats them exactly.
-            guard let refundedAt = KoreanTime.fromCompact(fields[Self.refunddate]) else {
-                throw Rejection(.invalidField, "refunddate is not yyyyMMddHHmmss or YYYY-MM-DD HH:MM:SS")
-            }
-            canceledAt = refundedAt
-            let digits = refundedAt.prefix(19).filter(\.isASCIIDigit)
+            canceledAt = at
+            let digits = at.prefix(19).filter(\.isASCIIDigit)
             state = "\(status):\(digits):\(amount)"
         }
 
