@@ -71,6 +71,10 @@ public protocol PaymentProvider: Sendable {
     var charset: CharsetSetting { get }
     /// The merchants the PG publishes for testing; their notifications are never real payments.
     static var publishedTestMerchants: [TestMerchant] { get }
+    /// True when the PG signs its notifications (Smartro's SignValue), so `verify` authenticates
+    /// them. A PG that signs nothing needs a path secret or an allowlist instead; the
+    /// configuration asks each provider rather than keeping a list.
+    static var signsNotifications: Bool { get }
     /// Decodes a submitted body into fields. The PGs that post forms share one reading; a source
     /// whose bodies are not forms (a Toss file row, a Payup result) brings its own, so that raw
     /// fields, lossy-field flags and the quarantine work the same for every door.
@@ -84,6 +88,7 @@ public protocol PaymentProvider: Sendable {
 
 extension PaymentProvider {
     public static var publishedTestMerchants: [TestMerchant] { [] }
+    public static var signsNotifications: Bool { false }
 
     public func fields(from body: [UInt8], contentType: String?) throws(Rejection) -> Fields {
         try Fields.decoding(body, contentType: contentType, charset: charset)

@@ -1,6 +1,9 @@
 /// Smartro WEBLink "결제 데이터 URL 통보" (manual v5.2 §6.4–6.6, field list §6.4, ReturnURL §3.2,
 /// result codes §7).
 public struct Smartro: PaymentProvider {
+    /// SignValue (§6.4), checked with the merchant key.
+    public static let signsNotifications = true
+
     public let id = ProviderID.smartro
     /// §6.5: HTTP 200 and the string "OK", nothing else, or Smartro resends.
     public let ackBody = "OK"
