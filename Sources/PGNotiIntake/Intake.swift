@@ -5,46 +5,6 @@ import PGNotiCore
 import PGNotiStore
 import Synchronization
 
-/// What one submission became.
-public struct IntakeResult: Sendable {
-    public enum Outcome: String, Sendable, CaseIterable {
-        /// Committed; `accepted` and `conflict` also filed an event.
-        case accepted, duplicate, conflict
-        /// Refused before anything was committed; kept in quarantine.
-        case rejected
-        /// The store failed; nothing was committed.
-        case error
-    }
-
-    public var outcome: Outcome
-    /// The exact body the PG must hear. Set only once the ledger has committed.
-    public var ack: String?
-    public var rejection: Rejection?
-    public var eventID: String?
-    public var queueFileName: String?
-    public var merchantID: String?
-    public var tid: String?
-    public var state: String?
-    public var kind: String?
-    /// For a conflict: the fingerprint already stored, the one just received, the event they
-    /// contradict, and whether a conflict event was filed (false past the per-key limit).
-    public var storedFingerprint: String?
-    public var receivedFingerprint: String?
-    public var conflictsWith: String?
-    public var conflictFiled: Bool?
-    /// The quarantine row that kept a refused request (nil if it was dropped or not stored).
-    public var quarantineID: Int64?
-    /// Why the store failed, or why a refused request could not be kept. Never holds a secret.
-    public var error: String?
-    /// The decoded fields with personal data masked; filled only when debug logging is on.
-    public var maskedFields: [(name: String, value: String)]?
-
-    init(outcome: Outcome) { self.outcome = outcome }
-
-    /// Committed: the PG may be told so.
-    public var isCommitted: Bool { ack != nil }
-}
-
 /// The single path every notification takes into the ledger, whichever door it came through:
 /// decode → authenticate → verify → commit. It knows nothing about HTTP; the transport maps
 /// a result to its answer, and only a committed result carries an ACK.
@@ -72,24 +32,35 @@ public final class Intake: Sendable {
         policyBox.withLock { $0 = policy }
     }
 
-    /// Decodes, authenticates, verifies and commits one submission. A refusal is kept in
-    /// quarantine unless `quarantine` is false (a release of an item that is already there).
-    public func process(_ submission: Submission, quarantine: Bool = true) async -> IntakeResult {
+    /// What a door adds to the submission's log line once it knows the result (the HTTP
+    /// status it answered, its latency, the masked path).
+    public typealias Annotation = @Sendable (IntakeResult) -> Logger.Metadata
+
+    /// Decodes, authenticates, verifies and commits one submission, and writes its one log
+    /// line. A refusal is kept in quarantine unless `quarantine` is false (a release of an item
+    /// that is already there).
+    public func process(
+        _ submission: Submission, quarantine: Bool = true, annotate: Annotation = { _ in [:] }
+    ) async -> IntakeResult {
+        let result: IntakeResult
         switch prepare(submission, quarantine: quarantine) {
         case .refuse(let rejection, let parsed, let keep):
-            return await refuse(submission, rejection, parsed: parsed, keep: keep)
+            result = await refuse(submission, rejection, parsed: parsed, keep: keep)
         case .commit(let commit):
             let outcome: Result<RecordOutcome, any Error>
             do { outcome = .success(try await store.record(commit.entry)) } catch { outcome = .failure(error) }
-            return finish(commit, outcome, submission)
+            result = finish(commit, outcome, submission)
         }
+        NotificationLog.emit(result, submission, logger: logger, extra: annotate(result))
+        return result
     }
 
     /// Processes `submissions` as `process` does each, but commits those that pass in their
     /// order: each is deduplicated against the ones before it (of two versions of one
     /// notification, the first is the one stored), and their events are filed in that order.
     /// Refusals are kept in quarantine alongside. Results come back in the submissions' order.
-    public func processInOrder(_ submissions: [Submission]) async -> [IntakeResult] {
+    public func processInOrder(_ submissions: [Submission], annotate: Annotation = { _ in [:] }) async -> [IntakeResult]
+    {
         var commits: [(index: Int, commit: Commit)] = []
         var refusals: [(index: Int, refusal: Refusal)] = []
         for (index, submission) in submissions.enumerated() {
@@ -123,7 +94,11 @@ public final class Intake: Sendable {
         for ((index, commit), outcome) in zip(commits, await recorded) {
             results[index] = finish(commit, outcome, submissions[index])
         }
-        return results.map { $0! }
+        let all = results.map { $0! }
+        for (result, submission) in zip(all, submissions) {
+            NotificationLog.emit(result, submission, logger: logger, extra: annotate(result))
+        }
+        return all
     }
 
     /// What one submission comes to before anything is stored.
@@ -141,7 +116,9 @@ public final class Intake: Sendable {
     /// A submission that passed every check, ready for the ledger.
     struct Commit {
         var entry: LedgerEntry
-        var result: IntakeResult
+        var ack: String
+        var facts: IntakeResult.Facts
+        var maskedFields: [(name: String, value: String)]?
     }
 
     /// Decode, authenticate, verify: everything short of the ledger, with no suspension, so a
@@ -227,9 +204,13 @@ public final class Intake: Sendable {
 
     /// Refuses a submission the transport judged before the intake could (an oversized body,
     /// a rate limit), keeping it like any other refusal.
-    public func refuse(_ submission: Submission, _ rejection: Rejection) async -> IntakeResult {
+    public func refuse(_ submission: Submission, _ rejection: Rejection, annotate: Annotation = { _ in [:] }) async
+        -> IntakeResult
+    {
         let parsed = policy.providers[submission.provider].flatMap { try? Self.read(submission, with: $0) }
-        return await refuse(submission, rejection, parsed: parsed, keep: true)
+        let result = await refuse(submission, rejection, parsed: parsed, keep: true)
+        NotificationLog.emit(result, submission, logger: logger, extra: annotate(result))
+        return result
     }
 
     /// The body decoded as the provider reads its bodies (a form in the charset it declares or
@@ -244,12 +225,7 @@ public final class Intake: Sendable {
     private func refuse(
         _ submission: Submission, _ rejection: Rejection, parsed: (PaymentNotification, Fields)?, keep: Bool
     ) async -> IntakeResult {
-        var result = IntakeResult(outcome: .rejected)
-        result.rejection = rejection
-        result.merchantID = parsed?.0.merchantID
-        result.tid = parsed?.0.tid
-        result.state = parsed?.0.state
-        result.kind = parsed?.0.kind.rawValue
+        var result = IntakeResult(.refused(rejection, .notAsked), facts: parsed.map { .init($0.0) })
         if logger.logLevel <= .debug, let fields = parsed?.1 { result.maskedFields = Masking.fields(fields.all) }
         Self.count(submission.provider, .rejected, reason: rejection.reason)
         guard keep else { return result }
@@ -261,13 +237,13 @@ public final class Intake: Sendable {
             merchantID: parsed?.0.merchantID, tid: parsed?.0.tid, receivedAt: submission.receivedAt)
         do {
             switch try await store.quarantine(entry) {
-            case .stored(let id): result.quarantineID = id
+            case .stored(let id): result.decision = .refused(rejection, .quarantined(id: id))
             case .dropped:
-                result.error = "quarantine queue full: not kept"
+                result.decision = .refused(rejection, .lost("quarantine queue full: not kept"))
                 IntakeMetrics.shared.quarantineDropped.increment()
             }
         } catch {
-            result.error = "could not be kept: \(error)"
+            result.decision = .refused(rejection, .lost("could not be kept: \(error)"))
         }
         return result
     }
@@ -276,19 +252,12 @@ public final class Intake: Sendable {
         _ notification: PaymentNotification, fields: Fields, isTest: Bool, sandbox: Bool, _ submission: Submission,
         ack: String
     ) -> Commit {
-        var result = IntakeResult(outcome: .error)
-        result.ack = ack
-        result.merchantID = notification.merchantID
-        result.tid = notification.tid
-        result.state = notification.state
-        result.kind = notification.kind.rawValue
-        if logger.logLevel <= .debug { result.maskedFields = Masking.fields(fields.all) }
+        let masked = logger.logLevel <= .debug ? Masking.fields(fields.all) : nil
         var filed = Event(
             notification: notification, receivedAt: submission.receivedAt, isTest: isTest, charset: fields.charset,
             lossyFields: fields.lossyFieldNames)
         filed.isSandbox = sandbox
         let event = filed
-        result.eventID = event.id
         let entry = LedgerEntry(
             key: notification.key, fingerprint: notification.fingerprint, eventID: event.id,
             kind: notification.kind.rawValue, orderID: notification.orderID, amount: notification.amount,
@@ -300,51 +269,47 @@ public final class Intake: Sendable {
                     with: storedEventID, storedAmount: storedAmount, storedResultCode: storedResult)
                 return (conflict.id, conflict.jsonBytes())
             })
-        return Commit(entry: entry, result: result)
+        return Commit(entry: entry, ack: ack, facts: .init(notification), maskedFields: masked)
     }
 
     /// What the ledger made of a prepared commit.
     private func finish(_ commit: Commit, _ recorded: Result<RecordOutcome, any Error>, _ submission: Submission)
         -> IntakeResult
     {
-        var result = commit.result
+        var result = IntakeResult(.storeFailed(""), facts: commit.facts)
+        result.maskedFields = commit.maskedFields
         let outcome: RecordOutcome
         switch recorded {
         case .success(let value): outcome = value
         case .failure(let error):
             // Nothing committed: no ACK.
-            result.ack = nil
-            result.error = "\(error)"
+            result.decision = .storeFailed("\(error)")
             Self.count(submission.provider, .error)
             return result
         }
         // Committed: from here on the PG may hear its ACK (`commit` holds it until now).
+        let received = commit.entry.fingerprint
         switch outcome {
         case .accepted(let id, let fileName):
-            result.outcome = .accepted
-            result.eventID = id
-            result.queueFileName = fileName
+            result.decision = .committed(ack: commit.ack, .accepted(eventID: id, queueFile: fileName))
             onFiled()
         case .duplicate(let id):
-            result.outcome = .duplicate
-            result.eventID = id
+            result.decision = .committed(ack: commit.ack, .duplicate(eventID: id))
         case .conflict(let id, let conflictsWith, let storedFingerprint, let fileName):
-            result.outcome = .conflict
-            result.eventID = id
-            result.kind = EventKind.notificationConflict.rawValue
-            result.queueFileName = fileName
-            result.conflictsWith = conflictsWith
-            result.storedFingerprint = storedFingerprint
-            result.receivedFingerprint = commit.entry.fingerprint
-            result.conflictFiled = true
+            result.decision = .committed(
+                ack: commit.ack,
+                .conflict(
+                    .init(
+                        storedFingerprint: storedFingerprint, receivedFingerprint: received,
+                        conflictsWith: conflictsWith, filed: (id, fileName))))
             onFiled()
         case .conflictIgnored(let conflictsWith, let storedFingerprint, let ignored):
-            result.outcome = .conflict
-            result.eventID = nil
-            result.conflictsWith = conflictsWith
-            result.storedFingerprint = storedFingerprint
-            result.receivedFingerprint = commit.entry.fingerprint
-            result.conflictFiled = false
+            result.decision = .committed(
+                ack: commit.ack,
+                .conflict(
+                    .init(
+                        storedFingerprint: storedFingerprint, receivedFingerprint: received,
+                        conflictsWith: conflictsWith, filed: nil)))
             IntakeMetrics.shared.conflictsIgnored.increment()
             if ignored == 1 {
                 logger.warning(
@@ -365,14 +330,5 @@ public final class Intake: Sendable {
         IntakeMetrics.shared.requests(provider, outcome).increment()
         if let reason { IntakeMetrics.shared.quarantined(reason).increment() }
         if outcome == .conflict { IntakeMetrics.shared.conflicts(provider).increment() }
-    }
-}
-
-extension IntakeResult {
-    /// A refusal with nothing else known, for transports and tests.
-    public static func refused(_ rejection: Rejection) -> IntakeResult {
-        var result = IntakeResult(outcome: .rejected)
-        result.rejection = rejection
-        return result
     }
 }

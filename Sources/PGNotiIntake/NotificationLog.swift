@@ -2,9 +2,10 @@ import Logging
 import PGNotiCore
 
 /// The one line per notification that operators alert on, the same whichever door the
-/// notification came through. The door adds what only it knows (HTTP status, latency).
-public enum NotificationLog {
-    public static func emit(
+/// notification came through. The intake writes it; the door adds what only it knows (HTTP
+/// status, latency) through its annotation.
+enum NotificationLog {
+    static func emit(
         _ result: IntakeResult, _ submission: Submission, logger: Logger, extra: Logger.Metadata = [:]
     ) {
         var metadata = extra
@@ -37,10 +38,12 @@ public enum NotificationLog {
         }
         if let v = result.quarantineID { metadata["quarantine_id"] = .stringConvertible(v) }
         if let v = result.error { metadata["error"] = .string(v) }
-        if let v = result.storedFingerprint { metadata["stored"] = .string(v) }
-        if let v = result.receivedFingerprint { metadata["received"] = .string(v) }
-        if let v = result.conflictsWith { metadata["conflicts_with"] = .string(v) }
-        if let v = result.conflictFiled { metadata["conflict_filed"] = .stringConvertible(v) }
+        if case .committed(_, .conflict(let conflict)) = result.decision {
+            metadata["stored"] = .string(conflict.storedFingerprint)
+            metadata["received"] = .string(conflict.receivedFingerprint)
+            metadata["conflicts_with"] = .string(conflict.conflictsWith)
+            metadata["conflict_filed"] = .stringConvertible(conflict.filed != nil)
+        }
         if let fields = result.maskedFields {
             metadata["fields"] = .dictionary(
                 Dictionary(

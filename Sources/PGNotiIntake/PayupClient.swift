@@ -217,7 +217,6 @@ public final class PayupClient: Sendable {
             provider: .payup, body: bytes, contentType: Payup.mediaType, address: ClientAddress(peer: nil, client: nil),
             receivedAt: Date(), requestID: "payup-\(intent.id)", origin: .payup(intentID: intent.id))
         let result = await intake.process(submission)
-        NotificationLog.emit(result, submission, logger: logger)
         intent.eventID = result.eventID
         if !result.isCommitted {
             // An outcome with no event is not settled: it stays for `payup pending`.

@@ -60,18 +60,20 @@ public struct QuarantineRelease: Sendable {
             requestID: "release-\(id)", origin: .release(quarantineID: id))
         // Refused again, the item simply stays where it is.
         let result = await intake.process(submission, quarantine: false)
-        NotificationLog.emit(result, submission, logger: intake.logger)
         let outcome: Outcome
-        switch result.outcome {
-        case .accepted, .conflict:
-            guard let eventID = result.eventID ?? result.conflictsWith else { return .failed("no event id") }
+        switch result.decision {
+        case .committed(_, .accepted(let eventID, _)):
             outcome = .accepted(eventID: eventID)
-        case .duplicate:
-            outcome = .duplicate(eventID: result.eventID ?? "-")
-        case .rejected:
-            return .refused(reason: result.rejection?.reason.rawValue ?? "unknown")
-        case .error:
-            return .failed(result.error ?? "store failed")
+        case .committed(_, .conflict(let conflict)):
+            // Past the conflict cap no conflict event is filed: the item is then the version
+            // it contradicts.
+            outcome = .accepted(eventID: conflict.filed?.eventID ?? conflict.conflictsWith)
+        case .committed(_, .duplicate(let eventID)):
+            outcome = .duplicate(eventID: eventID)
+        case .refused(let rejection, _):
+            return .refused(reason: rejection.reason.rawValue)
+        case .storeFailed(let why):
+            return .failed(why)
         }
         if case .accepted(let eventID) = outcome {
             try? await ledger.markReleased(id: id, eventID: eventID)

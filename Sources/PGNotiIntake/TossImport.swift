@@ -166,11 +166,10 @@ public struct TossImporter: Sendable {
         }
 
         summary.rows = lines.count
-        for ((line, submission), result) in zip(zip(lines, submissions), results) {
-            NotificationLog.emit(result, submission, logger: logger)
+        for (line, result) in zip(lines, results) {
             switch result.outcome {
             case .accepted: summary.new += 1
-            case .conflict: if result.conflictFiled == true { summary.new += 1 } else { summary.duplicates += 1 }
+            case .conflict: if result.eventID != nil { summary.new += 1 } else { summary.duplicates += 1 }
             case .duplicate: summary.duplicates += 1
             case .rejected:
                 summary.bad.append(

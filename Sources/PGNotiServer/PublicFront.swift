@@ -130,29 +130,41 @@ public final class PublicFront: Sendable {
 
         let result: IntakeResult
         let limit = settings.maxBodyBytes
+        let maskedPath = Self.maskedPath(path)
+        // The intake writes the request's log line; the front adds what only HTTP knows.
+        let annotate: Intake.Annotation = { result in
+            [
+                "http_status": .stringConvertible(Int(Self.status(for: result).code)),
+                "latency_ms": .stringConvertible(Self.milliseconds(since: started)),
+                "path": .string(maskedPath),
+            ]
+        }
         if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
             // Refused before a byte of the body is read; the guard closes the connection after.
             result =
                 secretOK
                 ? await intake.refuse(
-                    submission, Rejection(.bodyTooLarge, "Content-Length \(declared); the limit is \(limit) bytes"))
-                : await intake.process(submission)
+                    submission, Rejection(.bodyTooLarge, "Content-Length \(declared); the limit is \(limit) bytes"),
+                    annotate: annotate)
+                : await intake.process(submission, annotate: annotate)
         } else {
             do {
                 let (bytes, overflow) = try await Self.collect(request.body, limit: limit)
                 submission.body = bytes
                 if !secretOK {
-                    result = await intake.process(submission)
+                    result = await intake.process(submission, annotate: annotate)
                 } else if overflow {
                     result = await intake.refuse(
                         submission,
-                        Rejection(.bodyTooLarge, "more than \(limit) bytes sent; the limit is \(limit) bytes"))
+                        Rejection(.bodyTooLarge, "more than \(limit) bytes sent; the limit is \(limit) bytes"),
+                        annotate: annotate)
                 } else if let limiter = settings.rateLimiter, !limiter.allow(address.client ?? "-") {
                     rateLimited.note(["client": .string(address.client ?? "-")])
                     result = await intake.refuse(
-                        submission, Rejection(.rateLimited, "more than \(Int(limiter.rate)) requests per second"))
+                        submission, Rejection(.rateLimited, "more than \(Int(limiter.rate)) requests per second"),
+                        annotate: annotate)
                 } else {
-                    result = await intake.process(submission)
+                    result = await intake.process(submission, annotate: annotate)
                 }
             } catch {
                 logger.warning(
@@ -164,16 +176,8 @@ public final class PublicFront: Sendable {
                 return Self.text(.badRequest, "unreadable body\n")
             }
         }
-        let response = Self.response(for: result)
         Self.ackLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        NotificationLog.emit(
-            result, submission, logger: logger,
-            extra: [
-                "http_status": .stringConvertible(Int(response.status.code)),
-                "latency_ms": .stringConvertible(Self.milliseconds(since: started)),
-                "path": .string(Self.maskedPath(path)),
-            ])
-        return response
+        return Self.response(for: result)
     }
 
     /// Time from the request's arrival to its answer, for every answer.
@@ -199,27 +203,40 @@ public final class PublicFront: Sendable {
     /// The answer for a result. Only a committed result carries the ACK; every refusal is
     /// something else, so the PG retries while an operator looks.
     static func response(for result: IntakeResult) -> Response {
-        if let ack = result.ack { return text(.ok, ack) }
-        guard let rejection = result.rejection else {
-            return text(.internalServerError, "error: not stored, retry later\n")
+        let status = status(for: result)
+        switch result.decision {
+        case .committed(let ack, _): return text(.ok, ack)
+        case .storeFailed: return text(.internalServerError, "error: not stored, retry later\n")
+        case .refused(let rejection, _):
+            if status == .notFound { return notFound() }
+            var response = text(status, "rejected: \(rejection.reason.rawValue)\n")
+            // The body was not read: the connection cannot carry another request.
+            if rejection.reason == .bodyTooLarge { response.headers[.connection] = "close" }
+            return response
         }
-        let status: HTTPResponse.Status =
-            switch rejection.reason {
-            // Indistinguishable from a path that does not exist.
-            case .pathSecretMismatch, .providerDisabled: .notFound
-            case .signatureMissing, .signatureMismatch, .unknownMerchant, .sourceNotAllowed, .merchantNotAccepted,
-                .stateMismatch, .testMerchant, .testMerchantOnly:
-                .forbidden
-            case .unsupportedMediaType: .unsupportedMediaType
-            case .bodyTooLarge: .contentTooLarge
-            case .rateLimited: .tooManyRequests
-            case .missingField, .invalidField, .unsupportedCharset: .badRequest
-            }
-        if status == .notFound { return notFound() }
-        var response = text(status, "rejected: \(rejection.reason.rawValue)\n")
-        // The body was not read: the connection cannot carry another request.
-        if rejection.reason == .bodyTooLarge { response.headers[.connection] = "close" }
-        return response
+    }
+
+    /// The status a result is answered with.
+    static func status(for result: IntakeResult) -> HTTPResponse.Status {
+        switch result.decision {
+        case .committed: return .ok
+        case .storeFailed: return .internalServerError
+        case .refused(let rejection, _): return status(for: rejection.reason)
+        }
+    }
+
+    static func status(for reason: Rejection.Reason) -> HTTPResponse.Status {
+        switch reason {
+        // Indistinguishable from a path that does not exist.
+        case .pathSecretMismatch, .providerDisabled: .notFound
+        case .signatureMissing, .signatureMismatch, .unknownMerchant, .sourceNotAllowed, .merchantNotAccepted,
+            .stateMismatch, .testMerchant, .testMerchantOnly:
+            .forbidden
+        case .unsupportedMediaType: .unsupportedMediaType
+        case .bodyTooLarge: .contentTooLarge
+        case .rateLimited: .tooManyRequests
+        case .missingField, .invalidField, .unsupportedCharset: .badRequest
+        }
     }
 
     static func notFound() -> Response { text(.notFound, "not found\n") }

@@ -229,6 +229,21 @@ final class DaemonProcess: @unchecked Sendable {
         }.count
     }
 
+    /// The inodes of the sockets the daemon has open. A socket that appears after a snapshot
+    /// is one it opened or accepted since, whatever other sockets closed meanwhile (which a
+    /// plain count cannot tell).
+    func socketInodes() -> Set<String> {
+        let fdDir = "/proc/\(process.processIdentifier)/fd"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
+        return Set(
+            entries.compactMap { entry -> String? in
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(fdDir)/\(entry)"),
+                    target.hasPrefix("socket:[")
+                else { return nil }
+                return target
+            })
+    }
+
     /// The TCP ports the daemon listens on (public and admin listeners), from /proc/net/tcp{,6}:
     /// the listening sockets whose inodes are among the daemon's open files.
     func listeningPorts() -> Set<Int> {

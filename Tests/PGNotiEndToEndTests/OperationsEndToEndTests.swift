@@ -148,12 +148,12 @@ extension EndToEnd {
             let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
             let half = bytes.count - 40
 
-            let baseline = daemon.socketCount()
+            let before = daemon.socketInodes()
             let fd = try connectLoopback(port: daemon.port)
             defer { close(fd) }
             _ = bytes[..<half].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
             // The head is in and the body has started: wait until the daemon has the connection.
-            try waitFor("the daemon to accept the connection") { daemon.socketCount() > baseline }
+            try waitFor("the daemon to accept the connection") { !daemon.socketInodes().subtracting(before).isEmpty }
             let stopping = Date()
             kill(daemon.process.processIdentifier, SIGTERM)
             #expect(try daemon.waitForExit(timeout: 15) == 0)

@@ -138,7 +138,8 @@ extension EndToEnd {
                         && "\($0["unterminated_line"] ?? "")" == "3"
                 }
             }
-            #expect(try daemon.queueFiles().count == 2, "the two whole lines")
+            // Filed a moment after the commit the log line reports.
+            try await Self.eventually("the two whole lines filed") { try daemon.queueFiles().count == 2 }
             #expect(FileManager.default.fileExists(atPath: path.path), "not moved while it may still be written")
 
             let handle = try FileHandle(forWritingTo: path)

@@ -113,9 +113,14 @@ struct IntakeTests {
         let first = await intake.process(submission(approval))
         let changed = await intake.process(submission(approval.replacingOccurrences(of: "Amt=1000", with: "Amt=2000")))
         #expect(changed.outcome == .conflict && changed.ack == "OK")
-        #expect(changed.conflictsWith == first.eventID && changed.conflictFiled == true)
-        #expect(changed.storedFingerprint == "amount=1000;result=3001")
-        #expect(changed.receivedFingerprint == "amount=2000;result=3001")
+        guard case .committed("OK", .conflict(let recorded)) = changed.decision else {
+            Issue.record("not a committed conflict: \(changed.decision)")
+            return
+        }
+        #expect(recorded.conflictsWith == first.eventID && recorded.filed != nil)
+        #expect(recorded.storedFingerprint == "amount=1000;result=3001")
+        #expect(recorded.receivedFingerprint == "amount=2000;result=3001")
+        #expect(changed.kind == "notification.conflict" && changed.eventID == recorded.filed?.eventID)
         let again = await intake.process(submission(approval.replacingOccurrences(of: "Amt=1000", with: "Amt=2000")))
         #expect(again.outcome == .duplicate && again.eventID == changed.eventID)
         let events = try await ledger.pendingOutbox(limit: 10).map {

@@ -108,8 +108,7 @@ struct PublicFrontTests {
     /// that does not exist.
     @Test func statusesFollowTheReason() {
         func status(_ reason: Rejection.Reason) -> Int {
-            var result = IntakeResult.refused(Rejection(reason, "x"))
-            result.ack = nil
+            let result = IntakeResult.refused(Rejection(reason, "x"))
             return Int(PublicFront.response(for: result).status.code)
         }
         #expect(status(.pathSecretMismatch) == 404)
