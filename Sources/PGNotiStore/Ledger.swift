@@ -9,42 +9,6 @@ import Synchronization
     import Glibc
 #endif
 
-/// What the intake needs from storage. The daemon uses `Ledger`; tests can hand the intake a
-/// store that holds or fails commits, to show that no answer leaves before a commit.
-public protocol NotificationStore: Sendable {
-    /// Returns only after the transaction holding the entry has committed.
-    func record(_ entry: LedgerEntry) async throws -> RecordOutcome
-    /// Records `entries` in their order: each is deduplicated against those before it, and
-    /// those filed get queue file names in that order. Returns once every one is settled.
-    func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>]
-    /// Keeps a refused request; may drop it (and count it) under a flood.
-    func quarantine(_ entry: QuarantineEntry) async throws -> QuarantineOutcome
-}
-
-extension NotificationStore {
-    /// One at a time: in order, one commit each.
-    public func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>] {
-        var results: [Result<RecordOutcome, any Error>] = []
-        for entry in entries {
-            do { results.append(.success(try await record(entry))) } catch { results.append(.failure(error)) }
-        }
-        return results
-    }
-}
-
-/// How much of the quarantine is kept.
-public struct QuarantinePolicy: Sendable, Equatable {
-    public var maxBytes: Int
-    public var maxRows: Int
-    public var keepDays: Int
-
-    public init(maxBytes: Int = 256 * 1024 * 1024, maxRows: Int = 10_000, keepDays: Int = 30) {
-        self.maxBytes = maxBytes
-        self.maxRows = maxRows
-        self.keepDays = keepDays
-    }
-}
-
 /// The durable record of every notification pgnoti has acknowledged, and of every request it
 /// refused.
 ///
@@ -134,8 +98,8 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     let pool: DatabasePool
     private let maxBatch: Int
     let writer = Mutex(WriterState())
-    private let local = Mutex(WriterLocal())
-    private let policy: Mutex<QuarantinePolicy>
+    let local = Mutex(WriterLocal())
+    let policy: Mutex<QuarantinePolicy>
     // The blocking SQLite work of group commit happens here, never on the
     // cooperative pool: callers just park on a continuation.
     let writerQueue = DispatchQueue(label: "pgnoti.ledger.group-commit")
@@ -394,7 +358,7 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     /// savepoint so that a constraint violation undoes only that entry's statements; anything
     /// else (I/O, disk full, read-only, busy, schema) means the store itself is unwell and fails
     /// the batch.
-    private func commit(_ batch: Batch) -> Result<BatchOutcome, any Error> {
+    func commit(_ batch: Batch) -> Result<BatchOutcome, any Error> {
         Result {
             try pool.writeWithoutTransaction { db in
                 var outcome = BatchOutcome()
@@ -448,209 +412,6 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
         }
     }
 
-    private func nextFileName(_ eventID: String, local: inout WriterLocal) -> String {
-        // Strictly increasing even if the clock steps back: names sort in filing order.
-        let micros = max(Date().unixMicroseconds, local.lastFiledMicros + 1)
-        local.lastFiledMicros = micros
-        return QueueFileName.make(filedAtMicroseconds: micros, eventID: eventID)
-    }
-
-    private func apply(_ entry: LedgerEntry, in db: Database, local: inout WriterLocal) throws -> RecordOutcome {
-        let key: StatementArguments = [
-            entry.key.provider.rawValue, entry.key.merchantID, entry.key.tid, entry.key.state,
-        ]
-        let existing = try Row.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT id, event_id, fingerprint, amount, result_code FROM notifications
-                    WHERE provider = ? AND merchant_id = ? AND tid = ? AND state = ?
-                    """),
-            arguments: key)
-        let now = Date().unixMicroseconds
-
-        if let existing {
-            let storedID: Int64 = existing["id"]
-            let storedEventID: String = existing["event_id"]
-            let storedFingerprint: String = existing["fingerprint"]
-            if storedFingerprint == entry.fingerprint {
-                try db.cachedStatement(
-                    sql: "UPDATE notifications SET retries = retries + 1, last_seen_at = ? WHERE id = ?"
-                ).execute(arguments: [now, storedID])
-                // The first retries are kept one by one; a storm only counts.
-                try db.cachedStatement(
-                    sql: """
-                        INSERT INTO retries (notification_id, received_at, peer, client)
-                        SELECT ?, ?, ?, ? WHERE (SELECT retries FROM notifications WHERE id = ?) <= ?
-                        """
-                ).execute(arguments: [
-                    storedID, entry.receivedAt.unixMicroseconds, entry.peer, entry.client, storedID,
-                    Self.retriesKept,
-                ])
-                return .duplicate(eventID: storedEventID)
-            }
-            if let filed = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: """
-                        SELECT id, conflict_event_id FROM conflicts
-                        WHERE provider = ? AND merchant_id = ? AND tid = ? AND state = ? AND new_fingerprint = ?
-                            AND conflict_event_id IS NOT NULL
-                        """),
-                arguments: key + [entry.fingerprint])
-            {
-                try db.cachedStatement(sql: "UPDATE conflicts SET retries = retries + 1 WHERE id = ?")
-                    .execute(arguments: [filed["id"] as Int64])
-                return .duplicate(eventID: filed["conflict_event_id"])
-            }
-            let filedConflicts =
-                try Int.fetchOne(
-                    db.cachedStatement(
-                        sql: """
-                            SELECT count(*) FROM conflicts
-                            WHERE provider = ? AND merchant_id = ? AND tid = ? AND state = ? AND conflict_event_id IS NOT NULL
-                            """),
-                    arguments: key) ?? 0
-            guard filedConflicts < Self.maximumConflictsPerKey,
-                let (conflictID, json) = entry.conflictEvent?(
-                    storedEventID, existing["amount"], existing["result_code"])
-            else {
-                try db.cachedStatement(
-                    sql: "UPDATE notifications SET conflicts_ignored = conflicts_ignored + 1 WHERE id = ?"
-                ).execute(arguments: [storedID])
-                let ignored =
-                    try Int.fetchOne(
-                        db.cachedStatement(sql: "SELECT conflicts_ignored FROM notifications WHERE id = ?"),
-                        arguments: [storedID]) ?? 0
-                return .conflictIgnored(
-                    conflictsWith: storedEventID, storedFingerprint: storedFingerprint, ignored: ignored)
-            }
-            let fileName = nextFileName(conflictID, local: &local)
-            try db.cachedStatement(
-                sql: """
-                    INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, conflict_event_id,
-                        stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, peer, client,
-                        received_at, event_json, queue_file_name)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, ?, ?, ?, ?, ?, ?)
-                    """
-            ).execute(
-                arguments: key + [
-                    storedEventID, conflictID, storedFingerprint, entry.fingerprint, Data(entry.rawBody),
-                    entry.contentType, entry.peer, entry.peer, entry.client, entry.receivedAt.unixMicroseconds,
-                    Data(json), fileName,
-                ])
-            try insertOutbox(fileName: fileName, payload: json, notificationID: storedID, in: db)
-            return .conflict(
-                eventID: conflictID, conflictsWith: storedEventID, storedFingerprint: storedFingerprint,
-                queueFileName: fileName)
-        }
-
-        // The event document is built only now that the entry is known to be new.
-        let json = entry.eventJSON()
-        let fileName = nextFileName(entry.eventID, local: &local)
-        // GRDB binds an empty Data as NULL; coalesce keeps empty bodies storable
-        // without loosening the NOT NULL constraints.
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id,
-                    event_json, queue_file_name, raw_body, content_type, remote_address, peer, client,
-                    kind, order_id, amount, result_code, received_at, filed_at)
-                VALUES (?, ?, ?, ?, ?, ?, coalesce(?, x''), ?, coalesce(?, x''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(
-            arguments: key + [
-                entry.fingerprint, entry.eventID, Data(json), fileName, Data(entry.rawBody), entry.contentType,
-                entry.peer, entry.peer, entry.client, entry.kind, entry.orderID, entry.amount, entry.resultCode,
-                entry.receivedAt.unixMicroseconds, now,
-            ])
-        // The outbox refers to the stored event rather than holding a second copy: half the
-        // bytes written to the WAL per event.
-        try insertOutbox(fileName: fileName, payload: [], notificationID: db.lastInsertedRowID, in: db)
-        return .accepted(eventID: entry.eventID, queueFileName: fileName)
-    }
-
-    private func insertOutbox(fileName: String, payload: [UInt8], notificationID: Int64, in db: Database) throws {
-        try db.cachedStatement(
-            sql:
-                "INSERT INTO outbox (file_name, payload, notification_id, queued_at) VALUES (?, coalesce(?, x''), ?, ?)"
-        ).execute(arguments: [fileName, Data(payload), notificationID, Date().unixMicroseconds])
-    }
-
-    private static func insert(_ entry: QuarantineEntry, in db: Database) throws -> Int64 {
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO quarantine (provider, reason, detail, raw_body, content_type, forwarded_for, peer,
-                    client, path_secret_sha256, parsed, merchant_id, tid, size, received_at)
-                VALUES (?, ?, ?, coalesce(?, x''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """
-        ).execute(arguments: [
-            entry.provider, entry.reason, entry.detail, Data(entry.rawBody), entry.contentType,
-            entry.forwardedFor, entry.peer, entry.client, entry.pathSecretSHA256.map { Data($0) }, entry.parsed,
-            entry.merchantID, entry.tid, entry.rawBody.count, entry.receivedAt.unixMicroseconds,
-        ])
-        return db.lastInsertedRowID
-    }
-
-    /// Keeps the quarantine inside its policy. Garbage (never parsed) goes first, oldest first;
-    /// requests that parsed but failed authentication or verification (the ones a release will
-    /// want) go only when the garbage alone cannot make room, and otherwise only with age.
-    /// Returns how many rows were evicted.
-    private func evict(in db: Database, local: inout WriterLocal) throws -> Int {
-        let policy = self.policy.withLock { $0 }
-        var evicted = 0
-        if local.lastAgeSweep.timeIntervalSinceNow < -3600 {
-            let cutoff = Date().addingTimeInterval(-Double(policy.keepDays) * 86_400).unixMicroseconds
-            try db.execute(sql: "DELETE FROM quarantine WHERE received_at < ?", arguments: [cutoff])
-            evicted += db.changesCount
-            local.lastAgeSweep = Date()
-        }
-        guard evicted > 0 || local.quarantineBytes > policy.maxBytes || local.quarantineRows > policy.maxRows else {
-            return 0
-        }
-        // The counters drift when other processes write; start from the truth. Bytes are the
-        // bytes held: a body `pgnoti purge` emptied no longer counts (`size` keeps what it was).
-        let totals = try Row.fetchOne(
-            db, sql: "SELECT coalesce(sum(length(raw_body)), 0) AS b, count(*) AS n FROM quarantine")!
-        var bytes: Int = totals["b"]
-        var rows: Int = totals["n"]
-        var victims: [Int64] = []
-        if bytes > policy.maxBytes || rows > policy.maxRows {
-            let cursor = try Row.fetchCursor(
-                db, sql: "SELECT id, length(raw_body) AS size FROM quarantine ORDER BY parsed, id")
-            while bytes > policy.maxBytes || rows > policy.maxRows, let row = try cursor.next() {
-                victims.append(row["id"])
-                bytes -= row["size"] as Int
-                rows -= 1
-            }
-        }
-        for chunk in stride(from: 0, to: victims.count, by: 500) {
-            let ids = victims[chunk..<min(chunk + 500, victims.count)]
-            let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
-            try db.execute(
-                sql: "DELETE FROM quarantine WHERE id IN (\(marks))", arguments: StatementArguments(Array(ids)))
-        }
-        local.quarantineBytes = bytes
-        local.quarantineRows = rows
-        return evicted + victims.count
-    }
-
-    public var writerStats: WriterStats {
-        writer.withLock { $0.stats }
-    }
-
-    /// Notifications per group-commit transaction.
-    static let batchSize = Recorder(label: "pgnoti_group_commit_batch_size")
-    static let evictedCounter = Counter(label: "pgnoti_quarantine_evicted_total")
-
-    /// Creates the ledger's series now, so `/metrics` shows them at 0 from the start.
-    public static func registerMetrics() {
-        _ = evictedCounter
-        _ = batchSize
-    }
-
-    /// Why the last write transaction failed, or nil when the last one committed.
-    public var lastFailure: String? {
-        writer.withLock { $0.lastFailure }
-    }
-
     /// Returns once the writer thread has taken a turn, without touching SQLite: the watchdog's
     /// proof that the writer is not stuck (a full disk fails commits quickly; it does not stop
     /// the writer).
@@ -663,114 +424,6 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
     /// Opens and commits an empty write transaction: throws if the database cannot be written.
     public func probeWritable() async throws {
         try await write { _ in }
-    }
-
-    // MARK: - Outbox
-
-    /// Oldest first, which is filing order. An empty payload refers to the notification's stored
-    /// event (no event is empty JSON); conflict events carry their own.
-    public func pendingOutbox(limit: Int) async throws -> [OutboxItem] {
-        try checkOpen()
-        return try await pool.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT o.id, o.file_name,
-                        CASE WHEN length(o.payload) > 0 THEN o.payload ELSE n.event_json END AS payload
-                    FROM outbox o LEFT JOIN notifications n ON n.id = o.notification_id
-                    ORDER BY o.id LIMIT ?
-                    """, arguments: [limit]
-            ).map { OutboxItem(id: $0["id"], fileName: $0["file_name"], payload: $0.bytes("payload")) }
-        }
-    }
-
-    /// Through the writer, so the relay's deletions share the commits of the notifications.
-    public func removeFromOutbox(ids: [Int64]) async throws {
-        guard !ids.isEmpty else { return }
-        try checkOpen()
-        try await write { db in
-            // Stay far below SQLite's bound-parameter limit.
-            var rest = ids[...]
-            while !rest.isEmpty {
-                let chunk = rest.prefix(500)
-                rest = rest.dropFirst(chunk.count)
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                try db.execute(
-                    sql: "DELETE FROM outbox WHERE id IN (\(marks))", arguments: StatementArguments(Array(chunk)))
-            }
-        }
-    }
-
-    /// How many events wait to be filed, and since when the oldest has.
-    public func outboxStatus() async throws -> (depth: Int, oldest: Date?) {
-        try await read { db in
-            let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(queued_at) AS oldest FROM outbox")!
-            return (row["n"], (row["oldest"] as Int64?).map(Date.init(unixMicroseconds:)))
-        }
-    }
-
-    // MARK: - Reading
-
-    /// Runs a read-only query on a reader connection; never blocks the writer.
-    public func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try checkOpen()
-        return try await pool.read(body)
-    }
-
-    /// Oldest first, starting after `afterRowID` (a `StoredNotification.rowID`).
-    public func notifications(limit: Int, afterRowID: Int64? = nil) async throws -> [StoredNotification] {
-        try await read { db in
-            try StoredNotification.filter(Column("id") > (afterRowID ?? 0)).order(Column("id")).limit(limit)
-                .fetchAll(db)
-        }
-    }
-
-    /// Newest first.
-    public func quarantined(limit: Int) async throws -> [QuarantinedRequest] {
-        try await read { db in
-            try QuarantinedRequest.order(Column("id").desc).limit(limit).fetchAll(db)
-        }
-    }
-
-    /// Newest first.
-    public func conflicts(limit: Int) async throws -> [ConflictRecord] {
-        try await read { db in
-            try ConflictRecord.order(Column("id").desc).limit(limit).fetchAll(db)
-        }
-    }
-
-    public struct Counts: Sendable, Equatable {
-        public var notifications: Int
-        public var outbox: Int
-        public var quarantine: Int
-        public var quarantineBytes: Int
-        public var conflicts: Int
-    }
-
-    public func counts() async throws -> Counts {
-        try await read { db in
-            let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT (SELECT count(*) FROM notifications) AS n, (SELECT count(*) FROM outbox) AS o,
-                           (SELECT count(*) FROM quarantine) AS q, (SELECT coalesce(sum(size), 0) FROM quarantine) AS qb,
-                           (SELECT count(*) FROM conflicts) AS c
-                    """)!
-            return Counts(
-                notifications: row["n"], outbox: row["o"], quarantine: row["q"], quarantineBytes: row["qb"],
-                conflicts: row["c"])
-        }
-    }
-
-    /// The durability settings as the writer connection sees them, for
-    /// startup logs and health checks.
-    public func journalSettings() async throws -> (journalMode: String, synchronous: Int) {
-        try checkOpen()
-        return try await pool.writeWithoutTransaction { db in
-            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? ""
-            let sync = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
-            return (journalMode: mode, synchronous: sync)
-        }
     }
 
     // MARK: - Shutdown
@@ -792,11 +445,5 @@ public final class Ledger: NotificationStore, OutboxSource, Sendable {
 
     func checkOpen() throws {
         if writer.withLock({ $0.closed }) { throw LedgerError.closed }
-    }
-}
-
-extension Row {
-    fileprivate func bytes(_ column: String) -> [UInt8] {
-        (self[column] as Data?).map { [UInt8]($0) } ?? []
     }
 }
