@@ -45,7 +45,8 @@ struct ForwardRun: AsyncParsableCommand {
             throw ExitCode(78)
         }
         let delivery = WebhookDelivery(
-            url: target, secret: secret, timeout: .milliseconds(Int64(config.forward.timeoutSeconds * 1000)))
+            url: target, secret: secret, timeout: .milliseconds(Int64(config.forward.timeoutSeconds * 1000)),
+            connectTimeout: .milliseconds(Int64(config.forward.connectTimeoutSeconds * 1000)))
         try await runConsumer(config: config, delivery: delivery, describing: ["url": .string(target)])
     }
 }
@@ -95,6 +96,8 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
     var metadata = describing
     metadata["queue"] = .string(config.queue)
     metadata["concurrency"] = .stringConvertible(forward.concurrency)
+    metadata["timeout_seconds"] = .stringConvertible(forward.timeoutSeconds)
+    metadata["connect_timeout_seconds"] = .stringConvertible(forward.connectTimeoutSeconds)
     metadata["give_up_after_hours"] = .stringConvertible(forward.giveUpAfterHours)
     logger.info("consumer starting", metadata: metadata)
     let forwarder = Forwarder(layout: layout, delivery: delivery, settings: settings, logger: logger)
