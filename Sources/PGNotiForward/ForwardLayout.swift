@@ -11,7 +11,8 @@ import PGNotiSpool
 ///     <queue>/forward/done/    delivered (kept for `keep_done_days`)
 ///     <queue>/forward/failed/  given up on (410, or retries exhausted); `forward retry` brings back
 ///     <queue>/forward/state/   one small JSON record per event that has failed at least once
-///     <queue>/.forward.lock    held by the one consumer of this queue
+///     <queue>/.forward.lock    the pid of the one consumer of this queue (which locks the
+///                              queue directory itself: see `ConsumerLock`)
 ///
 /// Every move is a `rename` within one file system, so an event is always in exactly one
 /// place, whatever moment a crash picks. The consumer never writes into `new/`.

@@ -81,11 +81,23 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
         printError("cannot create \(config.queue)/new: \(error.localizedDescription)")
         throw ExitCode.failure
     }
-    guard let lock = try QueueLock.tryAcquire(path: layout.lock, note: "forward") else {
-        let holder = QueueLock.holder(path: layout.lock).map { " (pid \($0.pid))" } ?? ""
-        printError("another consumer already runs on \(config.queue)\(holder): \(layout.lock) is locked")
+    // A second's patience: `forward status` (or the daemon's /metrics) may be looking at the
+    // lock at this very moment.
+    let taken: ConsumerLock?
+    do {
+        taken = try await ConsumerLock.acquire(layout, waitingUpTo: .seconds(1))
+    } catch {
+        printError("\(error)")
         throw ExitCode.failure
     }
+    guard let lock = taken else {
+        let holder = ConsumerLock.holder(layout).pid.map { " (pid \($0))" } ?? ""
+        printError(
+            "another consumer already runs on \(config.queue)\(holder): the queue directory is locked (pid in \(layout.lock))"
+        )
+        throw ExitCode.failure
+    }
+
     let forward = config.forward
     let settings = ForwardSettings(
         concurrency: forward.concurrency,
