@@ -97,7 +97,6 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
         )
         throw ExitCode.failure
     }
-
     let forward = config.forward
     let settings = ForwardSettings(
         concurrency: forward.concurrency,
@@ -126,7 +125,9 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
 struct ForwardStatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Pending, in flight, retrying (next attempt, last error), failed, delivered in the last hour.")
+        abstract:
+            "Whether a forwarder runs (pid), pending, in flight, retrying (next attempt, last error), failed, delivered in the last hour."
+    )
 
     @OptionGroup var options: ConfigOptions
     @Flag(help: "One JSON object instead of text.") var json = false
@@ -146,8 +147,11 @@ struct ForwardStatusCommand: ParsableCommand {
             write(status.failed, to: &out)
             out.member("in_flight", status.inFlight)
             out.member("pending", status.pending)
+            out.member("pending_claimed", status.pendingClaimed)
+            out.member("pid", status.pid.map { Int($0) })
             out.key("retrying")
             write(status.retrying, to: &out)
+            out.member("running", status.running)
             out.endObject()
             print(String(decoding: out.bytes, as: UTF8.self))
             return
@@ -157,7 +161,12 @@ struct ForwardStatusCommand: ParsableCommand {
                 "never forwarded: no forwarder has run on \(config.queue) (pgnoti-forward.service, README \"Forwarding events to your app\")"
             )
         }
-        print("pending                     \(status.pending)")
+        print(
+            "forwarder                   "
+                + (status.running ? "running" + (status.pid.map { " (pid \($0))" } ?? "") : "not running"))
+        print(
+            "pending                     \(status.pending)"
+                + (status.pendingClaimed > 0 ? " (\(status.pendingClaimed) claimed)" : ""))
         print("in flight                   \(status.inFlight)")
         print("retrying                    \(status.retrying.count)")
         if !status.retrying.isEmpty {
