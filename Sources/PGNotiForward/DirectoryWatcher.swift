@@ -19,10 +19,14 @@ final class DirectoryWatcher: Sendable {
     }
 
     /// What arrived since the last `drain`; `overflowed` when the kernel dropped events, so
-    /// only a full rescan can tell what is there.
+    /// only a full rescan can tell what is there; `lost` when a watched directory went away
+    /// (removed, or renamed and made anew): this watcher sees no more of it.
     struct Changes: Sendable {
         var arrivals: [Arrival] = []
         var overflowed = false
+        var lost = false
+
+        var any: Bool { !arrivals.isEmpty || overflowed || lost }
     }
 
     private struct State {
@@ -38,7 +42,7 @@ final class DirectoryWatcher: Sendable {
     init?(directories: [String]) {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         guard fd >= 0 else { return nil }
-        let mask = UInt32(IN_MOVED_TO) | UInt32(IN_CLOSE_WRITE)
+        let mask = UInt32(IN_MOVED_TO) | UInt32(IN_CLOSE_WRITE) | UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF)
         var descriptors: [Int32] = []
         for directory in directories {
             let wd = inotify_add_watch(fd, directory, mask | UInt32(IN_ONLYDIR))
@@ -68,10 +72,11 @@ final class DirectoryWatcher: Sendable {
                 if n <= 0 { break }
                 parse(buffer[0..<n], into: &changes)
             }
-            if changes.arrivals.isEmpty && !changes.overflowed { continue }
+            if !changes.any { continue }
             let woken: [Waiter] = state.withLock { state in
                 state.changes.arrivals += changes.arrivals
                 state.changes.overflowed = state.changes.overflowed || changes.overflowed
+                state.changes.lost = state.changes.lost || changes.lost
                 defer { state.waiters.removeAll() }
                 return state.waiters
             }
@@ -94,6 +99,8 @@ final class DirectoryWatcher: Sendable {
             let end = min(bytes.endIndex, offset + 16 + length)
             if mask & UInt32(IN_Q_OVERFLOW) != 0 {
                 changes.overflowed = true
+            } else if mask & (UInt32(IN_IGNORED) | UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF)) != 0 {
+                changes.lost = true
             } else if mask & (UInt32(IN_MOVED_TO) | UInt32(IN_CLOSE_WRITE)) != 0, mask & UInt32(IN_ISDIR) == 0,
                 let directory = descriptors.firstIndex(of: wd)
             {
@@ -112,11 +119,19 @@ final class DirectoryWatcher: Sendable {
         }
     }
 
+    /// True (once) when a watched directory went away since the last look.
+    func drainLost() -> Bool {
+        state.withLock { state in
+            defer { state.changes.lost = false }
+            return state.changes.lost
+        }
+    }
+
     /// Returns once something has arrived that `drain` has not taken yet, or after `timeout`.
     func wait(upTo timeout: Duration) async {
         let waiter = Waiter()
         let now: Bool = state.withLock { state in
-            if state.closed || !state.changes.arrivals.isEmpty || state.changes.overflowed { return true }
+            if state.closed || state.changes.any { return true }
             state.waiters.append(waiter)
             return false
         }

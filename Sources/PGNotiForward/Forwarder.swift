@@ -84,6 +84,8 @@ public final class Forwarder: Service, Sendable {
         var new: ContinuousClock.Instant
         var cur: ContinuousClock.Instant
         var full: ContinuousClock.Instant
+        /// When watching was last tried again, after inotify was unavailable or a directory lost.
+        var watch: ContinuousClock.Instant
     }
 
     /// What `in-flight.json` last said, and when it was written.
@@ -101,7 +103,7 @@ public final class Forwarder: Service, Sendable {
     /// left from it, and `cur/` once a second.
     public func run() async throws {
         try layout.create()
-        let watcher = settings.watch ? DirectoryWatcher(directories: [layout.new, layout.cur]) : nil
+        var watcher = settings.watch ? DirectoryWatcher(directories: [layout.new, layout.cur]) : nil
         if settings.watch && watcher == nil {
             logger.warning(
                 "inotify unavailable: the queue is listed instead", metadata: ["queue": "\(layout.queue)"])
@@ -112,7 +114,7 @@ public final class Forwarder: Service, Sendable {
         var published = Published()
         rescanNew(&index)
         rescanCur(&index)
-        var scans = Scans(new: .now, cur: .now, full: .now)
+        var scans = Scans(new: .now, cur: .now, full: .now, watch: .now)
         publishInFlight(index, &published, force: true)
         let settings = self.settings
         let delivery = self.delivery
@@ -125,7 +127,7 @@ public final class Forwarder: Service, Sendable {
                 lastTick.store(Self.monotonicNanos(), ordering: .relaxed)
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
                 if !stopping {
-                    refresh(&index, watcher, &scans)
+                    refresh(&index, &watcher, &scans)
                     claim(&index)
                     if ContinuousClock.now - lastPrune > .seconds(600) {
                         pruneDone()
@@ -154,7 +156,7 @@ public final class Forwarder: Service, Sendable {
                         if let next = index.nextRetryAt { wait = min(wait, max(0.01, next - now)) }
                         if stale { wait = min(wait, Self.publishInterval.seconds) }
                         let timeout = Duration.milliseconds(Int64(wait * 1000))
-                        group.addTask {
+                        group.addTask { [watcher] in
                             if let watcher {
                                 await watcher.wait(upTo: timeout)
                             } else {
@@ -192,8 +194,22 @@ public final class Forwarder: Service, Sendable {
     // MARK: - The index
 
     /// Takes in what inotify saw arrive (or, without it, lists what is due a listing).
-    private func refresh(_ index: inout ForwardIndex, _ watcher: DirectoryWatcher?, _ scans: inout Scans) {
+    private func refresh(_ index: inout ForwardIndex, _ watcher: inout DirectoryWatcher?, _ scans: inout Scans) {
         let now = ContinuousClock.now
+        // new/ or cur/ went away (an operator, a relay that made new/ anew): watch what is
+        // there now, or list until that can be done again.
+        if let lost = watcher, lost.drainLost() {
+            lost.close()
+            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
+            logger.warning(
+                "a watched queue directory was replaced: watching it again",
+                metadata: ["watching": "\(watcher != nil)"])
+            scans.full = now - settings.rescanInterval
+        } else if watcher == nil, settings.watch, now - scans.watch >= .seconds(1) {
+            scans.watch = now
+            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
+            if watcher != nil { scans.full = now - settings.rescanInterval }
+        }
         if let watcher {
             let changes = watcher.drain()
             if changes.overflowed || now - scans.full >= settings.rescanInterval {
@@ -202,7 +218,7 @@ public final class Forwarder: Service, Sendable {
                 }
                 rescanNew(&index)
                 rescanCur(&index)
-                scans = Scans(new: now, cur: now, full: now)
+                scans = Scans(new: now, cur: now, full: now, watch: scans.watch)
                 return
             }
             for arrival in changes.arrivals where ForwardLayout.isQueueFileName(arrival.name) {

@@ -148,6 +148,31 @@ final class GatedDelivery: EventDelivery {
         }
     }
 
+    /// `new/` replaced under a running forwarder (renamed away, made anew): it watches the new
+    /// one, rather than waiting for its once-a-minute listing.
+    @Test func aReplacedNewDirectoryIsWatchedAgain() async throws {
+        let layout = try ForwarderTests.makeQueue()
+        let delivery = InstantDelivery()
+        let forwarder = Forwarder(
+            layout: layout, delivery: delivery, settings: ForwarderTests.settings(), logger: Logger(label: "test"))
+        let task = Task { try await forwarder.run() }
+        defer { task.cancel() }
+        try await Task.sleep(for: .milliseconds(50))
+        try Self.file("first-0", order: "O1", 1, in: layout)
+        #expect(try await Self.eventually(10) { ForwarderTests.count(layout.done) == 1 })
+
+        try ForwardLayout.move(layout.new, layout.queue + "/new.old")
+        try FileManager.default.createDirectory(atPath: layout.new, withIntermediateDirectories: false)
+        try await Task.sleep(for: .milliseconds(100))
+        try Self.file("second-0", order: "O2", 2, in: layout)
+        try await Task.sleep(for: .milliseconds(100))
+        try Self.file("third-0", order: "O3", 3, in: layout)
+        #expect(try await Self.eventually(10) { ForwarderTests.count(layout.done) == 3 })
+        task.cancel()
+        try await task.value
+        #expect(delivery.calls.withLock { $0 } == ["first-0", "second-0", "third-0"])
+    }
+
     /// `in flight` is what is being sent right now, not everything claimed; whether a forwarder
     /// runs (and its pid) comes from the lock.
     @Test func statusCountsOnlyWhatIsBeingDelivered() async throws {
