@@ -52,3 +52,33 @@ public struct DeliveryRecord: Codable, Sendable, Equatable {
         try ForwardLayout.move(temporary, path)
     }
 }
+
+/// `forward/in-flight.json`: the queue files the running consumer is delivering right now,
+/// rewritten by it as that changes (at most every 100 ms, and at once when it falls idle).
+/// `forward status` believes it only while the consumer that wrote it still holds the lock.
+public struct InFlightRecord: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var files: [String]
+
+    public init(pid: Int32, files: [String]) {
+        self.pid = pid
+        self.files = files
+    }
+
+    static func read(_ path: String) -> InFlightRecord? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(InFlightRecord.self, from: data)
+    }
+
+    /// Written to a temporary and renamed, so a reader never sees half a record.
+    func write(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(self)
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw ForwardError("cannot write \(temporary)")
+        }
+        try ForwardLayout.move(temporary, path)
+    }
+}

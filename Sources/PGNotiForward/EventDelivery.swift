@@ -39,17 +39,21 @@ public final class WebhookDelivery: EventDelivery {
     let url: String
     let secret: WebhookSecret
     let timeout: TimeAmount
+    let connectTimeout: TimeAmount
     let client: HTTPClient
     let userAgent = "pgnoti/\(PGNotiVersion.current)"
 
-    public init(url: String, secret: WebhookSecret, timeout: Duration) {
+    /// `timeout` bounds a whole attempt; `connectTimeout` how long opening a connection may
+    /// take, refused connections being retried within it, so that a dead app fails an attempt
+    /// after `connectTimeout` rather than holding it for the whole `timeout`.
+    public init(url: String, secret: WebhookSecret, timeout: Duration, connectTimeout: Duration = .seconds(5)) {
         self.url = url
         self.secret = secret
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        self.timeout = .nanoseconds(nanos)
+        self.timeout = Self.amount(timeout)
+        self.connectTimeout = Self.amount(min(connectTimeout, timeout))
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: self.timeout, read: self.timeout))
+            timeout: .init(connect: self.connectTimeout, read: self.timeout))
         // A webhook is one small POST; a pooled connection the receiver closed must not turn
         // into a failed attempt.
         configuration.connectionPool = .init(idleTimeout: .seconds(30))
@@ -87,6 +91,10 @@ public final class WebhookDelivery: EventDelivery {
 
     public func shutdown() async {
         try? await client.shutdown()
+    }
+
+    static func amount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 
     /// The start of the receiver's answer, for `forward status`: one line, printable.

@@ -11,7 +11,9 @@ import PGNotiSpool
 ///     <queue>/forward/done/    delivered (kept for `keep_done_days`)
 ///     <queue>/forward/failed/  given up on (410, or retries exhausted); `forward retry` brings back
 ///     <queue>/forward/state/   one small JSON record per event that has failed at least once
-///     <queue>/.forward.lock    held by the one consumer of this queue
+///     <queue>/forward/in-flight.json  what the running consumer is delivering right now
+///     <queue>/.forward.lock    the pid of the one consumer of this queue (which locks the
+///                              queue directory itself: see `ConsumerLock`)
 ///
 /// Every move is a `rename` within one file system, so an event is always in exactly one
 /// place, whatever moment a crash picks. The consumer never writes into `new/`.
@@ -26,6 +28,7 @@ public struct ForwardLayout: Sendable {
     public var failed: String { base + "/failed" }
     public var state: String { base + "/state" }
     public var lock: String { queue + "/" + Self.lockFileName }
+    public var inFlightFile: String { base + "/in-flight.json" }
 
     public init(queue: String) {
         self.queue = queue
@@ -45,8 +48,8 @@ public struct ForwardLayout: Sendable {
 
     func stateFile(for name: String) -> String { state + "/" + name }
 
-    /// Regular files in `directory`, sorted by name (filing order for queue files); dot files
-    /// and temporaries left out.
+    /// Regular `*.json` files in `directory`, sorted by name (filing order for queue files); dot
+    /// files, temporaries, directories, links and anything else that is not a plain file left out.
     static func names(in directory: String) -> [String] {
         guard let dir = opendir(directory) else { return [] }
         defer { closedir(dir) }
@@ -56,9 +59,24 @@ public struct ForwardLayout: Sendable {
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
             if name.hasPrefix(".") || !name.hasSuffix(".json") { continue }
-            names.append(name)
+            switch Int32(entry.pointee.d_type) {
+            case Int32(DT_REG): names.append(name)
+            case Int32(DT_UNKNOWN): if isRegularFile(directory + "/" + name) { names.append(name) }
+            default: continue
+            }
         }
         return names.sorted()
+    }
+
+    /// True for a plain file (not a directory, a link or anything else), without following links.
+    static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+
+    /// Is `name` one of the consumer's queue files: `*.json`, not a dot file or temporary.
+    static func isQueueFileName(_ name: String) -> Bool {
+        !name.hasPrefix(".") && name.hasSuffix(".json")
     }
 
     /// `rename(2)`: atomic within the queue's file system.

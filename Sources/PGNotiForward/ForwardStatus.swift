@@ -4,31 +4,51 @@ import Foundation
     import Glibc
 #endif
 
-/// Where the queue's events stand with the consumer, read from the directories alone, so
-/// `pgnoti forward status` and the daemon's `/metrics` see the same thing as the consumer.
+/// Where the queue's events stand with the consumer, read from the directories, the consumer's
+/// lock and its `in-flight.json`, so `pgnoti forward status` and the daemon's `/metrics` see the
+/// same thing as the consumer.
 public struct ForwardStatus: Sendable {
     public struct Entry: Sendable {
         public let name: String
         public let record: DeliveryRecord?
     }
 
-    /// In `new/`, not claimed yet.
+    /// Waiting for a first attempt: in `new/`, or claimed into `cur/` and not tried yet.
     public var pending = 0
-    /// Claimed, never failed: being delivered or about to be.
+    /// Of `pending`, those already claimed into `forward/cur/`.
+    public var pendingClaimed = 0
+    /// Being delivered right now (what the running consumer says it is sending); 0 when no
+    /// consumer runs.
     public var inFlight = 0
     /// Claimed and failed at least once: waiting for the next attempt.
     public var retrying: [Entry] = []
     public var failed: [Entry] = []
     public var deliveredLastHour = 0
+    /// Whether a consumer holds the queue's lock, and its pid when that can be told.
+    public var running = false
+    public var pid: Int32?
 
     public static func read(_ layout: ForwardLayout, now: Date = Date()) -> ForwardStatus {
         var status = ForwardStatus()
+        let holder = ConsumerLock.holder(layout)
+        status.running = holder.running
+        status.pid = holder.pid
+        // A record left by a consumer that has gone, or by an earlier one, says nothing.
+        var delivering: Set<String> = []
+        if holder.running, let record = InFlightRecord.read(layout.inFlightFile),
+            holder.pid == nil || holder.pid == record.pid
+        {
+            delivering = Set(record.files)
+        }
         status.pending = ForwardLayout.names(in: layout.new).count
         for name in ForwardLayout.names(in: layout.cur) {
-            if let record = DeliveryRecord.read(layout.stateFile(for: name)), record.attempts > 0 {
+            if delivering.contains(name) {
+                status.inFlight += 1
+            } else if let record = DeliveryRecord.read(layout.stateFile(for: name)), record.attempts > 0 {
                 status.retrying.append(Entry(name: name, record: record))
             } else {
-                status.inFlight += 1
+                status.pending += 1
+                status.pendingClaimed += 1
             }
         }
         status.failed = ForwardLayout.names(in: layout.failed).map {

@@ -14,20 +14,27 @@ public struct ForwardSettings: Sendable {
     public var retry: RetrySchedule
     /// How long delivered events stay in `forward/done/`.
     public var keepDone: Duration
-    /// How often `new/` is looked at when nothing else wakes the consumer.
+    /// The longest the consumer sleeps when nothing wakes it (inotify, a finished delivery);
+    /// without inotify, how often an empty `new/` is listed.
     public var scanInterval: Duration
     /// Most events held claimed at once; the rest wait in `new/`, in order.
     public var claimLimit: Int
+    /// How often the queue is listed anyway, as a safety net under inotify.
+    public var rescanInterval: Duration
+    /// Follow the queue with inotify (else by listing it, as where inotify is unavailable).
+    public var watch = true
 
     public init(
         concurrency: Int = 4, retry: RetrySchedule = RetrySchedule(giveUpAfter: .seconds(72 * 3600)),
-        keepDone: Duration = .seconds(7 * 86_400), scanInterval: Duration = .milliseconds(250), claimLimit: Int = 5_000
+        keepDone: Duration = .seconds(7 * 86_400), scanInterval: Duration = .milliseconds(250), claimLimit: Int = 5_000,
+        rescanInterval: Duration = .seconds(60)
     ) {
         self.concurrency = concurrency
         self.retry = retry
         self.keepDone = keepDone
         self.scanInterval = scanInterval
         self.claimLimit = claimLimit
+        self.rescanInterval = rescanInterval
     }
 }
 
@@ -49,6 +56,9 @@ public final class Forwarder: Service, Sendable {
     let settings: ForwardSettings
     let logger: Logger
     private let lastTick = Atomic<Int64>(0)
+    /// Directory listings made so far (start, safety rescans, pruning): for tests, which check
+    /// that a backlog is not listed per delivery.
+    let listings = Atomic<Int>(0)
 
     public init(layout: ForwardLayout, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger) {
         self.layout = layout
@@ -64,28 +74,48 @@ public final class Forwarder: Service, Sendable {
         guard Self.monotonicNanos() - seen < limit else { throw ForwardError("the consumer loop is not turning") }
     }
 
-    /// One claimed event and where it stands.
-    struct Tracked {
-        let name: String
-        let id: String
-        let kind: String
-        let lane: String
-        var record: DeliveryRecord?
-    }
-
     enum Wake: Sendable {
         case tick
         case finished(name: String, startedAt: Double, outcome: DeliveryOutcome)
     }
 
+    /// When the directories were last listed.
+    struct Scans {
+        var new: ContinuousClock.Instant
+        var cur: ContinuousClock.Instant
+        var full: ContinuousClock.Instant
+        /// When watching was last tried again, after inotify was unavailable or a directory lost.
+        var watch: ContinuousClock.Instant
+    }
+
+    /// What `in-flight.json` last said, and when it was written.
+    struct Published {
+        var files: [String]? = nil
+        var at = ContinuousClock.now - .seconds(3600)
+    }
+
     /// Runs until a graceful shutdown; then lets the deliveries in flight finish (each is
     /// bounded by its timeout) and returns.
+    ///
+    /// The queue is listed once at start; after that the forwarder works from its own index
+    /// (`ForwardIndex`), which its claims and outcomes keep current and inotify tells of what
+    /// arrives. Where inotify is unavailable it lists `new/` only once the index has nothing
+    /// left from it, and `cur/` once a second.
     public func run() async throws {
         try layout.create()
-        var tracked: [String: Tracked] = [:]
-        var lanes: [String: [String]] = [:]
-        var busy: Set<String> = []
+        var watcher = settings.watch ? DirectoryWatcher(directories: [layout.new, layout.cur]) : nil
+        if settings.watch && watcher == nil {
+            logger.warning(
+                "inotify unavailable: the queue is listed instead", metadata: ["queue": "\(layout.queue)"])
+        }
+        defer { watcher?.close() }
+        var index = ForwardIndex()
         var lastPrune = ContinuousClock.now - .seconds(3600)
+        var published = Published()
+        rescanNew(&index)
+        rescanCur(&index)
+        var scans = Scans(new: .now, cur: .now, full: .now, watch: .now)
+        publishInFlight(index, &published, force: true)
         let settings = self.settings
         let delivery = self.delivery
         let layout = self.layout
@@ -97,40 +127,41 @@ public final class Forwarder: Service, Sendable {
                 lastTick.store(Self.monotonicNanos(), ordering: .relaxed)
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
                 if !stopping {
-                    scan(&tracked, &lanes)
+                    refresh(&index, &watcher, &scans)
+                    claim(&index)
                     if ContinuousClock.now - lastPrune > .seconds(600) {
                         pruneDone()
                         lastPrune = ContinuousClock.now
                     }
                     // Start what is due, one per lane, oldest lane head first.
                     let now = Date().timeIntervalSince1970
-                    var nextDue = Double.infinity
-                    let heads = lanes.compactMap { lane, names in busy.contains(lane) ? nil : names.first }.sorted()
-                    for name in heads where running < settings.concurrency {
-                        guard let event = tracked[name] else { continue }
-                        let due = event.record?.nextAttemptAt ?? 0
-                        if due > now {
-                            nextDue = min(nextDue, due)
-                            continue
-                        }
-                        guard let body = FileManager.default.contents(atPath: layout.cur + "/" + name) else {
+                    while running < settings.concurrency, let event = index.start(now: now) {
+                        guard let body = FileManager.default.contents(atPath: layout.cur + "/" + event.name) else {
                             // Moved away by someone else (`forward retry` of a stale id, an operator).
-                            forget(name, &tracked, &lanes)
+                            index.remove(event.name)
                             continue
                         }
-                        busy.insert(event.lane)
                         running += 1
-                        let pending = PendingEvent(name: name, id: event.id, kind: event.kind, body: [UInt8](body))
+                        let pending = PendingEvent(
+                            name: event.name, id: event.id, kind: event.kind, body: [UInt8](body))
                         group.addTask {
                             let outcome = await delivery.deliver(pending)
-                            return .finished(name: name, startedAt: now, outcome: outcome)
+                            return .finished(name: pending.name, startedAt: now, outcome: outcome)
                         }
                     }
+                    let stale = !publishInFlight(index, &published, force: false)
                     if !ticking {
                         ticking = true
-                        let wait = min(settings.scanInterval.seconds, max(0.01, nextDue - now))
-                        group.addTask {
-                            try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+                        var wait = settings.scanInterval.seconds
+                        if let next = index.nextRetryAt { wait = min(wait, max(0.01, next - now)) }
+                        if stale { wait = min(wait, Self.publishInterval.seconds) }
+                        let timeout = Duration.milliseconds(Int64(wait * 1000))
+                        group.addTask { [watcher] in
+                            if let watcher {
+                                await watcher.wait(upTo: timeout)
+                            } else {
+                                try? await Task.sleep(for: timeout)
+                            }
                             return .tick
                         }
                     }
@@ -151,40 +182,105 @@ public final class Forwarder: Service, Sendable {
                     ticking = false
                 case .finished(let name, let startedAt, let outcome):
                     running -= 1
-                    guard var event = tracked[name] else { continue }
-                    busy.remove(event.lane)
-                    finish(&event, outcome: outcome, startedAt: startedAt, &tracked, &lanes)
+                    finish(name, outcome: outcome, startedAt: startedAt, &index)
+                    if stopping { publishInFlight(index, &published, force: false) }
                 }
             }
         }
+        publishInFlight(index, &published, force: true)
         await delivery.shutdown()
     }
 
-    // MARK: - Claiming
+    // MARK: - The index
 
-    /// Claims `new/` into `cur/` (up to the claim limit) and takes on whatever in `cur/` is not
-    /// tracked yet: left by a crash, or brought back by `forward retry`.
-    private func scan(_ tracked: inout [String: Tracked], _ lanes: inout [String: [String]]) {
-        var room = settings.claimLimit - tracked.count
-        if room > 0 {
-            for name in ForwardLayout.names(in: layout.new).prefix(room) {
-                do {
-                    try ForwardLayout.move(layout.new + "/" + name, layout.cur + "/" + name)
-                } catch {
-                    // Claimed by another process that ignored the lock, or removed: not ours.
-                    continue
-                }
-                room -= 1
-            }
+    /// Takes in what inotify saw arrive (or, without it, lists what is due a listing).
+    private func refresh(_ index: inout ForwardIndex, _ watcher: inout DirectoryWatcher?, _ scans: inout Scans) {
+        let now = ContinuousClock.now
+        // new/ or cur/ went away (an operator, a relay that made new/ anew): watch what is
+        // there now, or list until that can be done again.
+        if let lost = watcher, lost.drainLost() {
+            lost.close()
+            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
+            logger.warning(
+                "a watched queue directory was replaced: watching it again",
+                metadata: ["watching": "\(watcher != nil)"])
+            scans.full = now - settings.rescanInterval
+        } else if watcher == nil, settings.watch, now - scans.watch >= .seconds(1) {
+            scans.watch = now
+            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
+            if watcher != nil { scans.full = now - settings.rescanInterval }
         }
-        for name in ForwardLayout.names(in: layout.cur) where tracked[name] == nil {
-            adopt(name, &tracked, &lanes)
+        if let watcher {
+            let changes = watcher.drain()
+            if changes.overflowed || now - scans.full >= settings.rescanInterval {
+                if changes.overflowed {
+                    logger.warning("inotify dropped events: listing the queue again")
+                }
+                rescanNew(&index)
+                rescanCur(&index)
+                scans = Scans(new: now, cur: now, full: now, watch: scans.watch)
+                return
+            }
+            for arrival in changes.arrivals where ForwardLayout.isQueueFileName(arrival.name) {
+                if arrival.directory == 0 {
+                    index.noteUnclaimed(arrival.name)
+                } else if index.claimed[arrival.name] == nil {
+                    // Brought back by `forward retry` (our own claims are known already, or done).
+                    adopt(arrival.name, &index)
+                }
+            }
+            return
+        }
+        // A backlog is claimed from one listing, in order; what files meanwhile sorts after it.
+        if (index.unclaimedCount == 0 && now - scans.new >= settings.scanInterval)
+            || now - scans.full >= settings.rescanInterval
+        {
+            rescanNew(&index)
+            scans.new = now
+            scans.full = now
+        }
+        if now - scans.cur >= .seconds(1) {
+            rescanCur(&index)
+            scans.cur = now
         }
     }
 
-    private func adopt(_ name: String, _ tracked: inout [String: Tracked], _ lanes: inout [String: [String]]) {
+    private func rescanNew(_ index: inout ForwardIndex) {
+        listings.add(1, ordering: .relaxed)
+        index.replaceUnclaimed(with: ForwardLayout.names(in: layout.new))
+    }
+
+    /// Takes on whatever in `cur/` is not known yet: left by a crash, or brought back by
+    /// `forward retry`.
+    private func rescanCur(_ index: inout ForwardIndex) {
+        listings.add(1, ordering: .relaxed)
+        for name in ForwardLayout.names(in: layout.cur) where index.claimed[name] == nil {
+            adopt(name, &index)
+        }
+    }
+
+    /// Claims the oldest events of `new/` into `cur/`, up to the claim limit, a batch at a
+    /// time so that deliveries start while a large backlog is being claimed.
+    private func claim(_ index: inout ForwardIndex) {
+        var room = min(settings.claimLimit - index.claimedCount, Self.claimBatch)
+        while room > 0, let name = index.takeUnclaimed() {
+            do {
+                try ForwardLayout.move(layout.new + "/" + name, layout.cur + "/" + name)
+            } catch {
+                // Gone: claimed by a process that ignored the lock, or removed. Not ours.
+                continue
+            }
+            room -= 1
+            adopt(name, &index)
+        }
+    }
+
+    static let claimBatch = 512
+    static let publishInterval = Duration.milliseconds(100)
+
+    private func adopt(_ name: String, _ index: inout ForwardIndex) {
         let path = layout.cur + "/" + name
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard ForwardLayout.isRegularFile(path), let data = FileManager.default.contents(atPath: path) else { return }
         guard let facts = EventFacts(json: data) else {
             logger.error(
                 "not a pgnoti event: moved to failed/ without delivery",
@@ -196,30 +292,35 @@ public final class Forwarder: Service, Sendable {
             try? ForwardLayout.move(path, layout.failed + "/" + name)
             return
         }
-        let event = Tracked(
-            name: name, id: facts.id, kind: facts.kind, lane: facts.lane,
-            record: DeliveryRecord.read(layout.stateFile(for: name)))
-        tracked[name] = event
-        var lane = lanes[facts.lane, default: []]
-        // Names sort in filing order; a retried old event goes back to its place.
-        let index = lane.firstIndex { $0 > name } ?? lane.endIndex
-        lane.insert(name, at: index)
-        lanes[facts.lane] = lane
+        index.add(
+            ForwardIndex.Claimed(
+                name: name, id: facts.id, kind: facts.kind, lane: facts.lane,
+                record: DeliveryRecord.read(layout.stateFile(for: name))))
     }
 
-    private func forget(_ name: String, _ tracked: inout [String: Tracked], _ lanes: inout [String: [String]]) {
-        guard let event = tracked.removeValue(forKey: name) else { return }
-        lanes[event.lane]?.removeAll { $0 == name }
-        if lanes[event.lane]?.isEmpty == true { lanes[event.lane] = nil }
+    /// Rewrites `in-flight.json` when what is being delivered changed: at most every 100 ms,
+    /// at once when nothing is. False when it is left out of date for now.
+    @discardableResult
+    private func publishInFlight(_ index: ForwardIndex, _ published: inout Published, force: Bool) -> Bool {
+        let files = index.inFlight
+        guard force || files != published.files else { return true }
+        let now = ContinuousClock.now
+        guard force || files.isEmpty || now - published.at >= Self.publishInterval else { return false }
+        do {
+            try InFlightRecord(pid: getpid(), files: files).write(to: layout.inFlightFile)
+        } catch {
+            logger.warning("could not write in-flight.json", metadata: ["error": "\(error)"])
+        }
+        published = Published(files: files, at: now)
+        return true
     }
 
     // MARK: - Outcomes
 
     private func finish(
-        _ event: inout Tracked, outcome: DeliveryOutcome, startedAt: Double, _ tracked: inout [String: Tracked],
-        _ lanes: inout [String: [String]]
+        _ name: String, outcome: DeliveryOutcome, startedAt: Double, _ index: inout ForwardIndex
     ) {
-        let name = event.name
+        guard let event = index.claimed[name] else { return }
         let now = Date().timeIntervalSince1970
         let attempts = (event.record?.attempts ?? 0) + 1
         var metadata: Logger.Metadata = [
@@ -242,22 +343,25 @@ public final class Forwarder: Service, Sendable {
                 unlink(layout.stateFile(for: name))
                 metadata["result"] = "\(detail)"
                 logger.info("delivered", metadata: metadata)
-                forget(name, &tracked, &lanes)
+                index.remove(name)
             } catch {
                 // Delivered but still in cur/: it will be delivered again (same webhook-id).
                 logger.error("delivered but could not be moved to done/", metadata: ["error": "\(error)"])
+                index.retryLater(
+                    name,
+                    record: event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt))
             }
         case .gone(let detail):
             var record = failedRecord(detail)
             record.nextAttemptAt = nil
             giveUp(name, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
-            forget(name, &tracked, &lanes)
+            index.remove(name)
         case .failed(let detail):
             var record = failedRecord(detail)
             if settings.retry.isExhausted(firstAttemptAt: record.firstAttemptAt, now: now) {
                 record.nextAttemptAt = nil
                 giveUp(name, record: record, reason: "retries exhausted", detail: detail, metadata)
-                forget(name, &tracked, &lanes)
+                index.remove(name)
                 return
             }
             let delay = settings.retry.delay(afterFailures: attempts, jitter: Double.random(in: -1...1))
@@ -267,8 +371,7 @@ public final class Forwarder: Service, Sendable {
             } catch {
                 logger.warning("could not save the retry state", metadata: ["error": "\(error)"])
             }
-            event.record = record
-            tracked[name] = event
+            index.retryLater(name, record: record)
             metadata["error"] = "\(detail)"
             metadata["retry_in_seconds"] = .stringConvertible((delay.seconds * 10).rounded() / 10)
             logger.warning("delivery failed; will retry", metadata: metadata)
@@ -293,6 +396,7 @@ public final class Forwarder: Service, Sendable {
 
     /// Removes delivered events older than `keep_done_days`.
     private func pruneDone() {
+        listings.add(1, ordering: .relaxed)
         let cutoff = Date().timeIntervalSince1970 - settings.keepDone.seconds
         var removed = 0
         for name in ForwardLayout.names(in: layout.done) {

@@ -145,7 +145,9 @@ final class RunningDaemon: Sendable {
         let forward = ForwardLayout(queue: config.queue)
         let status = FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
         Gauge(label: "pgnoti_forward_pending").record(status?.pending ?? 0)
+        // Only what a running forwarder is sending right now (its forward/in-flight.json).
         Gauge(label: "pgnoti_forward_in_flight").record(status?.inFlight ?? 0)
+        Gauge(label: "pgnoti_forward_running").record(status?.running == true ? 1 : 0)
         Gauge(label: "pgnoti_forward_retrying").record(status?.retrying.count ?? 0)
         Gauge(label: "pgnoti_forward_failed").record(status?.failed.count ?? 0)
         Gauge(label: "pgnoti_forward_delivered_last_hour").record(status?.deliveredLastHour ?? 0)

@@ -45,7 +45,8 @@ struct ForwardRun: AsyncParsableCommand {
             throw ExitCode(78)
         }
         let delivery = WebhookDelivery(
-            url: target, secret: secret, timeout: .milliseconds(Int64(config.forward.timeoutSeconds * 1000)))
+            url: target, secret: secret, timeout: .milliseconds(Int64(config.forward.timeoutSeconds * 1000)),
+            connectTimeout: .milliseconds(Int64(config.forward.connectTimeoutSeconds * 1000)))
         try await runConsumer(config: config, delivery: delivery, describing: ["url": .string(target)])
     }
 }
@@ -80,9 +81,20 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
         printError("cannot create \(config.queue)/new: \(error.localizedDescription)")
         throw ExitCode.failure
     }
-    guard let lock = try QueueLock.tryAcquire(path: layout.lock, note: "forward") else {
-        let holder = QueueLock.holder(path: layout.lock).map { " (pid \($0.pid))" } ?? ""
-        printError("another consumer already runs on \(config.queue)\(holder): \(layout.lock) is locked")
+    // A second's patience: `forward status` (or the daemon's /metrics) may be looking at the
+    // lock at this very moment.
+    let taken: ConsumerLock?
+    do {
+        taken = try await ConsumerLock.acquire(layout, waitingUpTo: .seconds(1))
+    } catch {
+        printError("\(error)")
+        throw ExitCode.failure
+    }
+    guard let lock = taken else {
+        let holder = ConsumerLock.holder(layout).pid.map { " (pid \($0))" } ?? ""
+        printError(
+            "another consumer already runs on \(config.queue)\(holder): the queue directory is locked (pid in \(layout.lock))"
+        )
         throw ExitCode.failure
     }
     let forward = config.forward
@@ -95,6 +107,8 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
     var metadata = describing
     metadata["queue"] = .string(config.queue)
     metadata["concurrency"] = .stringConvertible(forward.concurrency)
+    metadata["timeout_seconds"] = .stringConvertible(forward.timeoutSeconds)
+    metadata["connect_timeout_seconds"] = .stringConvertible(forward.connectTimeoutSeconds)
     metadata["give_up_after_hours"] = .stringConvertible(forward.giveUpAfterHours)
     logger.info("consumer starting", metadata: metadata)
     let forwarder = Forwarder(layout: layout, delivery: delivery, settings: settings, logger: logger)
@@ -111,7 +125,9 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
 struct ForwardStatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Pending, in flight, retrying (next attempt, last error), failed, delivered in the last hour.")
+        abstract:
+            "Whether a forwarder runs (pid), pending, in flight, retrying (next attempt, last error), failed, delivered in the last hour."
+    )
 
     @OptionGroup var options: ConfigOptions
     @Flag(help: "One JSON object instead of text.") var json = false
@@ -131,8 +147,11 @@ struct ForwardStatusCommand: ParsableCommand {
             write(status.failed, to: &out)
             out.member("in_flight", status.inFlight)
             out.member("pending", status.pending)
+            out.member("pending_claimed", status.pendingClaimed)
+            out.member("pid", status.pid.map { Int($0) })
             out.key("retrying")
             write(status.retrying, to: &out)
+            out.member("running", status.running)
             out.endObject()
             print(String(decoding: out.bytes, as: UTF8.self))
             return
@@ -142,7 +161,12 @@ struct ForwardStatusCommand: ParsableCommand {
                 "never forwarded: no forwarder has run on \(config.queue) (pgnoti-forward.service, README \"Forwarding events to your app\")"
             )
         }
-        print("pending                     \(status.pending)")
+        print(
+            "forwarder                   "
+                + (status.running ? "running" + (status.pid.map { " (pid \($0))" } ?? "") : "not running"))
+        print(
+            "pending                     \(status.pending)"
+                + (status.pendingClaimed > 0 ? " (\(status.pendingClaimed) claimed)" : ""))
         print("in flight                   \(status.inFlight)")
         print("retrying                    \(status.retrying.count)")
         if !status.retrying.isEmpty {

@@ -287,6 +287,7 @@ struct ForwardConfigTests {
             url = "https://app.example.com/webhooks/pgnoti"
             secret_file = "/etc/pgnoti/forward-secret"
             timeout_seconds = 5
+            connect_timeout_seconds = 1.5
             concurrency = 8
             give_up_after_hours = 24
             keep_done_days = 3
@@ -297,8 +298,10 @@ struct ForwardConfigTests {
         #expect(config.forward.timeoutSeconds == 5 && config.forward.concurrency == 8)
         #expect(config.forward.giveUpAfterHours == 24 && config.forward.keepDoneDays == 3)
         #expect(config.forward.retryInitialSeconds == 0.5)
+        #expect(config.forward.connectTimeoutSeconds == 1.5)
         #expect(try loader().parse("").forward == ForwardConfig(), "defaults without the table")
         #expect(ForwardConfig().giveUpAfterHours == 72)
+        #expect(ForwardConfig().connectTimeoutSeconds == 5, "a dead app costs seconds, not timeout_seconds")
     }
 
     @Test func badForwardValuesNameTheirKey() {
@@ -311,6 +314,10 @@ struct ForwardConfigTests {
             _ = try loader().parse("[forward]\nsecret = \"inline\"")
             Issue.record("accepted an inline secret")
         } catch { #expect(error.key == "forward.secret") }
+        do {
+            _ = try loader().parse("[forward]\nconnect_timeout_seconds = 0")
+            Issue.record("accepted connect_timeout_seconds 0")
+        } catch { #expect(error.key == "forward.connect_timeout_seconds") }
     }
 
     @Test func theSecretComesFromItsFileOrTheCredential() throws {

@@ -268,9 +268,11 @@ extension EndToEnd {
             #expect(Self.metric(text, "pgnoti_forward_pending") == 0)
             #expect(Self.metric(text, "pgnoti_forward_in_flight") == 0)
             #expect(Self.metric(text, "pgnoti_forward_retrying") == 0)
+            #expect(Self.metric(text, "pgnoti_forward_running") == 0, "the forwarder was stopped")
 
             // With the forwarder stopped: one event waiting in new/, one claimed and never
-            // tried, one claimed with a failed attempt behind it.
+            // tried, one claimed with a failed attempt behind it. Nothing is in flight when no
+            // forwarder runs: the claimed one is pending, like the one in new/.
             try Consumer.file(Consumer.event(order: "ORD-P", tid: "TP"), sequence: 3, in: dir)
             let cur = Consumer.queue(dir).appendingPathComponent("forward/cur")
             let inFlight = Consumer.event(order: "ORD-F", tid: "TF")
@@ -286,8 +288,9 @@ extension EndToEnd {
             ).write(to: Consumer.queue(dir).appendingPathComponent("forward/state/\(retryingName)"))
 
             let second = try daemon.admin("/metrics").bodyText
-            #expect(Self.metric(second, "pgnoti_forward_pending") == 1, "\(second)")
-            #expect(Self.metric(second, "pgnoti_forward_in_flight") == 1)
+            #expect(Self.metric(second, "pgnoti_forward_pending") == 2, "\(second)")
+            #expect(Self.metric(second, "pgnoti_forward_in_flight") == 0)
+            #expect(Self.metric(second, "pgnoti_forward_running") == 0)
             #expect(Self.metric(second, "pgnoti_forward_retrying") == 1)
             #expect(Self.metric(second, "pgnoti_forward_failed") == 1)
             #expect(Self.metric(second, "pgnoti_forward_delivered_last_hour") == 1)

@@ -91,7 +91,7 @@ final class WebhookReceiver: @unchecked Sendable {
 enum Consumer {
     /// A config whose `[forward]` table points at `url`, with fast retries for tests.
     static func writeConfig(
-        in directory: URL, url: String, extraForward: String = "", retryInitial: Double = 0.2
+        in directory: URL, url: String, extraForward: String = "", retryInitial: Double = 0.2, timeout: Double = 2
     ) throws -> URL {
         let secretFile = directory.appendingPathComponent("forward-secret")
         try (WebhookReceiver.secret + "\n").write(to: secretFile, atomically: true, encoding: .utf8)
@@ -102,7 +102,7 @@ enum Consumer {
                 url = "\(url)"
                 secret_file = "\(secretFile.path)"
                 retry_initial_seconds = \(retryInitial)
-                timeout_seconds = 2
+                timeout_seconds = \(timeout)
                 \(extraForward)
                 """)
     }

@@ -9,6 +9,9 @@ public struct ForwardConfig: Sendable, Equatable {
     /// Where the signing secret is: `secret_file`, else the `forward-secret` credential.
     public var secretPath: String?
     public var timeoutSeconds = 10.0
+    /// How long opening a connection may take (a refused one is retried within it): a dead app
+    /// costs this per attempt, not `timeoutSeconds`.
+    public var connectTimeoutSeconds = 5.0
     public var concurrency = 4
     public var giveUpAfterHours = 72.0
     public var keepDoneDays = 7.0
@@ -43,8 +46,8 @@ extension ConfigLoader {
 
     func parseForward(_ table: TableReader, _ report: inout SecretReport) throws(ConfigError) -> ForwardConfig {
         try table.allow([
-            "url", "secret_file", "timeout_seconds", "concurrency", "give_up_after_hours", "keep_done_days",
-            "retry_initial_seconds",
+            "url", "secret_file", "timeout_seconds", "connect_timeout_seconds", "concurrency", "give_up_after_hours",
+            "keep_done_days", "retry_initial_seconds",
         ])
         var forward = ForwardConfig()
         forward.url = try table.httpURL("url", expected: "an http:// or https:// URL")
@@ -58,6 +61,7 @@ extension ConfigLoader {
             return value
         }
         if let v = try positive("timeout_seconds", 0.1...600) { forward.timeoutSeconds = v }
+        if let v = try positive("connect_timeout_seconds", 0.1...600) { forward.connectTimeoutSeconds = v }
         if let v = try table.int("concurrency") {
             guard (1...256).contains(v) else { throw ConfigError("forward.concurrency", "must be between 1 and 256") }
             forward.concurrency = v
