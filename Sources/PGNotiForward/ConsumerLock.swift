@@ -97,9 +97,7 @@ public final class ConsumerLock: Sendable {
     /// The pid `/proc/locks` gives for the FLOCK on the directory's inode, where it can be read.
     static func lockingPID(of directory: Int32) -> Int32? {
         var info = stat()
-        guard fstat(directory, &info) == 0,
-            let text = try? String(contentsOfFile: "/proc/locks", encoding: .utf8)
-        else { return nil }
+        guard fstat(directory, &info) == 0, let text = readWhole("/proc/locks") else { return nil }
         let dev = UInt64(info.st_dev)
         let major = (dev >> 8) & 0xfff | (dev >> 32) & ~UInt64(0xfff)
         let minor = dev & 0xff | (dev >> 12) & ~UInt64(0xff)
@@ -115,6 +113,27 @@ public final class ConsumerLock: Sendable {
             return Int32(words[4])
         }
         return nil
+    }
+
+    /// A procfs file read to its end with read(2): it reports a size of 0, and a reader that
+    /// trusts the size (or stops after a page) misses the lines past the first 4 KiB, which is
+    /// where the FLOCK line is when many other locks are held.
+    static func readWhole(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private static func lock(_ fd: Int32, _ operation: Int32, path: String) throws -> Bool {

@@ -85,7 +85,36 @@ extension EndToEnd {
             #expect(try daemon.send(fixture: approve.request).status == 200)
             let lines = daemon.waitForLog(count: 6) { $0["msg"] as? String == "notification" }
             #expect(lines.last?["outcome"] as? String == "duplicate")
+
+            // Redelivered after the purge, the event keeps the v1 members an app reads and says
+            // it was purged; the personal ones are empty.
+            try FileManager.default.removeItem(at: file)
+            _ = try Self.run(["redeliver", eventID, "--config", config], in: dir)
+            try waitFor("the purged event filed again") { FileManager.default.fileExists(atPath: file.path) }
+            let refiled = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as! [String: Any]
+            #expect(refiled["purged"] as? Bool == true && refiled["sandbox"] as? Bool == false)
+            #expect(refiled["test"] as? Bool == true && refiled["currency"] as? String == "KRW")
+            #expect(refiled["verified_by"] as? String != nil && refiled["amount"] as? Int == 15000)
+            #expect(refiled["buyer"] is NSNull && (refiled["raw"] as? [String: Any])?.isEmpty == true)
             #expect(try daemon.terminate() == 0)
+        }
+
+        /// `pgnoti retention` runs the configured policy once, and like purge it asks first.
+        @Test func retentionRunsTheConfiguredPolicyOnceAndAsksFirst() throws {
+            let dir = try DaemonProcess.makeDirectory("retention")
+            let off = try DaemonProcess.writeConfig(in: dir).path
+            let daemon = try DaemonProcess.start(dir)
+            _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
+            #expect(try daemon.terminate() == 0)
+            let none = try Self.run(["retention", "--yes", "--config", off], in: dir)
+            #expect(none.status == 1 && none.stderr.contains("retention is off"), "\(none)")
+            let config = try DaemonProcess.writeConfig(in: dir, top: "retention = \"1d\"").path
+            let unasked = try Self.run(["retention", "--config", config], in: dir)
+            #expect(unasked.status == 64 && unasked.stderr.contains("--yes"), "\(unasked)")
+            let dry = try Self.run(["retention", "--dry-run", "--config", config], in: dir)
+            #expect(dry.status == 0 && dry.stdout.contains("would purge") && dry.stdout.contains("0 notification(s)"))
+            let done = try Self.run(["retention", "--yes", "--config", config], in: dir)
+            #expect(done.status == 0 && done.stdout.contains("purged before"), "\(done)")
         }
     }
 }
