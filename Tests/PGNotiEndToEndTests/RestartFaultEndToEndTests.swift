@@ -48,6 +48,28 @@ extension EndToEnd {
             #expect(try second.terminate() == 0)
         }
 
+        /// A backup that runs out of space leaves nothing behind, so the next try is not
+        /// refused with "already exists".
+        @Test(.enabled(if: FaultEndToEndTests.canMount))
+        func aBackupOntoAFullDiskLeavesNoPartialFile() throws {
+            let dir = try DaemonProcess.makeDirectory("backup-full")
+            let config = try DaemonProcess.writeConfig(in: dir).path
+            let daemon = try DaemonProcess.start(dir)
+            #expect(Fault.post(0..<20, to: daemon).acked.count == 20)
+            #expect(try daemon.terminate() == 0)
+            let small = dir.appendingPathComponent("small")
+            try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+            try #require(Fault.shell(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", small.path]) == 0)
+            defer { Fault.shell(["umount", "-l", small.path]) }
+            let target = small.appendingPathComponent("copy.sqlite").path
+            for attempt in 1...2 {
+                let result = try QuarantineEndToEndTests.runSplit(["backup", target, "--config", config], in: dir)
+                #expect(result.status == 1, "attempt \(attempt): \(result)")
+                #expect(!result.stderr.contains("already exists"), "attempt \(attempt): \(result.stderr)")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: small.path).isEmpty, "nothing left behind")
+            }
+        }
+
         @Test(.enabled(if: FaultEndToEndTests.canMount))
         func aRestartWithTheQueueMissingOrFullStillACKs() throws {
             let dir = try DaemonProcess.makeDirectory("restart-full")
