@@ -183,15 +183,18 @@ extension EndToEnd {
             let made = try Self.run(["backup", backup, "--config", config], in: dir)
             #expect(made.status == 0, "\(made)")
             #expect(try mode(backup) == 0o600)
+            // Two older dated copies are there already; a new one with --keep 2 prunes the oldest.
             let dated = dir.appendingPathComponent("backups")
-            for _ in 0..<3 {
-                let result = try Self.run(
-                    ["backup", "--dated", dated.path, "--keep", "2", "--config", config], in: dir)
-                #expect(result.status == 0, "\(result)")
-                usleep(1_100_000)  // dated names have a one-second resolution
+            try FileManager.default.createDirectory(at: dated, withIntermediateDirectories: true)
+            for old in ["pgnoti-20200101-000000.sqlite", "pgnoti-20200102-000000.sqlite"] {
+                FileManager.default.createFile(atPath: dated.appendingPathComponent(old).path, contents: Data("x".utf8))
             }
+            let result = try Self.run(["backup", "--dated", dated.path, "--keep", "2", "--config", config], in: dir)
+            #expect(result.status == 0, "\(result)")
             let kept = try FileManager.default.contentsOfDirectory(atPath: dated.path).sorted()
-            #expect(kept.count == 2 && kept.allSatisfy { $0.hasPrefix("pgnoti-") && $0.hasSuffix(".sqlite") })
+            #expect(kept.count == 2 && kept.first == "pgnoti-20200102-000000.sqlite", "\(kept)")
+            #expect(kept.allSatisfy { $0.hasPrefix("pgnoti-") && $0.hasSuffix(".sqlite") })
+            #expect(try mode(dated.appendingPathComponent(kept[1]).path) == 0o600)
         }
 
         /// A second daemon on the same state fails at once, naming the lock and the holder; a
