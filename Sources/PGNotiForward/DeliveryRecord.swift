@@ -33,25 +33,11 @@ public struct DeliveryRecord: Codable, Sendable, Equatable {
         self.lastAttemptAt = lastAttemptAt
     }
 
-    static func read(_ path: String) -> DeliveryRecord? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode(DeliveryRecord.self, from: data)
-    }
-
-    /// Written to a temporary and renamed, so a reader never sees half a record. Not fsynced:
-    /// losing a record in a power cut only restarts the backoff of an event that is still
-    /// safely in `cur/`.
-    func write(to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(self)
-        let temporary = path + ".tmp"
-        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-            throw ForwardError("cannot write \(temporary)")
-        }
-        try ForwardLayout.move(temporary, path)
-    }
 }
+
+// Not fsynced: losing a delivery record in a power cut only restarts the backoff of an event
+// that is still safely in `cur/`.
+extension DeliveryRecord: JSONFileRecord {}
 
 /// `forward/in-flight.json`: the queue files the running consumer is delivering right now,
 /// rewritten by it as that changes (at most every 100 ms, and at once when it falls idle).
@@ -65,9 +51,18 @@ public struct InFlightRecord: Codable, Sendable, Equatable {
         self.files = files
     }
 
-    static func read(_ path: String) -> InFlightRecord? {
+}
+
+extension InFlightRecord: JSONFileRecord {}
+
+/// A small JSON record the consumer keeps beside the queue (`forward/state/`, `in-flight.json`).
+protocol JSONFileRecord: Codable {}
+
+extension JSONFileRecord {
+    /// nil when the file is missing or not a record.
+    static func read(_ path: String) -> Self? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode(InFlightRecord.self, from: data)
+        return try? JSONDecoder().decode(Self.self, from: data)
     }
 
     /// Written to a temporary and renamed, so a reader never sees half a record.

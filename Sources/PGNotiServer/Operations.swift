@@ -82,7 +82,7 @@ final class RunningDaemon: Sendable {
         var disk = Check(name: "disk", ok: true, detail: "")
         var details: [String] = []
         for path in [(config.database as NSString).deletingLastPathComponent, config.queue] {
-            guard let free = Self.freeBytes(path) else {
+            guard let free = FreeSpace.bytes(at: path) else {
                 disk.ok = false
                 details.append("\(path): cannot stat")
                 continue
@@ -98,8 +98,6 @@ final class RunningDaemon: Sendable {
         checks.append(disk)
         return checks
     }
-
-    static func freeBytes(_ path: String) -> Int? { FreeSpace.bytes(at: path) }
 
     // MARK: Status and metrics
 
@@ -157,7 +155,7 @@ final class RunningDaemon: Sendable {
         }
         let databaseDirectory = (config.database as NSString).deletingLastPathComponent
         for path in Set([databaseDirectory.isEmpty ? "." : databaseDirectory, config.queue]) {
-            Gauge(label: "pgnoti_free_bytes", dimensions: [("path", path)]).record(Self.freeBytes(path) ?? 0)
+            Gauge(label: "pgnoti_free_bytes", dimensions: [("path", path)]).record(FreeSpace.bytes(at: path) ?? 0)
         }
         Gauge(label: "pgnoti_min_free_bytes").record(config.minFreeBytes)
         Gauge(label: "pgnoti_build_info", dimensions: [("version", PGNotiVersion.current)]).record(1)
