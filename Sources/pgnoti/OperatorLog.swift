@@ -1,5 +1,6 @@
 import Foundation
 import PGNotiCore
+import PGNotiServer
 
 #if canImport(Glibc)
     import Glibc
@@ -9,7 +10,7 @@ import PGNotiCore
 /// purge, retention, drop, retry, toss import), under `SYSLOG_IDENTIFIER=pgnoti`, so
 /// `journalctl -t pgnoti` shows who did what beside the daemon's own lines.
 ///
-/// Written to journald's native socket as a datagram, the way `systemd-cat` does, with no
+/// Written to journald's native socket as one datagram (`UnixDatagram`, as sd_notify is), with no
 /// library. Without journald (a container, a developer's laptop) the line goes nowhere: the
 /// command's own output already told the operator. `PGNOTI_JOURNAL_SOCKET` points tests at a
 /// socket of their own.
@@ -37,23 +38,6 @@ enum OperatorLog {
     /// journald's native protocol: `KEY=value\n` per field (no value here holds a newline).
     static func send(fields: [String: String]) {
         let payload = fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined()
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.enumerated() { buffer[index] = byte }
-        }
-        let bytes = Array(payload.utf8)
-        _ = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bytes.withUnsafeBytes { body in
-                    sendto(fd, body.baseAddress, body.count, 0, sa, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-        }
+        UnixDatagram.send(Array(payload.utf8), to: socketPath)
     }
 }
