@@ -318,7 +318,7 @@ public final class Intake: Sendable {
                         "provider": "\(commit.entry.key.provider.rawValue)",
                         "merchant_id": "\(commit.entry.key.merchantID)", "tid": "\(commit.entry.key.tid)",
                         "state": "\(commit.entry.key.state)",
-                        "limit": .stringConvertible(Ledger.maximumConflictsPerKey),
+                        "limit": .stringConvertible(LedgerRules.maximumConflictsPerKey),
                     ])
             }
         }

@@ -17,4 +17,9 @@ extension Ledger {
     public static func open(_ config: Config) throws -> Ledger {
         try Ledger(path: config.database, quarantinePolicy: QuarantinePolicy(config: config))
     }
+
+    /// The same database, opened for a command that only reads (see `openReadOnly(path:)`).
+    public static func openReadOnly(_ config: Config) throws -> Ledger {
+        try Ledger.openReadOnly(path: config.database)
+    }
 }

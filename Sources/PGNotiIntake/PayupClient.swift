@@ -56,13 +56,13 @@ public final class PayupClient: Sendable {
     let token: SecretValues
     let timeout: Duration
     let intake: Intake
-    let ledger: Ledger
+    let journal: any SourceProgress
     let logger: Logger
     let transport: any PayupTransport
 
     public init(
         baseURL: String, merchantID: String, apiCertKey: SecretValues, token: SecretValues, timeout: Duration,
-        intake: Intake, ledger: Ledger, transport: any PayupTransport, logger: Logger
+        intake: Intake, journal: any SourceProgress, transport: any PayupTransport, logger: Logger
     ) {
         self.baseURL = baseURL
         self.merchantID = merchantID
@@ -70,7 +70,7 @@ public final class PayupClient: Sendable {
         self.token = token
         self.timeout = timeout
         self.intake = intake
-        self.ledger = ledger
+        self.journal = journal
         self.transport = transport
         self.logger = logger
     }
@@ -113,14 +113,14 @@ public final class PayupClient: Sendable {
         // cancel event carries so that consumers see both under one order.
         var order = request["orderNumber"]
         if operation == .cancel, order == nil, let transaction = request["transactionId"] {
-            order = try? await ledger.payupApproval(transactionID: transaction)?.orderNumber
+            order = try? await journal.payupApproval(transactionID: transaction)?.orderNumber
         }
         let intent = PayupIntent(
             id: Self.newIntentID(), operation: operation.rawValue, merchantID: merchantID,
             orderNumber: order, amount: request["amount"], transactionID: request["transactionId"],
             timestamp: timestamp, state: .sent, createdAt: Date())
         do {
-            try await ledger.savePayupIntent(intent)
+            try await journal.savePayupIntent(intent)
         } catch {
             logger.error("Payup call not sent: the intent could not be journaled", metadata: ["error": "\(error)"])
             return Self.error(503, "not sent: the intent could not be stored (\(error))")
@@ -189,7 +189,7 @@ public final class PayupClient: Sendable {
         case .notSent(let why):
             intent.state = .notSent
             intent.error = why
-            try? await ledger.savePayupIntent(intent)
+            try? await journal.savePayupIntent(intent)
             logger.error(
                 "Payup call not sent",
                 metadata: ["intent_id": "\(intent.id)", "operation": "\(operation)", "error": "\(why)"])
@@ -229,7 +229,7 @@ public final class PayupClient: Sendable {
                 ])
         }
         do {
-            try await ledger.savePayupIntent(intent)
+            try await journal.savePayupIntent(intent)
         } catch {
             logger.error(
                 "Payup intent could not be updated", metadata: ["intent_id": "\(intent.id)", "error": "\(error)"])

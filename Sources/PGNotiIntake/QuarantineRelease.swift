@@ -30,19 +30,19 @@ public struct QuarantineRelease: Sendable {
         }
     }
 
-    let ledger: Ledger
+    let quarantine: any OperatorQueries
     let intake: Intake
     let trustedProxies: [CIDR]
 
-    public init(ledger: Ledger, intake: Intake, trustedProxies: [CIDR]) {
-        self.ledger = ledger
+    public init(quarantine: any OperatorQueries, intake: Intake, trustedProxies: [CIDR]) {
+        self.quarantine = quarantine
         self.intake = intake
         self.trustedProxies = trustedProxies
     }
 
     public func release(id: Int64) async -> Outcome {
         let item: QuarantinedRequest?
-        do { item = try await ledger.quarantined(id: id) } catch { return .failed("\(error)") }
+        do { item = try await quarantine.quarantined(id: id) } catch { return .failed("\(error)") }
         guard let item, let provider = ProviderID(rawValue: item.provider) else { return .notFound }
         if item.isPurged { return .purged }
 
@@ -76,9 +76,9 @@ public struct QuarantineRelease: Sendable {
             return .failed(why)
         }
         if case .accepted(let eventID) = outcome {
-            try? await ledger.markReleased(id: id, eventID: eventID)
+            try? await quarantine.markReleased(id: id, eventID: eventID)
         } else if case .duplicate(let eventID) = outcome {
-            try? await ledger.markReleased(id: id, eventID: eventID)
+            try? await quarantine.markReleased(id: id, eventID: eventID)
         }
         return outcome
     }

@@ -57,7 +57,7 @@ public struct TossImportSummary: Sendable {
 /// row). Even then the position stays before it: should the line ever grow, it is read again.
 public struct TossImporter: Sendable {
     let intake: Intake
-    let ledger: Ledger
+    let progress: any SourceProgress
     let logger: Logger
     /// How long a file must have been unchanged, its day over, before its last line without a
     /// newline is taken as it is.
@@ -65,9 +65,9 @@ public struct TossImporter: Sendable {
     /// Rows queued for the ledger at once.
     static let slice = 256
 
-    public init(intake: Intake, ledger: Ledger, logger: Logger, finalAfterMinutes: Int = 60) {
+    public init(intake: Intake, progress: any SourceProgress, logger: Logger, finalAfterMinutes: Int = 60) {
         self.intake = intake
-        self.ledger = ledger
+        self.progress = progress
         self.logger = logger
         self.finalAfterMinutes = finalAfterMinutes
     }
@@ -102,7 +102,7 @@ public struct TossImporter: Sendable {
         guard intake.policy.isEnabled(.toss) else { throw Failure.tossDisabled }
         guard let name = TossFile.Name(fileName: fileName) else { throw Failure.notATossFile(fileName) }
         var summary = TossImportSummary(fileName: fileName)
-        let stored = try await ledger.tossProgress(fileName: fileName)
+        let stored = try await progress.tossProgress(fileName: fileName)
         var position = TossFile.Position.start
         if let stored {
             let prefixStillThere =
@@ -186,7 +186,7 @@ public struct TossImporter: Sendable {
         // Only a pass that stored every row moves on; otherwise the same rows are read again
         // next time and the ledger's dedup takes care of those that did commit.
         if summary.errors == 0 {
-            try await ledger.saveTossProgress(
+            try await progress.saveTossProgress(
                 TossFileProgress(
                     fileName: fileName, ingestedBytes: next.offset, ingestedLines: next.lineNumber - 1,
                     prefixSHA256: Digest.sha256(bytes[..<next.offset]), size: bytes.count,
@@ -211,6 +211,6 @@ public struct TossImporter: Sendable {
 
     /// Whether the last read of `fileName` left a last line without its newline unread.
     public func hasPendingLine(fileName: String) async -> Bool {
-        ((try? await ledger.tossProgress(fileName: fileName))??.pendingLine) != nil
+        ((try? await progress.tossProgress(fileName: fileName))??.pendingLine) != nil
     }
 }

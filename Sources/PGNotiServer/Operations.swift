@@ -16,7 +16,7 @@ import Synchronization
 /// The running daemon's parts, shared by the services that watch and steer it: readiness,
 /// metrics, the status line, reload.
 final class RunningDaemon: Sendable {
-    let ledger: Ledger
+    let ledger: any LedgerStore
     let queue: QueueDirectory
     let relay: OutboxRelay
     let intake: Intake
@@ -28,7 +28,7 @@ final class RunningDaemon: Sendable {
     let listeningPort = Atomic<Int>(0)
 
     init(
-        config: Config, ledger: Ledger, queue: QueueDirectory, relay: OutboxRelay, intake: Intake,
+        config: Config, ledger: any LedgerStore, queue: QueueDirectory, relay: OutboxRelay, intake: Intake,
         front: PublicFront, connections: ConnectionRegistry, logger: Logger, logSink: LogSinkCounters?
     ) {
         self.configBox = Mutex(config)

@@ -12,16 +12,16 @@ struct SourceServices {
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     var payup: PayupClient?
 
-    init(config: Config, intake: Intake, ledger: Ledger, logger: Logger) throws {
+    init(config: Config, intake: Intake, ledger: any LedgerStore, logger: Logger) throws {
         let loader = ConfigLoader()
         if config.toss.enabled {
             let importer = TossImporter(
-                intake: intake, ledger: ledger, logger: logger, finalAfterMinutes: config.toss.finalAfterMinutes)
+                intake: intake, progress: ledger, logger: logger, finalAfterMinutes: config.toss.finalAfterMinutes)
             if let inbox = config.toss.inbox {
                 services.append(
                     .init(
                         service: TossInbox(
-                            directory: inbox, importer: importer, ledger: ledger,
+                            directory: inbox, importer: importer, progress: ledger,
                             stable: .milliseconds(Int64(config.toss.stableSeconds * 1000)),
                             poll: .milliseconds(Int64(config.toss.pollSeconds * 1000)),
                             finalAfterMinutes: config.toss.finalAfterMinutes, logger: logger)))
@@ -41,7 +41,7 @@ struct SourceServices {
                 baseURL: config.payup.baseURL, merchantID: merchant,
                 apiCertKey: try loader.readSecret(keyPath, key: "payup.api_cert_key_file"),
                 token: try loader.readSecret(tokenPath, key: "payup.client_token_file"),
-                timeout: .milliseconds(Int64(config.payup.timeoutSeconds * 1000)), intake: intake, ledger: ledger,
+                timeout: .milliseconds(Int64(config.payup.timeoutSeconds * 1000)), intake: intake, journal: ledger,
                 transport: PayupHTTPTransport(readTimeout: .milliseconds(Int64(config.payup.timeoutSeconds * 1000))),
                 logger: logger)
         }

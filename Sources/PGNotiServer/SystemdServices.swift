@@ -144,7 +144,7 @@ struct ReloadService: Service {
 /// With `retention` set, purges raw bodies and personal fields older than it once a day (the
 /// first time a minute after start).
 struct RetentionService: Service {
-    let ledger: PGNotiStore.Ledger
+    let ledger: any LedgerStore
     let retention: Double
     /// The purge stops when the database's file system falls below this.
     let minFreeBytes: Int
@@ -160,7 +160,7 @@ struct RetentionService: Service {
                 do {
                     // Short batches with pauses: the ACK path and the watchdog's writer probe wait
                     // for one batch at most, however many rows there are.
-                    let directory = (ledger.path as NSString).deletingLastPathComponent
+                    let directory = (ledger.location as NSString).deletingLastPathComponent
                     let minimum = minFreeBytes
                     let counts = try await ledger.purge(before: cutoff) {
                         FreeSpace.bytes(at: directory).map { $0 >= minimum } ?? true

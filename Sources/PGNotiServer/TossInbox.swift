@@ -29,7 +29,7 @@ import ServiceLifecycle
 final class TossInbox: Service, Sendable {
     let directory: String
     let importer: TossImporter
-    let ledger: Ledger
+    let progress: any SourceProgress
     let stable: Duration
     let poll: Duration
     let finalAfterMinutes: Int
@@ -38,12 +38,12 @@ final class TossInbox: Service, Sendable {
     let afterRead: (@Sendable (String) -> Void)?
 
     init(
-        directory: String, importer: TossImporter, ledger: Ledger, stable: Duration, poll: Duration,
+        directory: String, importer: TossImporter, progress: any SourceProgress, stable: Duration, poll: Duration,
         finalAfterMinutes: Int, logger: Logger, afterRead: (@Sendable (String) -> Void)? = nil
     ) {
         self.directory = directory
         self.importer = importer
-        self.ledger = ledger
+        self.progress = progress
         self.stable = stable
         self.poll = poll
         self.finalAfterMinutes = finalAfterMinutes
@@ -185,7 +185,7 @@ final class TossInbox: Service, Sendable {
         if let stamp = Self.stamp(directory + "/" + auth) {
             return seen[auth]?.ingested?.stamp == stamp
         }
-        return ((try? await ledger.tossProgress(fileName: auth)) ?? nil) != nil
+        return ((try? await progress.tossProgress(fileName: auth)) ?? nil) != nil
     }
 
     /// The day's files get no more pushes: `final_after_minutes` past the midnight that ends it.
@@ -266,9 +266,9 @@ final class TossInbox: Service, Sendable {
     }
 
     private func markFinal(_ name: String) async {
-        guard var progress = try? await ledger.tossProgress(fileName: name) else { return }
-        progress.finalizedAtMicros = Date().unixMicroseconds
-        try? await ledger.saveTossProgress(progress)
+        guard var file = try? await progress.tossProgress(fileName: name) else { return }
+        file.finalizedAtMicros = Date().unixMicroseconds
+        try? await progress.saveTossProgress(file)
     }
 }
 

@@ -60,7 +60,7 @@ public enum RecordOutcome: Sendable, Equatable {
     case duplicate(eventID: String)
     /// Same key, different fingerprint: a `notification.conflict` event was committed.
     case conflict(eventID: String, conflictsWith: String, storedFingerprint: String, queueFileName: String)
-    /// Same key, different fingerprint, but the key already has `Ledger.maximumConflictsPerKey`
+    /// Same key, different fingerprint, but the key already has `LedgerRules.maximumConflictsPerKey`
     /// conflict events: counted, not stored. `ignored` is how many so far for this key.
     case conflictIgnored(conflictsWith: String, storedFingerprint: String, ignored: Int)
 }
@@ -271,15 +271,19 @@ public struct WriterStats: Sendable, Equatable {
 public enum LedgerError: Error, Equatable, CustomStringConvertible {
     case closed
     case cannotCreateDirectory(path: String, reason: String)
-    case newerSchema(path: String, unknown: [String])
+    case newerSchema(path: String, found: String, known: String)
+    case missing(path: String)
+    case readOnly(path: String)
 
     public var description: String {
         switch self {
         case .closed: return "ledger is closed"
         case .cannotCreateDirectory(let path, let reason): return "cannot create directory \(path): \(reason)"
-        case .newerSchema(let path, let unknown):
+        case .newerSchema(let path, let found, let known):
             return
-                "\(path) was written by a newer pgnoti (schema migrations \(unknown.joined(separator: ", ")) are unknown to this binary); refusing to open it. Install the newer binary again, or restore a backup"
+                "\(path) has schema \(found), newer than \(known), the newest this pgnoti knows (it was written by a newer pgnoti); refusing to open it. Install the newer binary again, or restore a backup"
+        case .missing(let path): return "\(path) does not exist"
+        case .readOnly(let path): return "\(path) is open read-only here; this command does not write to it"
         }
     }
 }

@@ -157,7 +157,7 @@ import Testing
         #expect(try await ledger.counts().notifications == 0)
 
         // Once the operator accepts test merchants, the kept request becomes its (test) event.
-        let release = QuarantineRelease(ledger: ledger, intake: intake, trustedProxies: [])
+        let release = QuarantineRelease(quarantine: ledger, intake: intake, trustedProxies: [])
         #expect(await release.release(id: id) == .refused(reason: "test_merchant"))
         config.smartro.auth.acceptTestMerchants = true
         intake.replacePolicy(IntakePolicy(config: config))

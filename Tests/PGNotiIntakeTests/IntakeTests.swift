@@ -206,7 +206,7 @@ struct IntakeTests {
         #expect(refused.rejection?.reason == .signatureMismatch)
         let id = try #require(refused.quarantineID)
 
-        let release = QuarantineRelease(ledger: ledger, intake: intake, trustedProxies: [])
+        let release = QuarantineRelease(quarantine: ledger, intake: intake, trustedProxies: [])
         #expect(await release.release(id: id) == .refused(reason: "signature_mismatch"))
 
         intake.replacePolicy(IntakePolicy(config: productionConfig()))
@@ -237,7 +237,7 @@ struct IntakeTests {
         let refused = await intake.process(
             submission("MID=tomato001m&TID=T7&StateCd=0&Amt=1&ResultCode=3001", secret: "new-secret-value-111111"))
         let id = try #require(refused.quarantineID)
-        let release = QuarantineRelease(ledger: ledger, intake: intake, trustedProxies: [])
+        let release = QuarantineRelease(quarantine: ledger, intake: intake, trustedProxies: [])
         #expect(await release.release(id: id) == .refused(reason: "path_secret_mismatch"))
         // The operator rotates: both values valid. The stored digest now matches one of them.
         config.tomatopay.auth.pathSecrets = SecretValues(["old-secret-value-000000", "new-secret-value-111111"])

@@ -64,7 +64,7 @@ import Testing
         #expect(try await ledger.quarantined(limit: 1).map(\.parsed) == [true])
 
         intake.replacePolicy(IntakePolicy(providers: [TossPayments()]))
-        let release = QuarantineRelease(ledger: ledger, intake: intake, trustedProxies: [])
+        let release = QuarantineRelease(quarantine: ledger, intake: intake, trustedProxies: [])
         guard case .accepted = await release.release(id: try #require(refused.quarantineID)) else {
             Issue.record("not accepted on release")
             return

@@ -49,7 +49,7 @@ struct PayupClientTests {
         let client = PayupClient(
             baseURL: "https://api.testpayup.co.kr", merchantID: "tester",
             apiCertKey: SecretValues(["25bcd7a82f5b4058818462cc7715964c"]), token: SecretValues(["token"]),
-            timeout: .seconds(5), intake: intake, ledger: ledger, transport: transport, logger: Logger(label: "t"))
+            timeout: .seconds(5), intake: intake, journal: ledger, transport: transport, logger: Logger(label: "t"))
         return (client, ledger, transport)
     }
 

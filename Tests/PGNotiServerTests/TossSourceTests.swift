@@ -41,9 +41,9 @@ import Testing
             at: directory.appendingPathComponent("done"), withIntermediateDirectories: true)
         let ledger = try Ledger(path: root.appendingPathComponent("db.sqlite").path)
         let intake = Intake(policy: IntakePolicy(providers: [TossPayments()]), store: ledger, logger: logger)
-        let importer = TossImporter(intake: intake, ledger: ledger, logger: logger, finalAfterMinutes: 60)
+        let importer = TossImporter(intake: intake, progress: ledger, logger: logger, finalAfterMinutes: 60)
         let inbox = TossInbox(
-            directory: directory.path, importer: importer, ledger: ledger, stable: stable, poll: .milliseconds(100),
+            directory: directory.path, importer: importer, progress: ledger, stable: stable, poll: .milliseconds(100),
             finalAfterMinutes: 60, logger: logger, afterRead: afterRead)
         return Setup(inbox: inbox, ledger: ledger, directory: directory, importer: importer)
     }

@@ -174,6 +174,60 @@ extension Event {
     }
 }
 
+extension Event {
+    /// What a ledger's columns still say about an event whose stored document cannot be read.
+    public struct LedgerFacts: Sendable, Equatable {
+        public var eventID: String
+        public var provider: String
+        public var kind: String?
+        public var merchantID: String
+        public var orderID: String?
+        public var tid: String
+        public var state: String
+        public var amount: Int?
+        public var resultCode: String?
+        public var receivedAt: Date
+
+        public init(
+            eventID: String, provider: String, kind: String?, merchantID: String, orderID: String?, tid: String,
+            state: String, amount: Int?, resultCode: String?, receivedAt: Date
+        ) {
+            self.eventID = eventID
+            self.provider = provider
+            self.kind = kind
+            self.merchantID = merchantID
+            self.orderID = orderID
+            self.tid = tid
+            self.state = state
+            self.amount = amount
+            self.resultCode = resultCode
+            self.receivedAt = receivedAt
+        }
+    }
+
+    /// The document a purge leaves for a stored one, or, for a row without a readable stored
+    /// document (none of pgnoti's own), the facts the ledger's columns still hold. Pure.
+    public static func purgedDocument(from stored: [UInt8]?, facts: LedgerFacts) -> [UInt8] {
+        if let stored, let document = purgedDocument(from: stored) { return document }
+        var json = JSONWriter()
+        json.beginObject()
+        json.member("amount", facts.amount)
+        json.member("id", facts.eventID)
+        json.member("kind", facts.kind)
+        json.member("merchant_id", facts.merchantID)
+        json.member("order_id", facts.orderID)
+        json.member("provider", facts.provider)
+        json.member("purged", true)
+        json.member("received_at", KoreanTime.iso8601(facts.receivedAt))
+        json.member("result_code", facts.resultCode)
+        json.member("schema", Event.schemaV1)
+        json.member("state", facts.state)
+        json.member("tid", facts.tid)
+        json.endObject()
+        return json.bytes
+    }
+}
+
 public enum EventID {
     /// Derived from the dedup key alone, so a replayed or re-filed event keeps its id and a
     /// consumer can deduplicate on it too. A conflict's id also covers the version it carries.

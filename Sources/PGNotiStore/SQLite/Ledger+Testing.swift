@@ -8,20 +8,14 @@ extension Ledger {
     /// Parks the group-commit thread until the returned closure is called, so
     /// records submitted meanwhile are guaranteed to share one batch.
     @_spi(Testing) public func holdWriter() -> @Sendable () -> Void {
-        let gate = DispatchSemaphore(value: 0)
-        writerQueue.async { gate.wait() }
-        return { gate.signal() }
+        writer.hold()
     }
 
     /// Records submitted but not yet taken into a batch.
-    @_spi(Testing) public var queuedRecordCount: Int {
-        writer.withLock { $0.records.count }
-    }
+    @_spi(Testing) public var queuedRecordCount: Int { writer.queuedRecordCount }
 
     /// Refused requests submitted but not yet taken into a batch.
-    @_spi(Testing) public var queuedQuarantineCount: Int {
-        writer.withLock { $0.quarantine.count }
-    }
+    @_spi(Testing) public var queuedQuarantineCount: Int { writer.queuedQuarantineCount }
 
     /// Runs raw SQL on the writer connection (outside any transaction).
     @_spi(Testing) public func executeOnWriter(_ sql: String) async throws {

@@ -6,29 +6,6 @@ import Synchronization
 /// What operators ask the ledger from the command line. Reads run on reader connections and
 /// never hold the writer; the few writes go through it like the daemon's.
 extension Ledger {
-    public struct EventFilter: Sendable {
-        public var provider: String?
-        public var since: Date?
-        public var until: Date?
-        public var tid: String?
-        public var orderID: String?
-        public var kind: String?
-        public var limit: Int
-
-        public init(
-            provider: String? = nil, since: Date? = nil, until: Date? = nil, tid: String? = nil,
-            orderID: String? = nil, kind: String? = nil, limit: Int = 100
-        ) {
-            self.provider = provider
-            self.since = since
-            self.until = until
-            self.tid = tid
-            self.orderID = orderID
-            self.kind = kind
-            self.limit = limit
-        }
-    }
-
     /// Notifications matching `filter`, newest first. `kind: notification.conflict` lists the
     /// conflict events, which live beside the notification they contradict.
     public func events(_ filter: EventFilter) async throws -> [StoredNotification] {
@@ -124,26 +101,14 @@ extension Ledger {
         }
     }
 
-    public struct Retry: Sendable, Equatable {
-        public let receivedAt: Date
-        public let peer: String?
-        public let client: String?
-    }
-
-    /// Everything recorded about one stored notification besides itself.
-    public struct History: Sendable {
-        public let retries: [Retry]
-        public let conflicts: [ConflictRecord]
-        public let inOutbox: Bool
-    }
-
-    public func history(of notification: StoredNotification) async throws -> History {
+    public func history(of notification: StoredNotification) async throws -> EventHistory {
         try await read { db in
             let retries = try Row.fetchAll(
                 db, sql: "SELECT received_at, peer, client FROM retries WHERE notification_id = ? ORDER BY id",
                 arguments: [notification.rowID]
             ).map {
-                Retry(receivedAt: Date(unixMicroseconds: $0["received_at"]), peer: $0["peer"], client: $0["client"])
+                EventHistory.Retry(
+                    receivedAt: Date(unixMicroseconds: $0["received_at"]), peer: $0["peer"], client: $0["client"])
             }
             let conflicts = try ConflictRecord.filter(Column("event_id") == notification.eventID).order(Column("id"))
                 .fetchAll(db)
@@ -151,7 +116,7 @@ extension Ledger {
                 try Int.fetchOne(
                     db, sql: "SELECT count(*) FROM outbox WHERE file_name = ?", arguments: [notification.queueFileName])
                 ?? 0
-            return History(retries: retries, conflicts: conflicts, inOutbox: queued > 0)
+            return EventHistory(retries: retries, conflicts: conflicts, inOutbox: queued > 0)
         }
     }
 
@@ -219,22 +184,8 @@ extension Ledger {
     /// 10, 15, 20 … ms; a pause well above the first steps lets it in before the next batch.
     public static let purgePause: Duration = .milliseconds(40)
 
-    /// Why a purge stopped before it was done.
-    public enum PurgeStop: Sendable, Equatable {
-        /// The file system fell below the free space the daemon needs (`min_free_bytes`).
-        case lowOnSpace
-    }
-
-    /// What a purge did, or (`dryRun`) would do.
-    public struct PurgeCounts: Sendable, Equatable {
-        public var notifications = 0
-        public var conflicts = 0
-        public var quarantine = 0
-        public var retries = 0
-        /// Set when the purge stopped early; what it already did stays done.
-        public var stopped: PurgeStop?
-
-        public init() {}
+    public func purge(before cutoff: Date, hasRoom: @Sendable () -> Bool) async throws -> PurgeCounts {
+        try await purge(before: cutoff, batchRows: Self.purgeBatchRows, pause: Self.purgePause, hasRoom: hasRoom)
     }
 
     /// What `purge(before:)` would change, counted without writing.
@@ -274,8 +225,7 @@ extension Ledger {
     /// the whole purge, and `hasRoom` is asked before each batch, which stops the purge before
     /// rewriting rows eats the space the ACK path needs.
     public func purge(
-        before cutoff: Date, batchRows: Int = Ledger.purgeBatchRows, pause: Duration = Ledger.purgePause,
-        hasRoom: @Sendable () -> Bool = { true }
+        before cutoff: Date, batchRows: Int, pause: Duration, hasRoom: @Sendable () -> Bool = { true }
     ) async throws -> PurgeCounts {
         let micros = cutoff.unixMicroseconds
         var total = PurgeCounts()
@@ -349,8 +299,11 @@ extension Ledger {
                 WHERE id > ? AND received_at < ? AND \(notPurged) ORDER BY id LIMIT ?
                 """, arguments: [id, micros, limit])
         return rows.map { row in
-            let stored = (row["event_json"] as Data?).map { Array($0) }
-            return (row["id"], stored.flatMap(Event.purgedDocument(from:)) ?? minimalPurgedDocument(row))
+            let facts = Event.LedgerFacts(
+                eventID: row["event_id"], provider: row["provider"], kind: row["kind"], merchantID: row["merchant_id"],
+                orderID: row["order_id"], tid: row["tid"], state: row["state"], amount: row["amount"],
+                resultCode: row["result_code"], receivedAt: Date(unixMicroseconds: row["received_at"]))
+            return (row["id"], Event.purgedDocument(from: (row["event_json"] as Data?).map { Array($0) }, facts: facts))
         }
     }
 
@@ -372,27 +325,6 @@ extension Ledger {
         }
     }
 
-    /// For a row without a readable stored document (none of pgnoti's own): the facts the
-    /// ledger's columns still hold.
-    static func minimalPurgedDocument(_ row: Row) -> [UInt8] {
-        var json = JSONWriter()
-        json.beginObject()
-        json.member("amount", row["amount"] as Int?)
-        json.member("id", row["event_id"] as String)
-        json.member("kind", row["kind"] as String?)
-        json.member("merchant_id", row["merchant_id"] as String)
-        json.member("order_id", row["order_id"] as String?)
-        json.member("provider", row["provider"] as String)
-        json.member("purged", true)
-        json.member("received_at", KoreanTime.iso8601(Date(unixMicroseconds: row["received_at"])))
-        json.member("result_code", row["result_code"] as String?)
-        json.member("schema", Event.schemaV1)
-        json.member("state", row["state"] as String)
-        json.member("tid", row["tid"] as String)
-        json.endObject()
-        return json.bytes
-    }
-
     /// Moves what the WAL holds into the database file without waiting for readers (PASSIVE),
     /// so a long purge does not leave a WAL as large as everything it rewrote.
     func checkpoint() async throws {
@@ -402,23 +334,7 @@ extension Ledger {
         }
     }
 
-    public struct Stats: Sendable {
-        public struct Row: Sendable, Equatable {
-            public let provider: String
-            public let kind: String
-            public let events: Int
-            public let retries: Int
-        }
-
-        public var byKind: [Row]
-        public var conflicts: Int
-        public var conflictsIgnored: Int
-        public var quarantineByReason: [(reason: String, count: Int)]
-        public var outboxDepth: Int
-        public var oldestInOutbox: Date?
-    }
-
-    public func stats(since: Date?) async throws -> Stats {
+    public func stats(since: Date?) async throws -> LedgerStats {
         try await read { db in
             let from = since?.unixMicroseconds ?? 0
             let kinds = try GRDB.Row.fetchAll(
@@ -436,9 +352,9 @@ extension Ledger {
                     "SELECT reason, count(*) AS n FROM quarantine WHERE received_at >= ? GROUP BY reason ORDER BY n DESC",
                 arguments: [from])
             let outbox = try GRDB.Row.fetchOne(db, sql: "SELECT count(*) AS n, min(queued_at) AS oldest FROM outbox")!
-            return Stats(
+            return LedgerStats(
                 byKind: kinds.map {
-                    Stats.Row(provider: $0["provider"], kind: $0["kind"], events: $0["n"], retries: $0["r"])
+                    LedgerStats.Row(provider: $0["provider"], kind: $0["kind"], events: $0["n"], retries: $0["r"])
                 },
                 conflicts: conflicts, conflictsIgnored: kinds.reduce(0) { $0 + ($1["ci"] as Int) },
                 quarantineByReason: reasons.map { ($0["reason"], $0["n"]) }, outboxDepth: outbox["n"],

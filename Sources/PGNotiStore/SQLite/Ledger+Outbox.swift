@@ -81,15 +81,7 @@ extension Ledger {
         }
     }
 
-    public struct Counts: Sendable, Equatable {
-        public var notifications: Int
-        public var outbox: Int
-        public var quarantine: Int
-        public var quarantineBytes: Int
-        public var conflicts: Int
-    }
-
-    public func counts() async throws -> Counts {
+    public func counts() async throws -> LedgerCounts {
         try await read { db in
             let row = try Row.fetchOne(
                 db,
@@ -98,7 +90,7 @@ extension Ledger {
                            (SELECT count(*) FROM quarantine) AS q, (SELECT coalesce(sum(size), 0) FROM quarantine) AS qb,
                            (SELECT count(*) FROM conflicts) AS c
                     """)!
-            return Counts(
+            return LedgerCounts(
                 notifications: row["n"], outbox: row["o"], quarantine: row["q"], quarantineBytes: row["qb"],
                 conflicts: row["c"])
         }

@@ -22,16 +22,3 @@ extension NotificationStore {
         return results
     }
 }
-
-/// How much of the quarantine is kept.
-public struct QuarantinePolicy: Sendable, Equatable {
-    public var maxBytes: Int
-    public var maxRows: Int
-    public var keepDays: Int
-
-    public init(maxBytes: Int = 256 * 1024 * 1024, maxRows: Int = 10_000, keepDays: Int = 30) {
-        self.maxBytes = maxBytes
-        self.maxRows = maxRows
-        self.keepDays = keepDays
-    }
-}

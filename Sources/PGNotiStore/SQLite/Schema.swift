@@ -204,4 +204,28 @@ enum Schema {
         }
         return migrator
     }
+
+    /// The version this binary writes: its last migration.
+    static var current: String { migrator.migrations.last! }
+
+    /// A database's version: the last of its migrations in this binary's order, or, for one
+    /// written by a newer binary, the latest of those this binary does not know.
+    static func version(of applied: Set<String>) -> String? {
+        let unknown = applied.subtracting(migrator.migrations)
+        if let newest = unknown.sorted().last { return newest }
+        return migrator.migrations.last { applied.contains($0) }
+    }
+
+    enum Comparison { case current, older }
+
+    /// Whether this binary can use a database with these migrations applied; throws for a newer
+    /// one, naming both versions.
+    static func compare(applied: Set<String>, path: String) throws -> Comparison {
+        let known = migrator.migrations
+        let unknown = applied.subtracting(known)
+        guard unknown.isEmpty else {
+            throw LedgerError.newerSchema(path: path, found: version(of: applied) ?? "?", known: current)
+        }
+        return applied.count == known.count ? .current : .older
+    }
 }
