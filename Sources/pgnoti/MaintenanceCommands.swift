@@ -108,7 +108,7 @@ struct DeletionOptions: ParsableArguments {
 /// leave the daemon's ACK path free, stopping if the disk runs low.
 func runPurge(_ config: Config, cutoff: Date, command: String, options: DeletionOptions) async throws {
     let ledger = try openLedger(config)
-    let candidates: Ledger.PurgeCounts
+    let candidates: PurgeCounts
     do { candidates = try await ledger.purgeCandidates(before: cutoff) } catch {
         try? await ledger.close()
         throw error
@@ -134,7 +134,7 @@ func runPurge(_ config: Config, cutoff: Date, command: String, options: Deletion
     }
     let database = config.database
     let minimum = config.minFreeBytes
-    let counts: Ledger.PurgeCounts
+    let counts: PurgeCounts
     do {
         counts = try await ledger.purge(before: cutoff) {
             FreeSpace.bytes(at: (database as NSString).deletingLastPathComponent).map { $0 >= minimum } ?? true
@@ -159,7 +159,7 @@ func runPurge(_ config: Config, cutoff: Date, command: String, options: Deletion
     }
 }
 
-private func describe(_ counts: Ledger.PurgeCounts) -> String {
+private func describe(_ counts: PurgeCounts) -> String {
     "\(counts.notifications) notification(s), \(counts.conflicts) conflict(s), \(counts.quarantine) quarantined request(s), \(counts.retries) retry record(s)"
 }
 
@@ -215,5 +215,43 @@ struct Retention: AsyncParsableCommand {
         }
         try await runPurge(
             config, cutoff: Date().addingTimeInterval(-retention), command: "retention", options: deletion)
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bring the database to this binary's schema, without starting the daemon.",
+        discussion: """
+            For a host where the package's upgrade did not restart the daemon (it refused the kept
+            configuration): read-only commands already read the older schema from a migrated copy, and
+            `serve` migrates when it starts, so this is needed only to migrate ahead of that. It refuses
+            while a daemon runs on the database (its <database>.lock is held): stop it first.
+            """)
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() async throws {
+        let config = try options.load()
+        try requireDatabase(config)
+        try StateOwner.adopt(directoryOf: config.database)
+        let lockPath = config.database + ".lock"
+        guard let lock = try QueueLock.tryAcquire(path: lockPath, note: "migrate") else {
+            let holder = QueueLock.holder(path: lockPath).map { " (pid \($0.pid))" } ?? ""
+            throw CommandFailure(
+                "a pgnoti daemon\(holder) holds \(lockPath); stop it first (systemctl stop pgnoti), then migrate")
+        }
+        // Held to the end: a daemon started meanwhile fails on it (systemd restarts it) rather
+        // than opening a database half migrated.
+        defer { withExtendedLifetime(lock) {} }
+        let before = try Ledger.schemaVersion(path: config.database)
+        let ledger = try Ledger.open(config)
+        try? await ledger.close()
+        let after = Ledger.schemaVersion
+        if before == after {
+            print("\(config.database): schema \(after) already; nothing to do")
+        } else {
+            print("\(config.database): migrated from schema \(before ?? "none") to \(after)")
+        }
+        OperatorLog.record("migrate", outcome: "ok", details: ["from": before ?? "none", "to": after])
     }
 }

@@ -20,10 +20,19 @@ func openLedger(_ config: Config, adoptingOwner: Bool = true) throws -> Ledger {
     return try Ledger.open(config)
 }
 
+/// Opens the ledger for a command that only looks: read-only, never migrating, and never
+/// changing a byte of the database (`Ledger.openReadOnly`). As root it first becomes the owner
+/// too, so a `-shm` sidecar SQLite may need stays the daemon's.
+func openLedgerReadOnly(_ config: Config) throws -> Ledger {
+    try requireDatabase(config)
+    try StateOwner.adopt(directoryOf: config.database)
+    return try Ledger.openReadOnly(config)
+}
+
 /// Runs `body` on the ledger and closes it before returning, thrown or not: the process exits
 /// right after a command, so a close left to a detached task might never run.
-func withLedger<T>(_ config: Config, _ body: (Ledger) async throws -> T) async throws -> T {
-    let ledger = try openLedger(config)
+func withLedger<T>(_ config: Config, readOnly: Bool = false, _ body: (Ledger) async throws -> T) async throws -> T {
+    let ledger = try readOnly ? openLedgerReadOnly(config) : openLedger(config)
     do {
         let result = try await body(ledger)
         try? await ledger.close()
@@ -68,11 +77,11 @@ struct EventsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let filter = Ledger.EventFilter(
+            let filter = EventFilter(
                 provider: provider, since: try since.map { try parseTime($0, option: "--since") },
                 until: try until.map { try parseTime($0, option: "--until") }, tid: tid, orderID: order, kind: kind,
                 limit: limit)
-            let ledger = try openLedger(config)
+            let ledger = try openLedgerReadOnly(config)
             let found = try await ledger.events(filter)
             try? await ledger.close()
             if json {
@@ -121,7 +130,7 @@ struct EventsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            try await withLedger(config) { ledger in
+            try await withLedger(config, readOnly: true) { ledger in
                 let found = try await ledger.lookup(reference)
                 guard !found.isEmpty else {
                     throw CommandFailure("nothing stored for \(reference) (event id, TID or order id)")
@@ -286,7 +295,7 @@ struct Stats: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let since = try since.map { try parseTime($0, option: "--since") }
-        let ledger = try openLedger(config)
+        let ledger = try openLedgerReadOnly(config)
         let stats = try await ledger.stats(since: since)
         try? await ledger.close()
         let queue = try? QueueDirectory(root: URL(fileURLWithPath: config.queue))

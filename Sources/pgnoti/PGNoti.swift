@@ -10,7 +10,7 @@ struct PGNoti: AsyncParsableCommand {
         version: PGNotiVersion.current,
         subcommands: [
             Serve.self, CheckConfig.self, Send.self, EventsCommand.self, QuarantineCommand.self, Redeliver.self,
-            Stats.self, Backup.self, Purge.self, Retention.self, ForwardCommand.self, Consume.self,
+            Stats.self, Backup.self, Purge.self, Retention.self, Migrate.self, ForwardCommand.self, Consume.self,
             TossCommand.self, PayupCommand.self,
         ],
         defaultSubcommand: Serve.self)

@@ -24,7 +24,7 @@ struct QuarantineCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let since = try since.map { try parseTime($0, option: "--since") }
-            try await withLedger(config) { ledger in
+            try await withLedger(config, readOnly: true) { ledger in
                 let items = try await ledger.quarantined(reason: reason, since: since, limit: limit)
                 if json {
                     for item in items { print(Self.json(item)) }
@@ -77,7 +77,7 @@ struct QuarantineCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            try await withLedger(config) { ledger in
+            try await withLedger(config, readOnly: true) { ledger in
                 guard let item = try await ledger.quarantined(id: id) else {
                     throw CommandFailure("no quarantined request with ID \(id)")
                 }
@@ -166,7 +166,7 @@ struct QuarantineCommand: AsyncParsableCommand {
                     .filter { $0.releasedEventID == nil }.map(\.id).reversed()
             }
             let releaser = QuarantineRelease(
-                ledger: context.ledger, intake: context.intake, trustedProxies: config.trustedProxies)
+                quarantine: context.ledger, intake: context.intake, trustedProxies: config.trustedProxies)
             var failures = 0
             var outcomes: [String] = []
             for id in targets {

@@ -42,7 +42,7 @@ struct TossCommand: AsyncParsableCommand {
             let config = try options.load()
             let context = try CommandContext.open(config, creatingState: true)
             let importer = TossImporter(
-                intake: context.intake, ledger: context.ledger, logger: context.logger,
+                intake: context.intake, progress: context.ledger, logger: context.logger,
                 finalAfterMinutes: config.toss.finalAfterMinutes)
             var failed = false
             for path in Self.readingOrder(files) {
@@ -133,7 +133,7 @@ struct TossCommand: AsyncParsableCommand {
             }
             let context = try CommandContext.open(config, creatingState: true)
             let importer = TossImporter(
-                intake: context.intake, ledger: context.ledger, logger: context.logger,
+                intake: context.intake, progress: context.ledger, logger: context.logger,
                 finalAfterMinutes: config.toss.finalAfterMinutes)
             let puller: TossPuller
             do {
@@ -309,7 +309,7 @@ struct PayupCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try openLedger(config)
+            let ledger = try openLedgerReadOnly(config)
             let intents = try await ledger.payupIntents(states: PayupIntent.State.pending)
             try? await ledger.close()
             if json {

@@ -48,7 +48,7 @@ import Testing
         try await withTemporaryDirectory { dir in
             let ledger = try Ledger(path: dir.appendingPathComponent("ledger.sqlite").path)
             _ = try await ledger.record(makeEntry(tid: "T1", amount: 1))
-            for amount in 2...(Ledger.maximumConflictsPerKey + 1) {
+            for amount in 2...(LedgerRules.maximumConflictsPerKey + 1) {
                 guard case .conflict = try await ledger.record(makeEntry(tid: "T1", amount: amount)) else {
                     Issue.record("amount \(amount) not filed")
                     continue
@@ -67,8 +67,8 @@ import Testing
                         conflictsWith: makeEntry(tid: "T1").eventID, storedFingerprint: "amount=1;result=3001",
                         ignored: 2))
             let counts = try await ledger.counts()
-            #expect(counts.conflicts == Ledger.maximumConflictsPerKey)
-            #expect(counts.outbox == 1 + Ledger.maximumConflictsPerKey)
+            #expect(counts.conflicts == LedgerRules.maximumConflictsPerKey)
+            #expect(counts.outbox == 1 + LedgerRules.maximumConflictsPerKey)
             #expect(try await ledger.notifications(limit: 1).first?.conflictsIgnored == 2)
         }
     }
@@ -372,26 +372,7 @@ import Testing
     @Test func v1DatabaseUpgradesKeepingEveryRow() async throws {
         try await withTemporaryDirectory { dir in
             let path = dir.appendingPathComponent("v1.sqlite").path
-            let queue = try DatabaseQueue(path: path)
-            try await queue.write { db in
-                try db.execute(sql: Self.v1Schema)
-                try db.execute(
-                    sql: """
-                        INSERT INTO grdb_migrations VALUES ('v1');
-                        INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id, event_json,
-                            queue_file_name, raw_body, content_type, remote_address, received_at)
-                        VALUES ('smartro', 'M', 'T1', '0', 'amount=5;result=3001', 'E1',
-                            '{"kind":"payment.approved","order_id":"O1","amount":5,"result_code":"3001"}',
-                            '00000000000000001-E1.json', x'41', 'x', '203.0.113.7', 1000);
-                        INSERT INTO outbox (file_name, payload, notification_id) VALUES ('00000000000000001-E1.json', x'7b7d', 1);
-                        INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, stored_fingerprint,
-                            new_fingerprint, raw_body, content_type, remote_address, received_at)
-                        VALUES ('smartro', 'M', 'T1', '0', 'E1', 'a', 'b', x'42', NULL, '203.0.113.8', 2000);
-                        INSERT INTO rejected (provider, reason, detail, raw_body, content_type, remote_address, received_at)
-                        VALUES ('innopay', 'missing_field', 'no status', x'434445', NULL, '203.0.113.9', 3000);
-                        """)
-            }
-            try queue.close()
+            try Self.writeV1Database(at: path)
 
             let ledger = try Ledger(path: path)
             let stored = try #require(try await ledger.notifications(limit: 10).first)
@@ -420,35 +401,22 @@ import Testing
                 _ = try Ledger(path: path)
                 Issue.record("opened a newer database")
             } catch let error as LedgerError {
-                #expect(error == .newerSchema(path: path, unknown: ["v99-from-the-future"]))
-                #expect(error.description.contains("newer pgnoti"))
+                #expect(error == .newerSchema(path: path, found: "v99-from-the-future", known: Ledger.schemaVersion))
+                #expect(error.description.contains("v99-from-the-future"))
+                #expect(error.description.contains(Ledger.schemaVersion))
             }
         }
     }
 
-    static let v1Schema = """
-        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-        CREATE TABLE notifications (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, merchant_id TEXT NOT NULL,
-            tid TEXT NOT NULL, state TEXT NOT NULL, fingerprint TEXT NOT NULL, event_id TEXT NOT NULL,
-            event_json BLOB NOT NULL, queue_file_name TEXT NOT NULL, raw_body BLOB NOT NULL, content_type TEXT,
-            remote_address TEXT, received_at INTEGER NOT NULL, retries INTEGER NOT NULL DEFAULT 0,
-            last_seen_at INTEGER, UNIQUE (provider, merchant_id, tid, state));
-        CREATE TABLE outbox (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            file_name TEXT NOT NULL CHECK (file_name <> '' AND file_name NOT IN ('.', '..')
-                AND instr(file_name, '/') = 0 AND length(CAST(file_name AS BLOB)) <= 200),
-            payload BLOB NOT NULL, notification_id INTEGER NOT NULL);
-        CREATE TABLE conflicts (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, merchant_id TEXT NOT NULL,
-            tid TEXT NOT NULL, state TEXT NOT NULL, event_id TEXT NOT NULL, stored_fingerprint TEXT NOT NULL,
-            new_fingerprint TEXT NOT NULL, raw_body BLOB NOT NULL, content_type TEXT, remote_address TEXT,
-            received_at INTEGER NOT NULL);
-        CREATE TABLE rejected (
-            id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, reason TEXT NOT NULL,
-            detail TEXT NOT NULL, raw_body BLOB NOT NULL, content_type TEXT, remote_address TEXT,
-            received_at INTEGER NOT NULL);
-        """
+    /// A database as the first release (schema v1) left it: `fixtures/ledger/v1.sql`.
+    static func writeV1Database(at path: String) throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("fixtures/ledger/v1.sql")
+        let sql = try String(contentsOf: fixture, encoding: .utf8)
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in try db.execute(sql: sql) }
+        try queue.close()
+    }
 }
 
 /// A purge of many rows never holds the writer for long: it works in short batches, and a
