@@ -71,4 +71,3 @@ final class RunningDaemon: Sendable {
 protocol LogSinkCounters: Sendable {
     var droppedLines: Int { get }
 }
-
