@@ -54,9 +54,9 @@ public struct Config: Sendable {
     /// Raw bodies and personal fields older than this are purged daily; nil (the default) keeps
     /// everything. How long payment records must be kept is the merchant's legal decision.
     public var retentionSeconds: Double?
-    public var smartro = SmartroSettings()
-    public var tomatopay = TomatoPaySettings()
-    public var innopay = InnopaySettings()
+    /// Each notify PG's table, by PG (reached through `config.smartro` and the like, which each
+    /// settings file declares).
+    var notifyPGs: [ProviderID: any NotifyPGSettings] = [:]
     public var toss = TossSettings()
     public var payup = PayupSettings()
     public var forward = ForwardConfig()
@@ -74,11 +74,8 @@ public struct Config: Sendable {
 
     public init() {}
 
-    /// Smartro's published test merchant (WEBLink manual v5.2 §4.4). The manual's table wraps
-    /// the key over three lines; Base64 has no spaces.
-    public static let smartroTestMID = "SMTPAY001m"
-    public static let smartroTestKey =
-        "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
+    public static var smartroTestMID: String { SmartroSettings.testMID }
+    public static var smartroTestKey: String { SmartroSettings.testKey }
 
     /// What `pgnoti serve` runs on with no config at all: loopback only, state under ./var, every
     /// PG enabled, test merchants accepted.
@@ -87,25 +84,18 @@ public struct Config: Sendable {
         config.sandbox = true
         config.database = directory + "/pgnoti.sqlite"
         config.queue = directory + "/queue"
-        config.smartro.enabled = true
-        config.smartro.merchantKeys = [smartroTestMID: SecretValues([smartroTestKey])]
-        config.tomatopay.enabled = true
-        // TomatoPay publishes no test merchant; the fixtures' MID stands in for one.
-        config.tomatopay.auth.extraTestMerchants = ["tomato001m"]
-        config.innopay.enabled = true
+        for id in ProviderID.tableConfigured {
+            if let settings = id.settingsType { config.notifyPGs[id] = settings.sandbox }
+        }
         config.toss.enabled = true
         config.payup.enabled = true
         return config
     }
 
+    /// A PG's authentication; none for the sources, which have no URL of theirs to
+    /// authenticate (`ProviderID.postsNotifications`).
     public func auth(for provider: ProviderID) -> ProviderAuth {
-        switch provider {
-        case .smartro: smartro.auth
-        case .tomatopay: tomatopay.auth
-        case .innopay: innopay.auth
-        // No URL of theirs exists to authenticate (ProviderID.postsNotifications).
-        case .toss, .payup: ProviderAuth()
-        }
+        notifyPGs[provider]?.auth ?? ProviderAuth()
     }
 
     /// The enabled PGs that post to a public URL and sign nothing: each needs authentication
@@ -115,14 +105,7 @@ public struct Config: Sendable {
     }
 
     public var providers: [any PaymentProvider] {
-        var list: [any PaymentProvider] = []
-        if smartro.enabled {
-            list.append(
-                Smartro(
-                    merchantKeys: smartro.merchantKeys, signAlgorithm: smartro.signAlgorithm, charset: smartro.charset))
-        }
-        if tomatopay.enabled { list.append(TomatoPay(ackBody: tomatopay.ackBody, charset: tomatopay.charset)) }
-        if innopay.enabled { list.append(Innopay(charset: innopay.charset)) }
+        var list = ProviderID.tableConfigured.compactMap { notifyPGs[$0] }.filter(\.enabled).map { $0.makeProvider() }
         if toss.enabled { list.append(TossPayments()) }
         if payup.enabled { list.append(Payup()) }
         return list
@@ -138,7 +121,7 @@ public struct Config: Sendable {
         }
         if providers.isEmpty {
             out.append(
-                "no PG is enabled: every notify URL answers 404 until a [smartro], [tomatopay] or [innopay] table is configured"
+                "no PG is enabled: every notify URL answers 404 until one of the tables \(ProviderID.tableConfigured.map { "[\($0.rawValue)]" }.joined(separator: ", ")) is configured"
             )
         }
         return out
@@ -192,11 +175,12 @@ public struct ConfigLoader {
         let reader = try TableReader(parsing: text)
         var config = Config()
         var report = SecretReport()
-        try reader.allow([
-            "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
-            "trusted_proxies", "limits", "min_free_bytes", "retention", "smartro", "tomatopay", "innopay",
-            "forward", "toss", "payup",
-        ])
+        try reader.allow(
+            Set(
+                [
+                    "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
+                    "trusted_proxies", "limits", "min_free_bytes", "retention", "forward", "toss", "payup",
+                ] + ProviderID.tableConfigured.map(\.rawValue)))
         if let free = try reader.int("min_free_bytes") {
             guard free >= 0 else { throw ConfigError("min_free_bytes", "must not be negative") }
             config.minFreeBytes = free
@@ -249,9 +233,10 @@ public struct ConfigLoader {
         config.trustedProxies = try reader.cidrs("trusted_proxies") ?? []
         if let limits = try reader.table("limits") { config.limits = try parseLimits(limits) }
 
-        if let table = try reader.table("smartro") { config.smartro = try parseSmartro(table, &report) }
-        if let table = try reader.table("tomatopay") { config.tomatopay = try parseTomatoPay(table, &report) }
-        if let table = try reader.table("innopay") { config.innopay = try parseInnopay(table, &report) }
+        for id in ProviderID.tableConfigured {
+            guard let settings = id.settingsType, let table = try reader.table(id.rawValue) else { continue }
+            config.notifyPGs[id] = try settings.parse(table, self, &report)
+        }
         if let forward = try reader.table("forward") { config.forward = try parseForward(forward, &report) }
         if let toss = try reader.table("toss") { config.toss = try parseToss(toss, &report) }
         if let payup = try reader.table("payup") { config.payup = try parsePayup(payup, &report) }

@@ -1,10 +1,38 @@
 import Foundation
 import PGNotiCore
 
-public struct InnopaySettings: Sendable {
+public struct InnopaySettings: NotifyPGSettings {
+    static let id = ProviderID.innopay
     public var enabled = false
     public var charset = CharsetSetting.cp949
     public var auth = ProviderAuth()
+
+    public init() {}
+
+    static var sandbox: InnopaySettings {
+        var innopay = InnopaySettings()
+        innopay.enabled = true
+        return innopay
+    }
+
+    func makeProvider() -> any PaymentProvider { Innopay(charset: charset) }
+
+    static func parse(
+        _ table: TableReader, _ loader: ConfigLoader, _ report: inout ConfigLoader.SecretReport
+    ) throws(ConfigError) -> InnopaySettings {
+        try loader.parseInnopay(table, &report)
+    }
+}
+
+extension Innopay: TableConfigured {
+    static var settings: any NotifyPGSettings.Type { InnopaySettings.self }
+}
+
+extension Config {
+    public var innopay: InnopaySettings {
+        get { self[pg: InnopaySettings.self] }
+        set { self[pg: InnopaySettings.self] = newValue }
+    }
 }
 
 extension ConfigLoader {

@@ -1,13 +1,50 @@
 import Foundation
 import PGNotiCore
 
-public struct SmartroSettings: Sendable {
+public struct SmartroSettings: NotifyPGSettings {
+    static let id = ProviderID.smartro
     public var enabled = false
     public var charset = CharsetSetting.cp949
     public var signAlgorithm = SmartroSignAlgorithm.either
     /// MID → merchant key(s). `SecretValues` keeps them out of every description and log line.
     public var merchantKeys: [String: SecretValues] = [:]
     public var auth = ProviderAuth()
+
+    public init() {}
+
+    /// Smartro's published test merchant (WEBLink manual v5.2 §4.4). The manual's table wraps
+    /// the key over three lines; Base64 has no spaces.
+    public static let testMID = "SMTPAY001m"
+    public static let testKey =
+        "0/4GFsSd7ERVRGX9WHOzJ96GyeMTwvIaKSWUCKmN3fDklNRGw3CualCFoMPZaS99YiFGOuwtzTkrLo4bR4V+Ow=="
+
+    static var sandbox: SmartroSettings {
+        var smartro = SmartroSettings()
+        smartro.enabled = true
+        smartro.merchantKeys = [testMID: SecretValues([testKey])]
+        return smartro
+    }
+
+    func makeProvider() -> any PaymentProvider {
+        Smartro(merchantKeys: merchantKeys, signAlgorithm: signAlgorithm, charset: charset)
+    }
+
+    static func parse(
+        _ table: TableReader, _ loader: ConfigLoader, _ report: inout ConfigLoader.SecretReport
+    ) throws(ConfigError) -> SmartroSettings {
+        try loader.parseSmartro(table, &report)
+    }
+}
+
+extension Smartro: TableConfigured {
+    static var settings: any NotifyPGSettings.Type { SmartroSettings.self }
+}
+
+extension Config {
+    public var smartro: SmartroSettings {
+        get { self[pg: SmartroSettings.self] }
+        set { self[pg: SmartroSettings.self] = newValue }
+    }
 }
 
 extension ConfigLoader {

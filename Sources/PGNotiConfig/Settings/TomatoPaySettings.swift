@@ -1,11 +1,41 @@
 import Foundation
 import PGNotiCore
 
-public struct TomatoPaySettings: Sendable {
+public struct TomatoPaySettings: NotifyPGSettings {
+    static let id = ProviderID.tomatopay
     public var enabled = false
     public var charset = CharsetSetting.cp949
     public var ackBody = "OK"
     public var auth = ProviderAuth()
+
+    public init() {}
+
+    static var sandbox: TomatoPaySettings {
+        var tomatopay = TomatoPaySettings()
+        tomatopay.enabled = true
+        // TomatoPay publishes no test merchant; the fixtures' MID stands in for one.
+        tomatopay.auth.extraTestMerchants = ["tomato001m"]
+        return tomatopay
+    }
+
+    func makeProvider() -> any PaymentProvider { TomatoPay(ackBody: ackBody, charset: charset) }
+
+    static func parse(
+        _ table: TableReader, _ loader: ConfigLoader, _ report: inout ConfigLoader.SecretReport
+    ) throws(ConfigError) -> TomatoPaySettings {
+        try loader.parseTomatoPay(table, &report)
+    }
+}
+
+extension TomatoPay: TableConfigured {
+    static var settings: any NotifyPGSettings.Type { TomatoPaySettings.self }
+}
+
+extension Config {
+    public var tomatopay: TomatoPaySettings {
+        get { self[pg: TomatoPaySettings.self] }
+        set { self[pg: TomatoPaySettings.self] = newValue }
+    }
 }
 
 extension ConfigLoader {

@@ -17,4 +17,15 @@ public enum ProviderID: String, Sendable, Codable, CaseIterable, Hashable {
         case .toss, .payup: false
         }
     }
+
+    /// The provider that reads this PG's notifications.
+    public var providerType: any PaymentProvider.Type {
+        switch self {
+        case .smartro: Smartro.self
+        case .tomatopay: TomatoPay.self
+        case .innopay: Innopay.self
+        case .toss: TossPayments.self
+        case .payup: Payup.self
+        }
+    }
 }
