@@ -141,9 +141,12 @@ final class ScriptedDelivery: EventDelivery {
             "gone": [.gone(detail: "HTTP 410")],
             "down": Array(repeating: .failed(detail: "connection refused"), count: 1000),
         ])
-        // A second long enough that a busy test host still makes the 20 ms retry before giving up.
+        // Long enough that a busy test host finishes the first attempt and makes the 20 ms retry
+        // before giving up: the clock starts when the first attempt starts, and is read when it
+        // ends, so a first attempt slower than this would give up at once. (One second was not,
+        // with two builds running beside the suite.)
         let forwarder = Forwarder(
-            layout: layout, delivery: delivery, settings: Self.settings(giveUp: .seconds(1)),
+            layout: layout, delivery: delivery, settings: Self.settings(giveUp: .seconds(3)),
             logger: Logger(label: "test"))
         try await Self.run(forwarder) { Self.count(layout.failed) == 2 }
         let status = ForwardStatus.read(layout)
