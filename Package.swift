@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // System libcrypto: MD5/SHA-256 digests and CRYPTO_memcmp for constant-time compares.
@@ -52,6 +54,16 @@ let package = Package(
                 "PGNotiCore", "PGNotiSpool",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Metrics", package: "swift-metrics"),
+            ]),
+        // The ledger on PostgreSQL, for more than one host: the same roles and rules as SQLite.
+        .target(
+            name: "PGNotiPostgres",
+            dependencies: [
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         // The one path into the ledger: decode → authenticate → verify → commit. No HTTP.
         .target(
@@ -128,7 +140,9 @@ let package = Package(
         .testTarget(
             name: "PGNotiStoreTests",
             dependencies: [
-                "PGNotiCore", "PGNotiStore", "PGNotiSpool", .product(name: "GRDB", package: "GRDB.swift"),
+                "PGNotiCore", "PGNotiStore", "PGNotiSpool", "PGNotiPostgres", "PGNotiConfig",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(

@@ -115,7 +115,9 @@ extension EndToEnd {
             let ledger = try Ledger(path: database)
             try await ledger.close()
             let queue = try DatabaseQueue(path: database)
-            try await queue.write { db in try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('v99-from-the-future')") }
+            try await queue.write { db in
+                try db.execute(sql: "INSERT INTO grdb_migrations VALUES ('v99-from-the-future')")
+            }
             try queue.close()
             let before = try Self.bytes(database)
 

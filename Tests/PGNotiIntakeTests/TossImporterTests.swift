@@ -16,7 +16,9 @@ import Testing
         let ledger = try Ledger(path: try temporaryDirectory().appendingPathComponent("db.sqlite").path)
         let intake = Intake(
             policy: IntakePolicy(providers: [TossPayments()]), store: ledger, logger: Logger(label: "t"))
-        return (TossImporter(intake: intake, progress: ledger, logger: Logger(label: "t"), finalAfterMinutes: 60), ledger)
+        return (
+            TossImporter(intake: intake, progress: ledger, logger: Logger(label: "t"), finalAfterMinutes: 60), ledger
+        )
     }
 
     static let name = "toss_AUTH_20070706.dat"

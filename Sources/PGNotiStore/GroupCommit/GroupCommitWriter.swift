@@ -24,7 +24,7 @@ public struct CommitBatch<Work: Sendable>: Sendable {
 
 /// What the transaction did with each item, in the batch's order. A record or write can fail on
 /// its own (a constraint); a failure of the whole transaction is the `commit` call's error.
-public struct CommitOutcome {
+public struct CommitOutcome: Sendable {
     public var records: [Result<RecordOutcome, any Error>] = []
     public var quarantineIDs: [Int64] = []
     public var writes: [Result<Void, any Error>] = []

@@ -118,4 +118,12 @@ public struct LedgerCounts: Sendable, Equatable {
     public var quarantine: Int
     public var quarantineBytes: Int
     public var conflicts: Int
+
+    public init(notifications: Int, outbox: Int, quarantine: Int, quarantineBytes: Int, conflicts: Int) {
+        self.notifications = notifications
+        self.outbox = outbox
+        self.quarantine = quarantine
+        self.quarantineBytes = quarantineBytes
+        self.conflicts = conflicts
+    }
 }

@@ -117,6 +117,21 @@ public enum QuarantineEviction {
         }
         return (ids, bytes, rows)
     }
+
+    /// The same, for an engine that reads its candidates asynchronously (PostgreSQL).
+    public static func asyncVictims(
+        bytes: Int, rows: Int, policy: QuarantinePolicy, next: () async throws -> Candidate?
+    ) async rethrows -> (ids: [Int64], bytes: Int, rows: Int) {
+        var bytes = bytes
+        var rows = rows
+        var ids: [Int64] = []
+        while isOver(bytes: bytes, rows: rows, policy: policy), let candidate = try await next() {
+            ids.append(candidate.id)
+            bytes -= candidate.bytes
+            rows -= 1
+        }
+        return (ids, bytes, rows)
+    }
 }
 
 /// How much of the quarantine is kept.

@@ -1,0 +1,283 @@
+import Foundation
+import Logging
+import PGNotiCore
+import PGNotiSpool
+import PGNotiStore
+import PostgresNIO
+import Synchronization
+
+/// The SQL behind one group-commit transaction on PostgreSQL. It asks `LedgerRules` and
+/// `QuarantineEviction` what to do, as the SQLite committer does, and leaves the database to
+/// enforce what must hold across hosts:
+/// - a key is claimed by `INSERT … ON CONFLICT DO NOTHING` on the unique (provider, MID, TID,
+///   state); a host that loses the race sees the winner's row and takes the duplicate path;
+/// - the stored row is locked (`FOR UPDATE`) before a retry or a conflict is counted, so two
+///   hosts filing conflicts for one key take turns and the per-key cap holds;
+/// - entries are applied in key order, so two hosts' batches lock keys in the same order and
+///   cannot deadlock; results go back in submission order;
+/// - nothing is reported until COMMIT has returned: an error anywhere, the COMMIT's included
+///   (a dropped connection leaves its outcome unknown), fails the whole batch, so no caller ACKs.
+final class PostgresCommitter: BatchCommitter, Sendable {
+    typealias Work = @Sendable (PostgresConnection) async throws -> Void
+
+    struct Local {
+        var lastFiledMicros: Int64 = 0
+        var lastAgeSweep = Date.distantPast
+    }
+
+    let connection: PostgresConnection
+    let logger: Logger
+    let local = Mutex(Local())
+    let policy: Mutex<QuarantinePolicy>
+
+    init(connection: PostgresConnection, policy: QuarantinePolicy, logger: Logger) {
+        self.connection = connection
+        self.policy = Mutex(policy)
+        self.logger = logger
+    }
+
+    /// Called on the writer's own thread, which may block: it waits here for the transaction,
+    /// run on the connection's event loop.
+    func commit(_ batch: CommitBatch<Work>) -> Result<CommitOutcome, any Error> {
+        let result = Mutex<Result<CommitOutcome, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let outcome: Result<CommitOutcome, any Error>
+            do { outcome = .success(try await self.transaction(batch)) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0! }
+    }
+
+    private func transaction(_ batch: CommitBatch<Work>) async throws -> CommitOutcome {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            var outcome = CommitOutcome()
+            // Key order for the locks; submission order for file names and results.
+            let names = batch.records.map { nextFileName($0.eventID) }
+            let order = batch.records.indices.sorted {
+                Self.sortKey(batch.records[$0]).lexicographicallyPrecedes(Self.sortKey(batch.records[$1]))
+            }
+            var records = [Result<RecordOutcome, any Error>?](repeating: nil, count: batch.records.count)
+            for index in order {
+                records[index] = .success(try await apply(batch.records[index], fileName: names[index]))
+            }
+            outcome.records = records.map { $0! }
+            for work in batch.writes {
+                try await work(connection)
+                outcome.writes.append(.success(()))
+            }
+            for entry in batch.quarantine { outcome.quarantineIDs.append(try await insert(entry)) }
+            let sweep = local.withLock { $0.lastAgeSweep.timeIntervalSinceNow < -3600 }
+            if !batch.quarantine.isEmpty || sweep { outcome.evicted = try await evict(ageSweep: sweep) }
+            try await connection.query("COMMIT", logger: logger)
+            return outcome
+        } catch {
+            // Best effort: a broken connection has already ended the transaction.
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    static func sortKey(_ entry: LedgerEntry) -> [String] {
+        [entry.key.provider.rawValue, entry.key.merchantID, entry.key.tid, entry.key.state]
+    }
+
+    private func nextFileName(_ eventID: String) -> String {
+        local.withLock { local in
+            // Strictly increasing even if the clock steps back: names sort in filing order.
+            let micros = max(Date().unixMicroseconds, local.lastFiledMicros + 1)
+            local.lastFiledMicros = micros
+            return QueueFileName.make(filedAtMicroseconds: micros, eventID: eventID)
+        }
+    }
+
+    // MARK: - One notification
+
+    private func apply(_ entry: LedgerEntry, fileName: String) async throws -> RecordOutcome {
+        let k = entry.key
+        let now = Date().unixMicroseconds
+        // New: the notification and its outbox row in one statement. ON CONFLICT leaves a key
+        // another transaction holds to that transaction; once it commits, this one sees a
+        // duplicate below. (`LedgerRules.decide` with nothing held is always `.new`.)
+        let inserted = try await connection.query(
+            """
+            WITH claimed AS (
+                INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id, event_json,
+                    queue_file_name, raw_body, content_type, remote_address, peer, client, kind, order_id, amount,
+                    result_code, received_at, filed_at)
+                VALUES (\(k.provider.rawValue), \(k.merchantID), \(k.tid), \(k.state), \(entry.fingerprint),
+                    \(entry.eventID), \(Data(entry.eventJSON())), \(fileName), \(Data(entry.rawBody)),
+                    \(entry.contentType), \(entry.peer), \(entry.peer), \(entry.client), \(entry.kind),
+                    \(entry.orderID), \(entry.amount.map(Int64.init)), \(entry.resultCode),
+                    \(entry.receivedAt.unixMicroseconds), \(now))
+                ON CONFLICT (provider, merchant_id, tid, state) DO NOTHING
+                RETURNING id)
+            INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+            SELECT \(fileName), ''::bytea, id, \(now) FROM claimed RETURNING notification_id
+            """, logger: logger)
+        for try await _ in inserted.decode(Int64.self) {
+            return .accepted(eventID: entry.eventID, queueFileName: fileName)
+        }
+
+        let storedRows = try await connection.query(
+            """
+            SELECT id, event_id, fingerprint, amount, result_code, retries FROM notifications
+            WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                AND state = \(k.state)
+            FOR UPDATE
+            """, logger: logger)
+        var found: (id: Int64, eventID: String, fingerprint: String, amount: Int64?, result: String?, retries: Int)?
+        for try await row in storedRows.decode((Int64, String, String, Int64?, String?, Int).self) { found = row }
+        guard let stored = found else {
+            // The row a conflict pointed at is gone (a purge does not delete rows): a fault.
+            throw PostgresLedgerError("notification \(entry.eventID) vanished between insert and read")
+        }
+        var held = LedgerRules.Held(eventID: stored.eventID, fingerprint: stored.fingerprint)
+        var filedConflictRowID: Int64?
+        if stored.fingerprint != entry.fingerprint {
+            let filed = try await connection.query(
+                """
+                SELECT id, conflict_event_id FROM conflicts
+                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                    AND state = \(k.state) AND new_fingerprint = \(entry.fingerprint) AND conflict_event_id IS NOT NULL
+                """, logger: logger)
+            for try await (id, eventID) in filed.decode((Int64, String).self) {
+                filedConflictRowID = id
+                held.filedConflictEventID = eventID
+            }
+            let count = try await connection.query(
+                """
+                SELECT count(*)::int FROM conflicts
+                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                    AND state = \(k.state) AND conflict_event_id IS NOT NULL
+                """, logger: logger)
+            for try await n in count.decode(Int.self) { held.filedConflicts = n }
+        }
+
+        switch LedgerRules.decide(
+            fingerprint: entry.fingerprint, held: held, canBuildConflictEvent: entry.conflictEvent != nil)
+        {
+        case .new:
+            // Unreachable with a row held; the database decided "new" above.
+            throw PostgresLedgerError("the ledger rule called a held key new")
+        case .retryOfStored(let eventID):
+            try await connection.query(
+                "UPDATE notifications SET retries = retries + 1, last_seen_at = \(now) WHERE id = \(stored.id)",
+                logger: logger)
+            if LedgerRules.keepsRetryDetail(retriesBefore: stored.retries) {
+                try await connection.query(
+                    """
+                    INSERT INTO retries (notification_id, received_at, peer, client)
+                    VALUES (\(stored.id), \(entry.receivedAt.unixMicroseconds), \(entry.peer), \(entry.client))
+                    """, logger: logger)
+            }
+            return .duplicate(eventID: eventID)
+        case .retryOfConflict(let eventID):
+            try await connection.query(
+                "UPDATE conflicts SET retries = retries + 1 WHERE id = \(filedConflictRowID!)", logger: logger)
+            return .duplicate(eventID: eventID)
+        case .ignoreConflict(let conflictsWith, let storedFingerprint):
+            let rows = try await connection.query(
+                """
+                UPDATE notifications SET conflicts_ignored = conflicts_ignored + 1 WHERE id = \(stored.id)
+                RETURNING conflicts_ignored
+                """, logger: logger)
+            var ignored = 0
+            for try await n in rows.decode(Int.self) { ignored = n }
+            return .conflictIgnored(
+                conflictsWith: conflictsWith, storedFingerprint: storedFingerprint, ignored: ignored)
+        case .fileConflict(let conflictsWith, let storedFingerprint):
+            let (conflictID, json) = entry.conflictEvent!(stored.eventID, stored.amount.map(Int.init), stored.result)
+            try await connection.query(
+                """
+                INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, conflict_event_id,
+                    stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, peer, client,
+                    received_at, event_json, queue_file_name)
+                VALUES (\(k.provider.rawValue), \(k.merchantID), \(k.tid), \(k.state), \(conflictsWith),
+                    \(conflictID), \(storedFingerprint), \(entry.fingerprint), \(Data(entry.rawBody)),
+                    \(entry.contentType), \(entry.peer), \(entry.peer), \(entry.client),
+                    \(entry.receivedAt.unixMicroseconds), \(Data(json)), \(fileName))
+                """, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                VALUES (\(fileName), \(Data(json)), \(stored.id), \(now))
+                """, logger: logger)
+            return .conflict(
+                eventID: conflictID, conflictsWith: conflictsWith, storedFingerprint: storedFingerprint,
+                queueFileName: fileName)
+        }
+    }
+
+    // MARK: - The quarantine
+
+    private func insert(_ entry: QuarantineEntry) async throws -> Int64 {
+        let rows = try await connection.query(
+            """
+            INSERT INTO quarantine (provider, reason, detail, raw_body, content_type, forwarded_for, peer, client,
+                path_secret_sha256, parsed, merchant_id, tid, size, received_at)
+            VALUES (\(entry.provider), \(entry.reason), \(entry.detail), \(Data(entry.rawBody)), \(entry.contentType),
+                \(entry.forwardedFor), \(entry.peer), \(entry.client), \(entry.pathSecretSHA256.map { Data($0) }),
+                \(entry.parsed), \(entry.merchantID), \(entry.tid), \(entry.rawBody.count),
+                \(entry.receivedAt.unixMicroseconds))
+            RETURNING id
+            """, logger: logger)
+        for try await id in rows.decode(Int64.self) { return id }
+        throw PostgresLedgerError("INSERT INTO quarantine returned no id")
+    }
+
+    /// Keeps the quarantine inside its policy; `QuarantineEviction` says what goes. The totals are
+    /// read each time: other hosts add to the same table.
+    private func evict(ageSweep: Bool) async throws -> Int {
+        let policy = self.policy.withLock { $0 }
+        var evicted = 0
+        if ageSweep {
+            let cutoff = QuarantineEviction.ageCutoff(now: Date(), policy: policy).unixMicroseconds
+            let rows = try await connection.query(
+                "WITH gone AS (DELETE FROM quarantine WHERE received_at < \(cutoff) RETURNING 1) SELECT count(*)::int FROM gone",
+                logger: logger)
+            for try await n in rows.decode(Int.self) { evicted += n }
+            local.withLock { $0.lastAgeSweep = Date() }
+        }
+        let totals = try await connection.query(
+            "SELECT coalesce(sum(length(raw_body)), 0)::bigint, count(*)::bigint FROM quarantine", logger: logger)
+        var bytes = 0
+        var count = 0
+        for try await (b, n) in totals.decode((Int64, Int64).self) { (bytes, count) = (Int(b), Int(n)) }
+        guard QuarantineEviction.isOver(bytes: bytes, rows: count, policy: policy) else { return evicted }
+        // Candidates in `QuarantineEviction.precedes` order (garbage first, then by id), a page
+        // at a time until the totals fit.
+        var victims: [Int64] = []
+        var after: (parsed: Bool, id: Int64) = (false, 0)
+        var page: [QuarantineEviction.Candidate] = []
+        var exhausted = false
+        let result = try await QuarantineEviction.asyncVictims(bytes: bytes, rows: count, policy: policy) {
+            if page.isEmpty && !exhausted {
+                let rows = try await connection.query(
+                    """
+                    SELECT id, parsed, length(raw_body) FROM quarantine
+                    WHERE (parsed, id) > (\(after.parsed), \(after.id)) ORDER BY parsed, id LIMIT 500
+                    """, logger: logger)
+                for try await (id, parsed, size) in rows.decode((Int64, Bool, Int).self) {
+                    page.append(QuarantineEviction.Candidate(id: id, parsed: parsed, bytes: size))
+                }
+                exhausted = page.count < 500
+                if let last = page.last { after = (last.parsed, last.id) }
+            }
+            return page.isEmpty ? nil : page.removeFirst()
+        }
+        victims = result.ids
+        if !victims.isEmpty {
+            try await connection.query("DELETE FROM quarantine WHERE id = ANY(\(victims))", logger: logger)
+        }
+        return evicted + victims.count
+    }
+}
+
+struct PostgresLedgerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
