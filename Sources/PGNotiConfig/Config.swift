@@ -41,7 +41,11 @@ public struct Config: Sendable {
     public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
     /// nil turns the admin listener off.
     public var adminListen: ListenAddress? = ListenAddress(host: "127.0.0.1", port: 9759)
+    /// The SQLite file; with a PostgreSQL database, its URL with the password as `***`.
     public var database = "/var/lib/pgnoti/pgnoti.sqlite"
+    /// Set when `database` is a `postgresql://` URL: the ledger and the delivery queue are shared
+    /// by every host, and there is no queue directory.
+    public var postgres: PostgresSettings?
     public var queue = "/var/lib/pgnoti/queue"
     public var logLevel = Logger.Level.info
     public var maxBodyBytes = 64 * 1024
@@ -178,7 +182,8 @@ public struct ConfigLoader {
         try reader.allow(
             Set(
                 [
-                    "listen", "admin_listen", "database", "queue", "log_level", "max_body_bytes", "rejected_keep",
+                    "listen", "admin_listen", "database", "database_password_file", "database_ca_file",
+                    "database_pool_size", "queue", "log_level", "max_body_bytes", "rejected_keep",
                     "trusted_proxies", "limits", "min_free_bytes", "retention", "forward", "toss", "payup",
                 ] + ProviderID.tableConfigured.map(\.rawValue)))
         if let free = try reader.int("min_free_bytes") {
@@ -211,7 +216,7 @@ public struct ConfigLoader {
                 config.adminListen = address
             }
         }
-        if let database = try reader.string("database") { config.database = database }
+        try parseDatabase(reader, &config, &report)
         if let queue = try reader.string("queue") { config.queue = queue }
         if let level = try reader.string("log_level") {
             guard let parsed = Logger.Level(rawValue: level) else {
