@@ -9,7 +9,7 @@ import Synchronization
 /// The ledger on PostgreSQL, shared by every pgnoti host behind one load balancer: the same
 /// roles as the SQLite `Ledger`, the same rules (`LedgerRules`, `QuarantineEviction`) and the
 /// same group-commit writer. One session writes (the group commit); another reads.
-public final class PostgresLedger: NotificationStore, OutboxSource, SourceProgress, Sendable {
+public final class PostgresLedger: LedgerStore, Sendable {
     public let session: PostgresSession
     let writerConnection: PostgresConnection
     let reader: PostgresConnection
@@ -74,6 +74,10 @@ public final class PostgresLedger: NotificationStore, OutboxSource, SourceProgre
 
     public var writerStats: WriterStats { writer.stats }
     public var lastFailure: String? { writer.lastFailure }
+
+    public func probeWriter() async {
+        await writer.probe()
+    }
 
     public func probeWritable() async throws {
         try await write { _ in }

@@ -10,15 +10,8 @@ import Testing
 /// What every engine must do, run against each: SQLite always, PostgreSQL when
 /// `PGNOTI_TEST_DATABASE_URL` names a server (`.ci/run` starts one). Each test gets an empty
 /// ledger of its own: a file in a temporary directory, or a database created for it.
-protocol ConformingStore: NotificationStore, OutboxSource, SourceProgress {
-    func counts() async throws -> LedgerCounts
-    func quarantined(reason: String?, since: Date?, limit: Int) async throws -> [QuarantinedRequest]
-    func setQuarantinePolicy(_ policy: QuarantinePolicy)
-    func close() async throws
-}
-
-extension Ledger: ConformingStore {}
-extension PostgresLedger: ConformingStore {}
+/// Both engines are a whole `LedgerStore`; the suite uses nothing else.
+typealias ConformingStore = LedgerStore
 
 enum Engine: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite, postgresql
@@ -203,6 +196,87 @@ enum Engine: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(try await store.payupIntents(states: PayupIntent.State.pending).isEmpty)
             #expect(try await store.payupApproval(transactionID: "TX1")?.id == "I1")
             #expect(try await store.payupIntent(id: "I1")?.state == .approved)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func operatorQueriesFindEventsConflictsAndTheirHistory(engine: Engine) async throws {
+        try await engine.withStore { store in
+            let first = makeEntry(tid: "T1", amount: 1000)
+            _ = try await store.record(first)
+            _ = try await store.record(first)  // a retry
+            guard case .conflict(let conflictID, _, _, _) = try await store.record(makeEntry(tid: "T1", amount: 5))
+            else {
+                Issue.record("no conflict")
+                return
+            }
+            _ = try await store.record(makeEntry(tid: "T2", provider: .innopay))
+
+            #expect(try await store.events(EventFilter()).map(\.tid) == ["T2", "T1"], "newest first")
+            #expect(try await store.events(EventFilter(provider: "innopay")).map(\.tid) == ["T2"])
+            #expect(try await store.events(EventFilter(tid: "T1")).first?.retries == 1)
+            let conflicts = try await store.events(EventFilter(kind: EventKind.notificationConflict.rawValue))
+            #expect(conflicts.map(\.eventID) == [conflictID])
+            #expect(try await store.lookup(conflictID).first?.kind == EventKind.notificationConflict.rawValue)
+            #expect(try await store.lookup("T1").map(\.eventID) == [first.eventID])
+            #expect(try await store.knownEventIDs([first.eventID, conflictID, "nope"]) == [first.eventID, conflictID])
+
+            let stored = try #require(try await store.lookup(first.eventID).first)
+            let history = try await store.history(of: stored)
+            #expect(history.retries.count == 1 && history.retries.first?.peer == "203.0.113.7")
+            #expect(history.conflicts.map(\.conflictEventID) == [conflictID])
+            #expect(history.inOutbox)
+
+            let stats = try await store.stats(since: nil)
+            #expect(stats.byKind.map(\.events).reduce(0, +) == 2 && stats.conflicts == 1 && stats.outboxDepth == 3)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func redeliverPutsEventsBackUnderTheirOwnNames(engine: Engine) async throws {
+        try await engine.withStore { store in
+            let entry = makeEntry(tid: "T1")
+            let name = try #require(try await store.record(entry).fileName)
+            try await store.removeFromOutbox(ids: try await store.pendingOutbox(limit: 10).map(\.id))
+            #expect(try await store.redeliver(eventIDs: [entry.eventID], since: nil, until: nil) == 1)
+            let again = try await store.pendingOutbox(limit: 10)
+            #expect(again.map(\.fileName) == [name] && again.first?.payload == entry.eventJSON())
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func aPurgeEmptiesBodiesAndPersonalMembersAndKeepsTheKeys(engine: Engine) async throws {
+        try await engine.withStore { store in
+            let old = makeEntry(tid: "OLD", receivedAt: Date(timeIntervalSinceNow: -10 * 86_400))
+            _ = try await store.record(old)
+            _ = try await store.record(makeEntry(tid: "NEW", receivedAt: Date()))
+            let cutoff = Date(timeIntervalSinceNow: -86_400)
+            #expect(try await store.purgeCandidates(before: cutoff).notifications == 1)
+            #expect(try await store.purge(before: cutoff).notifications == 1)
+            #expect(try await store.purgeCandidates(before: cutoff).notifications == 0, "purged once")
+            let purged = try #require(try await store.lookup("OLD").first)
+            #expect(purged.rawBody.isEmpty)
+            let document = try JSONSerialization.jsonObject(with: purged.eventJSON) as? [String: Any]
+            #expect(document?["purged"] as? Bool == true && document?["tid"] as? String == "OLD")
+            #expect(try await store.record(old) == .duplicate(eventID: old.eventID), "the key still deduplicates")
+            #expect(try #require(try await store.lookup("NEW").first).rawBody.isEmpty == false)
+        }
+    }
+
+    @Test(arguments: Engine.available)
+    func quarantineItemsCanBeShownMarkedReleasedAndDropped(engine: Engine) async throws {
+        try await engine.withStore { store in
+            guard case .stored(let id) = try await store.quarantine(makeQuarantineEntry(reason: "bad_signature")),
+                case .stored(let other) = try await store.quarantine(makeQuarantineEntry(reason: "unparsable"))
+            else {
+                Issue.record("not stored")
+                return
+            }
+            #expect(try await store.quarantined(reason: "bad_signature", since: nil, limit: 10).map(\.id) == [id])
+            try await store.markReleased(id: id, eventID: "E9")
+            #expect(try await store.quarantined(id: id)?.releasedEventID == "E9")
+            #expect(try await store.dropQuarantined(ids: [other, 12345]) == [other])
+            #expect(try await store.quarantined(id: other) == nil)
         }
     }
 }

@@ -69,11 +69,23 @@ public struct EventHistory: Sendable {
         public let receivedAt: Date
         public let peer: String?
         public let client: String?
+
+        public init(receivedAt: Date, peer: String?, client: String?) {
+            self.receivedAt = receivedAt
+            self.peer = peer
+            self.client = client
+        }
     }
 
     public let retries: [Retry]
     public let conflicts: [ConflictRecord]
     public let inOutbox: Bool
+
+    public init(retries: [Retry], conflicts: [ConflictRecord], inOutbox: Bool) {
+        self.retries = retries
+        self.conflicts = conflicts
+        self.inOutbox = inOutbox
+    }
 }
 
 /// Why a purge stopped before it was done.
@@ -101,6 +113,13 @@ public struct LedgerStats: Sendable {
         public let kind: String
         public let events: Int
         public let retries: Int
+
+        public init(provider: String, kind: String, events: Int, retries: Int) {
+            self.provider = provider
+            self.kind = kind
+            self.events = events
+            self.retries = retries
+        }
     }
 
     public var byKind: [Row]
@@ -109,6 +128,18 @@ public struct LedgerStats: Sendable {
     public var quarantineByReason: [(reason: String, count: Int)]
     public var outboxDepth: Int
     public var oldestInOutbox: Date?
+
+    public init(
+        byKind: [Row], conflicts: Int, conflictsIgnored: Int, quarantineByReason: [(reason: String, count: Int)],
+        outboxDepth: Int, oldestInOutbox: Date?
+    ) {
+        self.byKind = byKind
+        self.conflicts = conflicts
+        self.conflictsIgnored = conflictsIgnored
+        self.quarantineByReason = quarantineByReason
+        self.outboxDepth = outboxDepth
+        self.oldestInOutbox = oldestInOutbox
+    }
 }
 
 /// Rows per table, for logs and tests.
