@@ -25,13 +25,18 @@ final class PostgresCommitter: BatchCommitter, Sendable {
         var lastAgeSweep = Date.distantPast
     }
 
-    let connection: PostgresConnection
+    let connections: PostgresConnections
     let logger: Logger
     let local = Mutex(Local())
     let policy: Mutex<QuarantinePolicy>
+    /// A transaction still running after this is stuck (a partition without a reset): its
+    /// session is closed, which leaves the outcome unknown. Its callers were answered without
+    /// an ACK long before (`PostgresLedger.answerWithin`), so a retry finds it either committed
+    /// (a duplicate) or not (a fresh insert).
+    static let stuckAfter: Duration = .seconds(15)
 
-    init(connection: PostgresConnection, policy: QuarantinePolicy, logger: Logger) {
-        self.connection = connection
+    init(connections: PostgresConnections, policy: QuarantinePolicy, logger: Logger) {
+        self.connections = connections
         self.policy = Mutex(policy)
         self.logger = logger
     }
@@ -52,6 +57,20 @@ final class PostgresCommitter: BatchCommitter, Sendable {
     }
 
     private func transaction(_ batch: CommitBatch<Work>) async throws -> CommitOutcome {
+        let connection = try connections.writer
+        let finished = Mutex(false)
+        let logger = self.logger
+        let watchdog = Task {
+            try await Task.sleep(for: Self.stuckAfter)
+            guard !finished.withLock({ $0 }) else { return }
+            logger.error(
+                "a PostgreSQL transaction is stuck; closing its session (its outcome is unknown, nothing was ACKed)")
+            try? await connection.close()
+        }
+        defer {
+            finished.withLock { $0 = true }
+            watchdog.cancel()
+        }
         try await connection.query("BEGIN", logger: logger)
         do {
             var outcome = CommitOutcome()
@@ -62,16 +81,16 @@ final class PostgresCommitter: BatchCommitter, Sendable {
             }
             var records = [Result<RecordOutcome, any Error>?](repeating: nil, count: batch.records.count)
             for index in order {
-                records[index] = .success(try await apply(batch.records[index], fileName: names[index]))
+                records[index] = .success(try await apply(batch.records[index], fileName: names[index], on: connection))
             }
             outcome.records = records.map { $0! }
             for work in batch.writes {
                 try await work(connection)
                 outcome.writes.append(.success(()))
             }
-            for entry in batch.quarantine { outcome.quarantineIDs.append(try await insert(entry)) }
+            for entry in batch.quarantine { outcome.quarantineIDs.append(try await insert(entry, on: connection)) }
             let sweep = local.withLock { $0.lastAgeSweep.timeIntervalSinceNow < -3600 }
-            if !batch.quarantine.isEmpty || sweep { outcome.evicted = try await evict(ageSweep: sweep) }
+            if !batch.quarantine.isEmpty || sweep { outcome.evicted = try await evict(ageSweep: sweep, on: connection) }
             try await connection.query("COMMIT", logger: logger)
             return outcome
         } catch {
@@ -96,7 +115,9 @@ final class PostgresCommitter: BatchCommitter, Sendable {
 
     // MARK: - One notification
 
-    private func apply(_ entry: LedgerEntry, fileName: String) async throws -> RecordOutcome {
+    private func apply(_ entry: LedgerEntry, fileName: String, on connection: PostgresConnection) async throws
+        -> RecordOutcome
+    {
         let k = entry.key
         let now = Date().unixMicroseconds
         // New: the notification and its outbox row in one statement. ON CONFLICT leaves a key
@@ -214,7 +235,7 @@ final class PostgresCommitter: BatchCommitter, Sendable {
 
     // MARK: - The quarantine
 
-    private func insert(_ entry: QuarantineEntry) async throws -> Int64 {
+    private func insert(_ entry: QuarantineEntry, on connection: PostgresConnection) async throws -> Int64 {
         let rows = try await connection.query(
             """
             INSERT INTO quarantine (provider, reason, detail, raw_body, content_type, forwarded_for, peer, client,
@@ -231,7 +252,7 @@ final class PostgresCommitter: BatchCommitter, Sendable {
 
     /// Keeps the quarantine inside its policy; `QuarantineEviction` says what goes. The totals are
     /// read each time: other hosts add to the same table.
-    private func evict(ageSweep: Bool) async throws -> Int {
+    private func evict(ageSweep: Bool, on connection: PostgresConnection) async throws -> Int {
         let policy = self.policy.withLock { $0 }
         var evicted = 0
         if ageSweep {

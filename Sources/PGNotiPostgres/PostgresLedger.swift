@@ -11,40 +11,63 @@ import Synchronization
 /// same group-commit writer. One session writes (the group commit); another reads.
 public final class PostgresLedger: LedgerStore, Sendable {
     public let session: PostgresSession
-    let writerConnection: PostgresConnection
-    let reader: PostgresConnection
+    let connections: PostgresConnections
     let committer: PostgresCommitter
     let writer: GroupCommitWriter<PostgresCommitter>
     let logger: Logger
+    /// How long a caller of `record` or `quarantine` waits for its commit before it is told the
+    /// outcome is unknown (no ACK). The commit itself goes on; it is never cancelled.
+    let answerWithin: Duration
 
-    /// Connects, creates or migrates the tables (under the advisory lock), and opens the reader.
+    /// Connects now (and creates or migrates the tables under the advisory lock), failing with the
+    /// reason when it cannot; then keeps the sessions open. For commands and tests.
     public static func open(
         _ session: PostgresSession, quarantinePolicy: QuarantinePolicy = QuarantinePolicy(), maxBatch: Int = 256,
         logger: Logger
     ) async throws -> PostgresLedger {
-        let writerConnection = try await session.connect(id: 1, logger: logger)
+        let ledger = PostgresLedger(
+            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: .seconds(30), logger: logger)
         do {
-            try await PostgresSchema.migrate(writerConnection, logger: logger)
-            let reader = try await session.connect(id: 2, logger: logger)
-            return PostgresLedger(
-                session: session, writerConnection: writerConnection, reader: reader, policy: quarantinePolicy,
-                maxBatch: maxBatch, logger: logger)
+            try await ledger.connections.connectOnce()
         } catch {
-            try? await writerConnection.close()
+            await ledger.connections.close()
             throw error
         }
+        ledger.connections.start()
+        return ledger
+    }
+
+    /// Returns at once and connects in the background, retrying until the database is reachable
+    /// and migrating then: the daemon starts not ready rather than not at all. Callers get a
+    /// 500-worthy error within `answerWithin` whenever a commit cannot be confirmed.
+    public static func starting(
+        _ session: PostgresSession, quarantinePolicy: QuarantinePolicy = QuarantinePolicy(), maxBatch: Int = 256,
+        answerWithin: Duration = .milliseconds(4500), logger: Logger
+    ) -> PostgresLedger {
+        let ledger = PostgresLedger(
+            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: answerWithin, logger: logger)
+        ledger.connections.start()
+        return ledger
     }
 
     private init(
-        session: PostgresSession, writerConnection: PostgresConnection, reader: PostgresConnection,
-        policy: QuarantinePolicy, maxBatch: Int, logger: Logger
+        session: PostgresSession, policy: QuarantinePolicy, maxBatch: Int, answerWithin: Duration, logger: Logger
     ) {
         self.session = session
-        self.writerConnection = writerConnection
-        self.reader = reader
         self.logger = logger
-        committer = PostgresCommitter(connection: writerConnection, policy: policy, logger: logger)
+        self.answerWithin = answerWithin
+        connections = PostgresConnections(session: session, logger: logger)
+        committer = PostgresCommitter(connections: connections, policy: policy, logger: logger)
         writer = GroupCommitWriter(committer, label: "pgnoti.postgres.group-commit", maxBatch: maxBatch)
+    }
+
+    /// Returns once the database is reachable and migrated.
+    public func waitUntilConnected() async {
+        await connections.waitUntilReady()
+    }
+
+    var reader: PostgresConnection {
+        get throws { try connections.reader }
     }
 
     public var location: String { session.url.redacted }
@@ -52,7 +75,7 @@ public final class PostgresLedger: LedgerStore, Sendable {
     // MARK: - Recording (the intake)
 
     public func record(_ entry: LedgerEntry) async throws -> RecordOutcome {
-        try await writer.record(entry)
+        try await withTimeout(answerWithin) { [writer] in try await writer.record(entry) }
     }
 
     public func recordInOrder(_ entries: [LedgerEntry]) async -> [Result<RecordOutcome, any Error>] {
@@ -60,7 +83,7 @@ public final class PostgresLedger: LedgerStore, Sendable {
     }
 
     public func quarantine(_ entry: QuarantineEntry) async throws -> QuarantineOutcome {
-        try await writer.quarantine(entry)
+        try await withTimeout(answerWithin) { [writer] in try await writer.quarantine(entry) }
     }
 
     /// Runs `work` inside the writer's next transaction.
@@ -73,7 +96,10 @@ public final class PostgresLedger: LedgerStore, Sendable {
     }
 
     public var writerStats: WriterStats { writer.stats }
-    public var lastFailure: String? { writer.lastFailure }
+    /// Why the database cannot take a commit now: unreachable, or the last commit failed.
+    public var lastFailure: String? {
+        connections.problem.map { "PostgreSQL unreachable: \($0)" } ?? writer.lastFailure
+    }
 
     public func probeWriter() async {
         await writer.probe()
@@ -85,8 +111,7 @@ public final class PostgresLedger: LedgerStore, Sendable {
 
     public func close() async throws {
         await writer.closeAndDrain()
-        try? await reader.close()
-        try await writerConnection.close()
+        await connections.close()
     }
 
     // MARK: - The outbox (the relay)

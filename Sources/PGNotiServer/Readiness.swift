@@ -1,6 +1,7 @@
 import Foundation
 import PGNotiConfig
 import PGNotiSpool
+import PGNotiStore
 
 /// Whether the daemon can take notifications now: the database is writable, the queue directory
 /// is writable and filing, and both file systems have `min_free_bytes` free. A storage outage

@@ -1,8 +1,10 @@
 import Synchronization
 
 /// Runs `work`, failing with `TimedOut` if it takes longer than `limit`. The work is not
-/// cancelled (a hung fsync cannot be), only no longer waited for.
-func withTimeout<T: Sendable>(_ limit: Duration, _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+/// cancelled (a hung fsync cannot be, and a COMMIT never is), only no longer waited for.
+public func withTimeout<T: Sendable>(_ limit: Duration, _ work: @escaping @Sendable () async throws -> T) async throws
+    -> T
+{
     let slot = OneShot<T>()
     return try await withCheckedThrowingContinuation { continuation in
         slot.set(continuation)
@@ -33,7 +35,7 @@ private final class OneShot<T: Sendable>: Sendable {
     }
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    let limit: Duration
-    var description: String { "no answer within \(limit)" }
+public struct TimedOut: Error, CustomStringConvertible {
+    public let limit: Duration
+    public var description: String { "no answer within \(limit)" }
 }
