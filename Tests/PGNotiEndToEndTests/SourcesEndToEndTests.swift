@@ -103,17 +103,6 @@ extension EndToEnd {
             #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
         }
 
-        /// Polls `condition` until it holds, sleeping the task (never the thread) in between.
-        static func eventually(_ what: String, timeout: TimeInterval = 15, _ condition: () throws -> Bool)
-            async throws
-        {
-            let deadline = Date().addingTimeInterval(timeout)
-            while try !condition() {
-                guard Date() < deadline else { throw HarnessError("timed out waiting for \(what)") }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-
         /// Issue 14, fault 1, against the daemon: a past day's file written in place stalls
         /// inside line 3's amount for longer than stable_seconds. The daemon reads the two whole
         /// lines and leaves the file where it is; when the upload resumes it reads the rest, so
@@ -138,21 +127,23 @@ extension EndToEnd {
             let path = inbox.appendingPathComponent(name)
             try Data(whole[..<cut]).write(to: path)  // in place, no rename
 
-            try await Self.eventually("the stalled file read") {
+            try await waitUntil(timeout: .seconds(15), "the stalled file read") {
                 daemon.logObjects.contains {
                     $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name
                         && "\($0["unterminated_line"] ?? "")" == "3"
                 }
             }
             // Filed a moment after the commit the log line reports.
-            try await Self.eventually("the two whole lines filed") { try daemon.queueFiles().count == 2 }
+            try await waitUntil(timeout: .seconds(15), "the two whole lines filed") {
+                try daemon.queueFiles().count == 2
+            }
             #expect(FileManager.default.fileExists(atPath: path.path), "not moved while it may still be written")
 
             let handle = try FileHandle(forWritingTo: path)
             try handle.seekToEnd()
             try handle.write(contentsOf: Data(whole[cut...]))
             try handle.close()
-            try await Self.eventually("four events") { try daemon.queueFiles().count == 4 }
+            try await waitUntil(timeout: .seconds(15), "four events") { try daemon.queueFiles().count == 4 }
             #expect(FileManager.default.fileExists(atPath: path.path), "just written: not final yet")
             let events = try Self.queueEvents(daemon)
             #expect(Set(events.compactMap { $0["tid"] as? String }).count == 4, "one event per row")
@@ -162,7 +153,7 @@ extension EndToEnd {
             // Unchanged for two minutes: final.
             try FileManager.default.setAttributes(
                 [.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: path.path)
-            try await Self.eventually("the file moved to done/") {
+            try await waitUntil(timeout: .seconds(15), "the file moved to done/") {
                 FileManager.default.fileExists(atPath: inbox.appendingPathComponent("done/\(name)").path)
             }
             #expect(try daemon.queueFiles().count == 4)
