@@ -129,6 +129,14 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // What the test targets share: deadline-bound waits, log capture, the daemon harness.
+        .target(
+            name: "PGNotiTestSupport",
+            dependencies: [
+                "PGNotiCore", "PGNotiConfig", "PGNotiRawHTTP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/PGNotiTestSupport"),
         .testTarget(name: "PGNotiCoreTests", dependencies: ["PGNotiCore"]),
         .testTarget(name: "PGNotiConfigTests", dependencies: ["PGNotiConfig", "PGNotiCore"]),
         .testTarget(
@@ -136,29 +144,33 @@ let package = Package(
             dependencies: ["PGNotiForward", "PGNotiCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "PGNotiSpoolTests",
-            dependencies: ["PGNotiSpool", "PGNotiCore", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "PGNotiSpool", "PGNotiCore", "PGNotiTestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "PGNotiStoreTests",
             dependencies: [
-                "PGNotiCore", "PGNotiStore", "PGNotiSpool", "PGNotiPostgres", "PGNotiConfig",
+                "PGNotiCore", "PGNotiStore", "PGNotiSpool", "PGNotiPostgres", "PGNotiConfig", "PGNotiTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "PGNotiIntakeTests",
-            dependencies: ["PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging"]),
+            dependencies: [
+                "PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging", "PGNotiTestSupport",
+            ]),
         .testTarget(
             name: "PGNotiServerTests",
             dependencies: [
                 "PGNotiServer", "PGNotiIntake", "PGNotiStore", "PGNotiConfig", "PGNotiCore", "PGNotiLogging",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                "PGNotiTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         // Starts the built `pgnoti` binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "PGNotiEndToEndTests",
             dependencies: [
-                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiRawHTTP", "pgnoti",
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiRawHTTP", "PGNotiTestSupport", "pgnoti",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
     ]

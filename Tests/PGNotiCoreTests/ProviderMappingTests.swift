@@ -361,6 +361,49 @@ func smartroPost(
                 smartroPost(extra: [("PayMethod", "CARD"), ("Amt", "15000"), ("StateCd", "0"), ("Name", "홍길동")])),
             receivedAt: Date(timeIntervalSince1970: 1_732_343_400))
         #expect(again.jsonBytes() == event.jsonBytes())
+        // The whole document, written out by hand from the v1 schema (README, "The event"): every
+        // member in sorted key order, nulls kept, Korean as UTF-8, no whitespace. SignValue is the
+        // request's own (the published test key's MD5 sign); the id is the derived one the
+        // README's conflict example names for this TID.
+        let expected = [
+            #""amount":15000"#,
+            #""approved_at":null"#,
+            #""bank":null"#,
+            #""buyer":{"name":"홍길동"}"#,
+            #""cancel_tid":null"#,
+            #""canceled_at":null"#,
+            #""card":{}"#,
+            #""cash_receipt":null"#,
+            #""charset":null"#,
+            #""conflict":null"#,
+            #""conflicts_with":null"#,
+            #""currency":"KRW""#,
+            #""delivery":null"#,
+            #""goods":null"#,
+            #""goods_name":null"#,
+            #""id":"03ea21ceadd66293f4616eaa4b607d99""#,
+            #""kind":"payment.approved""#,
+            #""lossy_fields":[]"#,
+            #""merchant_id":"SMTPAY001m""#,
+            #""order_id":null"#,
+            #""original_tid":null"#,
+            #""pay_method":"CARD""#,
+            #""provider":"smartro""#,
+            #""purged":false"#,
+            #""raw":{"Amt":"15000","MID":"SMTPAY001m","Name":"홍길동","PayMethod":"CARD","ResultCode":"3001","SignValue":"YTVkYTRjMDRkYTY0OTFkNzUwODU4ZWQ5YTc2Y2Y5MDY=","StateCd":"0","TID":"SMTPAY001m01012411231530001234"}"#,
+            #""received_at":"2024-11-23T15:30:00.000+09:00""#,
+            #""requested_amount":null"#,
+            #""result_code":"3001""#,
+            #""result_message":null"#,
+            #""sandbox":false"#,
+            #""schema":"pgnoti.event.v1""#,
+            #""state":"0""#,
+            #""test":false"#,
+            #""tid":"SMTPAY001m01012411231530001234""#,
+            #""verified_by":null"#,
+            #""virtual_account":null"#,
+        ]
+        #expect(String(decoding: event.jsonBytes(), as: UTF8.self) == "{" + expected.joined(separator: ",") + "}")
         let text = String(decoding: event.jsonBytes(), as: UTF8.self)
         let topLevel = json.keys.sorted()
         let positions = topLevel.map { text.range(of: "\"\($0)\":")?.lowerBound }

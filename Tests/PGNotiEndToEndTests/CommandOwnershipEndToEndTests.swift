@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PGNotiConfig
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,8 +13,10 @@ import Testing
 /// quarantine, and without `--config` they find the sandbox state under `./var`.
 extension EndToEnd {
     @Suite struct CommandOwnershipEndToEndTests {
-        static func run(_ arguments: [String], in dir: URL) throws -> (status: Int32, stdout: String, stderr: String) {
-            try QuarantineEndToEndTests.runSplit(arguments, in: dir)
+        static func run(_ arguments: [String], in dir: URL) async throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
+            try await QuarantineEndToEndTests.runSplit(arguments, in: dir)
         }
 
         /// Lines of `--json` output as objects.
@@ -24,13 +27,10 @@ extension EndToEnd {
         }
 
         /// `chown -R uid:gid path`, as an operator (or tmpfiles.d) hands the state to the service user.
-        static func chownRecursively(_ path: URL, uid: uid_t, gid: gid_t) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/chown")
-            process.arguments = ["-R", "\(uid):\(gid)", path.path]
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw HarnessError("chown -R \(path.path) failed") }
+        static func chownRecursively(_ path: URL, uid: uid_t, gid: gid_t) async throws {
+            let chown = try await runProcess(
+                URL(fileURLWithPath: "/usr/bin/chown"), ["-R", "\(uid):\(gid)", path.path])
+            guard chown.status == 0 else { throw HarnessError("chown -R \(path.path) failed") }
         }
 
         /// Every file and directory under `root` (itself included) with its owner, not following links.
@@ -80,7 +80,7 @@ extension EndToEnd {
         /// /var/lib/pgnoti), `quarantine list`, `events list` and `quarantine release` leave every
         /// file they create, the database's sidecars and the released event's queue file, owned by
         /// that user, so the daemon and the consumers in its group can still open them.
-        @Test func commandsRunAsRootLeaveTheStateOwnedByItsOwner() throws {
+        @Test func commandsRunAsRootLeaveTheStateOwnedByItsOwner() async throws {
             #expect(geteuid() == 0, "tests run as root; without it there is nothing to adopt")
             guard geteuid() == 0 else { return }
             let dir = try DaemonProcess.makeDirectory("owner")
@@ -88,13 +88,13 @@ extension EndToEnd {
             chmod(dir.path, 0o755)
             try QuarantineEndToEndTests.writeKeys(QuarantineEndToEndTests.wrongKey, in: dir)
             let config = try DaemonProcess.writeConfig(in: dir, providers: Self.providers(dir)).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let fixture = try TrustEndToEndTests.fixture("smartro", "approve-card")
             #expect(try daemon.send(fixture: fixture.request).status == 403)
             let tomato = try TrustEndToEndTests.fixture("tomatopay", "approve")
             #expect(try daemon.send(fixture: tomato.request).status == 200)
-            try waitForQueue(daemon, count: 1)
-            #expect(try daemon.terminate() == 0)
+            try await daemon.waitForQueue(count: 1)
+            #expect(try await daemon.terminate() == 0)
 
             let state = dir.appendingPathComponent("state")
             // Out of WAL mode and back is how the sidecars go away for sure: then whatever
@@ -103,20 +103,20 @@ extension EndToEnd {
             // writes is what only becoming the owner keeps out of root's hands.)
             try Self.dropSidecars(state.appendingPathComponent("pgnoti.sqlite"))
             let nobody: uid_t = 65534
-            try Self.chownRecursively(state, uid: nobody, gid: nobody)
+            try await Self.chownRecursively(state, uid: nobody, gid: nobody)
 
-            let list = try Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
+            let list = try await Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
             #expect(list.status == 0, "\(list.stderr)")
             let items = Self.objects(list.stdout).filter { $0["reason"] as? String == "signature_mismatch" }
             #expect(items.count == 1, "\(list.stdout)")
             let id = try #require(items.first?["id"] as? Int)
 
-            let events = try Self.run(["events", "list", "--json", "--config", config], in: dir)
+            let events = try await Self.run(["events", "list", "--json", "--config", config], in: dir)
             #expect(events.status == 0, "\(events.stderr)")
             #expect(Self.objects(events.stdout).map { $0["tid"] as? String } == [tomato.expect["tid"] as? String])
 
             try QuarantineEndToEndTests.writeKeys(Config.smartroTestKey, in: dir)
-            let released = try Self.run(["quarantine", "release", String(id), "--config", config], in: dir)
+            let released = try await Self.run(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(released.status == 0, "\(released.stderr)")
             #expect(released.stdout.hasPrefix("accepted "), "\(released)")
             #expect(released.stderr.contains("filed 1 event(s)"), "no daemon runs: the command files it")
@@ -142,17 +142,17 @@ extension EndToEnd {
             try FileManager.default.createDirectory(at: rootOnly, withIntermediateDirectories: false)
             chmod(rootOnly.path, 0o700)
             let copy = rootOnly.appendingPathComponent("copy.sqlite").path
-            let backup = try Self.run(["backup", copy, "--config", config], in: dir)
+            let backup = try await Self.run(["backup", copy, "--config", config], in: dir)
             #expect(backup.status == 0, "\(backup.stderr)")
             #expect(FileManager.default.fileExists(atPath: copy))
         }
 
         /// `redeliver --since T --until T2` puts back the events received in [T, T2) and no
         /// other, under their original file names and bytes.
-        @Test func redeliverPutsBackExactlyTheEventsOfTheWindow() throws {
+        @Test func redeliverPutsBackExactlyTheEventsOfTheWindow() async throws {
             let dir = try DaemonProcess.makeDirectory("redeliver-window")
             let config = try DaemonProcess.writeConfig(in: dir).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let fixtures = try [
                 ("smartro", "approve-card"), ("smartro", "vbank-issued"), ("innopay", "approve-card"),
                 ("tomatopay", "approve"),
@@ -162,22 +162,23 @@ extension EndToEnd {
             var since = Date()
             var until = Date()
             for (index, fixture) in fixtures.enumerated() {
+                // Time must pass on either side of each edge (there is nothing to wait for).
                 if index == 1 {
-                    usleep(100_000)
+                    try await Task.sleep(for: .milliseconds(100))
                     since = Date()
-                    usleep(100_000)
+                    try await Task.sleep(for: .milliseconds(100))
                 }
                 if index == 3 {
-                    usleep(100_000)
+                    try await Task.sleep(for: .milliseconds(100))
                     until = Date()
-                    usleep(100_000)
+                    try await Task.sleep(for: .milliseconds(100))
                 }
                 #expect(try daemon.send(fixture: fixture.request).status == 200, "\(fixture)")
             }
-            try waitForQueue(daemon, count: 4)
-            #expect(try daemon.terminate() == 0)
+            try await daemon.waitForQueue(count: 4)
+            #expect(try await daemon.terminate() == 0)
 
-            let listed = try Self.run(["events", "list", "--json", "--config", config], in: dir)
+            let listed = try await Self.run(["events", "list", "--json", "--config", config], in: dir)
             var fileOf: [String: String] = [:]
             for object in Self.objects(listed.stdout) {
                 if let tid = object["tid"] as? String, let file = object["queue_file"] as? String { fileOf[tid] = file }
@@ -193,7 +194,7 @@ extension EndToEnd {
             }
             #expect(Set(originals.keys) == Set(names))
 
-            let redeliver = try Self.run(
+            let redeliver = try await Self.run(
                 ["redeliver", "--since", Self.iso(since), "--until", Self.iso(until), "--config", config], in: dir)
             #expect(redeliver.status == 0, "\(redeliver.stderr)")
             #expect(redeliver.stdout.contains("queued 2 event(s)"), "\(redeliver.stdout)")
@@ -205,7 +206,7 @@ extension EndToEnd {
             }
 
             // An open window from the start: the first one only.
-            let head = try Self.run(
+            let head = try await Self.run(
                 ["redeliver", "--since", "2000-01-01", "--until", Self.iso(since), "--config", config], in: dir)
             #expect(head.stdout.contains("queued 1 event(s)"), "\(head.stdout)")
             #expect(try daemon.queueFiles().map(\.lastPathComponent) == [names[0], names[1], names[2]].sorted())
@@ -213,89 +214,91 @@ extension EndToEnd {
 
         /// `purge` clears the raw bytes of quarantined requests too: `quarantine show` has no
         /// decoded fields and `--raw` no bytes left, while the row itself stays listed.
-        @Test func purgeRemovesTheRawBodiesOfQuarantinedRequests() throws {
+        @Test func purgeRemovesTheRawBodiesOfQuarantinedRequests() async throws {
             let dir = try DaemonProcess.makeDirectory("purge-quarantine")
             try QuarantineEndToEndTests.writeKeys(QuarantineEndToEndTests.wrongKey, in: dir)
             let config = try DaemonProcess.writeConfig(in: dir, providers: QuarantineEndToEndTests.smartroOnly(dir))
                 .path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let fixture = try TrustEndToEndTests.fixture("smartro", "approve-card")
             #expect(try daemon.send(fixture: fixture.request).status == 403)
             let tid = try #require(fixture.expect["tid"] as? String)
             // Refused requests ride in a later group commit than their response.
             var id = 0
-            try waitFor("the refusal in the quarantine") {
-                let list = try Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
+            try await waitUntil(timeout: .seconds(20), "the refusal in the quarantine") {
+                let list = try await Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
                 id = Self.objects(list.stdout).first { $0["tid"] as? String == tid }?["id"] as? Int ?? 0
                 return id > 0
             }
-            let shown = try Self.run(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
+            let shown = try await Self.run(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
             #expect(shown.stdout.contains("김**") && shown.stdout.contains("BuyerTel=010-0000-0001"))
 
-            let purge = try Self.run(["purge", "--older-than", "0s", "--force", "--yes", "--config", config], in: dir)
+            let purge = try await Self.run(
+                ["purge", "--older-than", "0s", "--force", "--yes", "--config", config], in: dir)
             #expect(purge.status == 0, "\(purge.stderr)")
             #expect(purge.stdout.contains("1 quarantined request(s)"), "\(purge.stdout)")
 
-            let show = try Self.run(["quarantine", "show", String(id), "--config", config], in: dir)
+            let show = try await Self.run(["quarantine", "show", String(id), "--config", config], in: dir)
             #expect(show.status == 0, "\(show.stderr)")
             #expect(show.stdout.contains("signature_mismatch"), "the row is still there")
             #expect(!show.stdout.contains("김똠순"), "\(show.stdout)")
             #expect(!show.stdout.contains("ORD-20241123-0001"), "\(show.stdout)")
-            let raw = try Self.run(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
+            let raw = try await Self.run(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
             #expect(!raw.stdout.contains("BuyerTel"), "\(raw.stdout)")
             #expect(!raw.stdout.contains("Amt="), "\(raw.stdout)")
 
-            let list = try Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
+            let list = try await Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
             let rows = Self.objects(list.stdout)
             #expect(rows.count == 1 && rows.first?["id"] as? Int == id, "\(list.stdout)")
             #expect(rows.first?["reason"] as? String == "signature_mismatch")
             #expect(rows.first?["purged"] as? Bool == true, "\(list.stdout)")
             #expect(show.stdout.contains("request:       purged"), "\(show.stdout)")
             // Nothing is left to run again, and release says so rather than blaming a field.
-            let release = try Self.run(["quarantine", "release", String(id), "--config", config], in: dir)
+            let release = try await Self.run(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(release.stdout.hasPrefix("refused purged"), "\(release.stdout)")
             // A second purge finds nothing left to clear.
-            let again = try Self.run(["purge", "--older-than", "0s", "--force", "--yes", "--config", config], in: dir)
+            let again = try await Self.run(
+                ["purge", "--older-than", "0s", "--force", "--yes", "--config", config], in: dir)
             #expect(again.stdout.contains("0 quarantined request(s)"), "\(again.stdout)")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// Without `--config`, a command reads the sandbox state under `./var`, the state that
         /// `serve` without a config writes, while that daemon still runs.
-        @Test func commandsWithoutConfigReadTheSandboxStateUnderVar() throws {
+        @Test func commandsWithoutConfigReadTheSandboxStateUnderVar() async throws {
             let dir = try DaemonProcess.makeDirectory("sandbox-cli")
-            let daemon = try DaemonProcess.start(
+            let daemon = try await DaemonProcess.start(
                 dir, arguments: ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             let fixture = try TrustEndToEndTests.fixture("smartro", "approve-card")
             #expect(try daemon.send(fixture: fixture.request).status == 200)
             let tid = try #require(fixture.expect["tid"] as? String)
             let new = dir.appendingPathComponent("var/queue/new")
-            try waitFor("the event in var/queue/new") {
+            try await waitUntil(timeout: .seconds(20), "the event in var/queue/new") {
                 (try? FileManager.default.contentsOfDirectory(atPath: new.path).count) == 1
             }
             let file = try #require(try FileManager.default.contentsOfDirectory(atPath: new.path).first)
 
-            let list = try Self.run(["events", "list", "--json"], in: dir)
+            let list = try await Self.run(["events", "list", "--json"], in: dir)
             #expect(list.status == 0, "\(list.stderr)")
             let events = Self.objects(list.stdout)
             #expect(events.count == 1, "\(list.stdout)")
             #expect(events.first?["tid"] as? String == tid)
             #expect(events.first?["queue_file"] as? String == file)
-            let show = try Self.run(["events", "show", tid], in: dir)
+            let show = try await Self.run(["events", "show", tid], in: dir)
             #expect(show.status == 0 && show.stdout.contains(file), "\(show)")
-            let stats = try Self.run(["stats", "--json"], in: dir)
+            let stats = try await Self.run(["stats", "--json"], in: dir)
             #expect(stats.status == 0, "\(stats.stderr)")
             #expect(Self.objects(stats.stdout).first?["queue_new_files"] as? Int == 1, "\(stats.stdout)")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             // Elsewhere there is no state, and the error says where it looked.
             let elsewhere = try DaemonProcess.makeDirectory("sandbox-cli-empty")
-            let missing = try Self.run(["events", "list"], in: elsewhere)
+            let missing = try await Self.run(["events", "list"], in: elsewhere)
             #expect(missing.status == 1, "a failure, not a usage error")
             #expect(missing.stderr.contains("./var/pgnoti.sqlite"), "\(missing.stderr)")
             #expect(!missing.stderr.contains("USAGE") && !missing.stderr.contains("Usage"), "\(missing.stderr)")
             // A command that changes state does not make an empty ledger where none was.
-            let redeliver = try Self.run(["redeliver", "--since", "1d"], in: elsewhere)
+            let redeliver = try await Self.run(["redeliver", "--since", "1d"], in: elsewhere)
             #expect(redeliver.status == 1 && redeliver.stderr.contains("no database"), "\(redeliver.stderr)")
             #expect(!FileManager.default.fileExists(atPath: elsewhere.appendingPathComponent("var").path))
         }

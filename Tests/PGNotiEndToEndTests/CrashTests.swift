@@ -2,6 +2,7 @@ import Foundation
 import PGNotiConfig
 import PGNotiCore
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Synchronization
 import Testing
 
@@ -25,48 +26,58 @@ extension EndToEnd {
             return event["tid"] as! String
         }
 
-        @Test func sigkillDuringABurstLosesNothingAckedAndFilesNothingTwice() throws {
+        @Test func sigkillDuringABurstLosesNothingAckedAndFilesNothingTwice() async throws {
             let total = 1000
             let dir = try DaemonProcess.makeDirectory("crash")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let port = daemon.port
 
             let acked = Shared(Set<Int>())
             let killed = Shared(false)
             let killAfter = 250
-            DispatchQueue.concurrentPerform(iterations: 16) { worker in
-                var n = worker
-                while n < total {
-                    if let response = try? RawHTTPClient.exchange(
-                        host: "127.0.0.1", port: port, bytes: Self.tomatoApproval(n, port: port), timeoutSeconds: 5),
-                        response.status == 200, response.bodyText == "OK"
-                    {
-                        let count = acked.withLock {
-                            $0.insert(n)
-                            return $0.count
-                        }
-                        // Exactly one worker flips the flag and kills.
-                        if count == killAfter
-                            && killed.withLock({ done in
-                                defer { done = true }
-                                return !done
-                            })
-                        {
-                            kill(daemon.process.processIdentifier, SIGKILL)
+            // Sixteen blocking clients, each on a thread of its own (never the cooperative pool's).
+            let pid = daemon.process.processIdentifier
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<16 {
+                    group.addTask {
+                        try await onOwnThread {
+                            var n = worker
+                            while n < total {
+                                if let response = try? RawHTTPClient.exchange(
+                                    host: "127.0.0.1", port: port, bytes: Self.tomatoApproval(n, port: port),
+                                    timeoutSeconds: 5),
+                                    response.status == 200, response.bodyText == "OK"
+                                {
+                                    let count = acked.withLock {
+                                        $0.insert(n)
+                                        return $0.count
+                                    }
+                                    // Exactly one worker flips the flag and kills.
+                                    if count == killAfter
+                                        && killed.withLock({ done in
+                                            defer { done = true }
+                                            return !done
+                                        })
+                                    {
+                                        kill(pid, SIGKILL)
+                                    }
+                                }
+                                n += 16
+                            }
                         }
                     }
-                    n += 16
                 }
+                try await group.waitForAll()
             }
-            _ = try daemon.waitForExit(timeout: 30)
+            _ = try await daemon.waitForExit(timeout: .seconds(30))
             #expect(daemon.process.terminationReason == .uncaughtSignal)
             let ackedBeforeKill = acked.withLock { $0 }
             #expect(ackedBeforeKill.count >= killAfter)
             #expect(ackedBeforeKill.count < total, "the kill landed mid-burst")
 
             // Restart: the outbox replays whatever was committed but not yet filed.
-            let restarted = try DaemonProcess.start(dir)
+            let restarted = try await DaemonProcess.start(dir)
             var files = try restarted.queueFiles()
             let tidsAfterRestart = try files.map(Self.tid(ofQueueFile:))
             #expect(Set(tidsAfterRestart).count == tidsAfterRestart.count, "no event filed twice")
@@ -81,12 +92,12 @@ extension EndToEnd {
                     host: "127.0.0.1", port: restarted.port, bytes: Self.tomatoApproval(n, port: restarted.port))
                 #expect(response.status == 200 && response.bodyText == "OK", "\(n)")
             }
-            try waitForQueue(restarted, count: total, timeout: 60)
+            try await restarted.waitForQueue(count: total, timeout: .seconds(60))
             files = try restarted.queueFiles()
             let finalTids = try files.map(Self.tid(ofQueueFile:))
             #expect(finalTids.count == total)
             #expect(Set(finalTids).count == total)
-            #expect(try restarted.terminate() == 0)
+            #expect(try await restarted.terminate() == 0)
         }
     }
 }

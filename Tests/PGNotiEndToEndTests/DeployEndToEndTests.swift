@@ -3,6 +3,7 @@ import PGNotiConfig
 import PGNotiCore
 import PGNotiRawHTTP
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -14,8 +15,10 @@ import Testing
 /// configured limits keep.
 extension EndToEnd {
     @Suite struct DeployEndToEndTests {
-        static func run(_ arguments: [String], in dir: URL) throws -> (status: Int32, stdout: String, stderr: String) {
-            try QuarantineEndToEndTests.runSplit(arguments, in: dir)
+        static func run(_ arguments: [String], in dir: URL) async throws -> (
+            status: Int32, stdout: String, stderr: String
+        ) {
+            try await QuarantineEndToEndTests.runSplit(arguments, in: dir)
         }
 
         /// A Smartro approval for the published test MID, signed with `key`.
@@ -32,7 +35,7 @@ extension EndToEnd {
 
         /// A rotated key reaches the daemon through `merchant_keys_file` on SIGHUP, without a
         /// restart, even when a stale credential copy of the old key is still there.
-        @Test func aKeyRotatedInItsFileIsUsedAfterAReload() throws {
+        @Test func aKeyRotatedInItsFileIsUsedAfterAReload() async throws {
             let dir = try DaemonProcess.makeDirectory("rotate")
             _ = try DaemonProcess.writeConfig(in: dir)
             // What systemd copied when the unit started: the old key, never refreshed.
@@ -40,8 +43,8 @@ extension EndToEnd {
             try FileManager.default.createDirectory(at: credentials, withIntermediateDirectories: true)
             try "SMTPAY001m=\(Config.smartroTestKey)\n".write(
                 to: credentials.appendingPathComponent("smartro-merchant-keys"), atomically: true, encoding: .utf8)
-            let daemon = try DaemonProcess.start(dir, environment: ["CREDENTIALS_DIRECTORY": credentials.path])
-            let note = daemon.waitForLog { ($0["msg"] as? String)?.contains("credential is ignored") == true }
+            let daemon = try await DaemonProcess.start(dir, environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+            let note = try await daemon.waitForLog { ($0["msg"] as? String)?.contains("credential is ignored") == true }
             #expect(note.count == 1, "one line says the credential is not used")
 
             let newKey = "cm90YXRlZC10ZXN0LWtleS1ub3QtYS1yZWFsLW9uZQ=="
@@ -52,7 +55,7 @@ extension EndToEnd {
             try "SMTPAY001m=\(newKey)\n".write(
                 to: dir.appendingPathComponent("smartro-keys"), atomically: true, encoding: .utf8)
             kill(daemon.process.processIdentifier, SIGHUP)
-            let reloaded = daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
+            let reloaded = try await daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
             #expect(reloaded.count == 1)
             let after = try daemon.send(
                 Self.smartroPost(tid: "SMTPAY001m01012412010000000002", key: newKey, port: daemon.port))
@@ -61,13 +64,13 @@ extension EndToEnd {
                 Self.smartroPost(tid: "SMTPAY001m01012412010000000003", key: Config.smartroTestKey, port: daemon.port))
             #expect(old.status == 403, "the old key is gone from the file, so it is gone")
             #expect(!daemon.logText.contains(newKey) && !daemon.logText.contains(Config.smartroTestKey))
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// The forged post of the deploy report: through a proxy to a sandbox, for a real MID.
-        @Test func aSandboxBehindAProxyRefusesAForgedPaymentAndTakesATestOne() throws {
+        @Test func aSandboxBehindAProxyRefusesAForgedPaymentAndTakesATestOne() async throws {
             let dir = try DaemonProcess.makeDirectory("sandbox-forge")
-            let daemon = try DaemonProcess.start(
+            let daemon = try await DaemonProcess.start(
                 dir, arguments: ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
             func innopay(_ mid: String, _ tid: String) -> [UInt8] {
                 let body =
@@ -83,14 +86,16 @@ extension EndToEnd {
             #expect(forged.bodyText != "0000")
             let test = try daemon.send(innopay("nictest14m", "TEST000001"))
             #expect(test.status == 200 && test.bodyText == "0000")
-            try waitFor("the test event") { (try? daemon.queueFilesSandbox().count) == 1 }
+            try await waitUntil(timeout: .seconds(20), "the test event") {
+                (try? daemon.queueFilesSandbox().count) == 1
+            }
             let event =
                 try JSONSerialization.jsonObject(
                     with: Data(contentsOf: try daemon.queueFilesSandbox()[0])) as! [String: Any]
             #expect(event["merchant_id"] as? String == "nictest14m")
             #expect(event["sandbox"] as? Bool == true && event["test"] as? Bool == true)
-            #expect(try daemon.terminate() == 0)
-            let list = try Self.run(["quarantine", "list", "--json"], in: dir)
+            #expect(try await daemon.terminate() == 0)
+            let list = try await Self.run(["quarantine", "list", "--json"], in: dir)
             #expect(list.stdout.contains("test_merchant_only") && list.stdout.contains("REALMID01m"))
         }
 
@@ -111,25 +116,25 @@ extension EndToEnd {
                         tid: "T\(index)", receivedAt: when))
             }
             try await ledger.close()
-            let dropped = try Self.run(["quarantine", "drop", "5", "--config", config], in: dir)
+            let dropped = try await Self.run(["quarantine", "drop", "5", "--config", config], in: dir)
             #expect(dropped.status == 0 && dropped.stdout == "dropped 1 of 1\n", "\(dropped)")
             for command in [["quarantine", "release", "1"], ["redeliver", "--since", "1d"]] {
-                _ = try Self.run(command + ["--config", config], in: dir)
+                _ = try await Self.run(command + ["--config", config], in: dir)
             }
-            let list = try Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
+            let list = try await Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
             #expect(list.stdout.split(separator: "\n").count == 4, "\(list)")
         }
 
         /// Wrong input is an error with its own status: 64 for a malformed request, 1 for a
         /// well-formed one that names nothing.
-        @Test func wrongInputExitsNonZero() throws {
+        @Test func wrongInputExitsNonZero() async throws {
             let dir = try DaemonProcess.makeDirectory("wrong-input")
             let config = try DaemonProcess.writeConfig(in: dir).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             for name in ["approve-card", "conflict-amount"] {
                 _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", name).request)
             }
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             let cases: [([String], Int32, String)] = [
                 (["quarantine", "release", "999"], 1, "not_found"),
                 (["quarantine", "drop", "999"], 1, "no quarantined request with ID 999"),
@@ -143,44 +148,44 @@ extension EndToEnd {
                 (["purge", "--older-than", "30d"], 64, "--yes"),
             ]
             for (arguments, status, message) in cases {
-                let result = try Self.run(arguments + ["--config", config], in: dir)
+                let result = try await Self.run(arguments + ["--config", config], in: dir)
                 #expect(result.status == status, "\(arguments): \(result)")
                 #expect((result.stdout + result.stderr).contains(message), "\(arguments): \(result)")
             }
             // The conflict is listed and shown as itself.
-            let conflicts = try Self.run(
+            let conflicts = try await Self.run(
                 ["events", "list", "--kind", "notification.conflict", "--json", "--config", config], in: dir)
             let rows = conflicts.stdout.split(separator: "\n")
             #expect(rows.count == 1, "\(conflicts)")
             let row = try JSONSerialization.jsonObject(with: Data(rows[0].utf8)) as! [String: Any]
             #expect(row["kind"] as? String == "notification.conflict")
             let id = try #require(row["event_id"] as? String)
-            let shown = try Self.run(["events", "show", id, "--config", config], in: dir)
+            let shown = try await Self.run(["events", "show", id, "--config", config], in: dir)
             #expect(
                 shown.stdout.hasPrefix("event:         \(id) (notification.conflict)"), "\(shown.stdout.prefix(200))")
             // A purge looks first, and a dry run changes nothing.
-            let dry = try Self.run(
+            let dry = try await Self.run(
                 ["purge", "--older-than", "0s", "--force", "--dry-run", "--config", config], in: dir)
             #expect(dry.status == 0 && dry.stdout.contains("would purge") && dry.stdout.contains("1 notification(s)"))
-            let never = try Self.run(["forward", "status", "--json", "--config", config], in: dir)
+            let never = try await Self.run(["forward", "status", "--json", "--config", config], in: dir)
             #expect(never.status == 0 && never.stdout.contains("\"never_forwarded\":true"), "\(never)")
         }
 
         /// The files that hold personal data are not world-readable, whatever the umask.
-        @Test func backupsAndTheDatabaseAreNotWorldReadable() throws {
+        @Test func backupsAndTheDatabaseAreNotWorldReadable() async throws {
             let dir = try DaemonProcess.makeDirectory("modes")
             let config = try DaemonProcess.writeConfig(in: dir).path
             let previous = umask(0o022)
             defer { umask(previous) }
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             func mode(_ path: String) throws -> Int {
                 (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1
             }
             #expect(try mode(dir.appendingPathComponent("state/pgnoti.sqlite").path) == 0o640)
             let backup = dir.appendingPathComponent("copy.sqlite").path
-            let made = try Self.run(["backup", backup, "--config", config], in: dir)
+            let made = try await Self.run(["backup", backup, "--config", config], in: dir)
             #expect(made.status == 0, "\(made)")
             #expect(try mode(backup) == 0o600)
             // Two older dated copies are there already; a new one with --keep 2 prunes the oldest.
@@ -189,7 +194,8 @@ extension EndToEnd {
             for old in ["pgnoti-20200101-000000.sqlite", "pgnoti-20200102-000000.sqlite"] {
                 FileManager.default.createFile(atPath: dated.appendingPathComponent(old).path, contents: Data("x".utf8))
             }
-            let result = try Self.run(["backup", "--dated", dated.path, "--keep", "2", "--config", config], in: dir)
+            let result = try await Self.run(
+                ["backup", "--dated", dated.path, "--keep", "2", "--config", config], in: dir)
             #expect(result.status == 0, "\(result)")
             let kept = try FileManager.default.contentsOfDirectory(atPath: dated.path).sorted()
             #expect(kept.count == 2 && kept.first == "pgnoti-20200102-000000.sqlite", "\(kept)")
@@ -199,13 +205,13 @@ extension EndToEnd {
 
         /// A second daemon on the same state fails at once, naming the lock and the holder; a
         /// port in use is named with its key, address and port.
-        @Test func aSecondInstanceAndABusyPortSayWhatIsInTheWay() throws {
+        @Test func aSecondInstanceAndABusyPortSayWhatIsInTheWay() async throws {
             let dir = try DaemonProcess.makeDirectory("second")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let first = try DaemonProcess.start(dir)
+            let first = try await DaemonProcess.start(dir)
             let started = Date()
             let second = try DaemonProcess(directory: dir)
-            #expect(try second.waitForExit(timeout: 5) == 1)
+            #expect(try await second.waitForExit(timeout: .seconds(5)) == 1)
             #expect(Date().timeIntervalSince(started) < 4, "at once, not after the outbox lock's wait")
             #expect(second.logText.contains("pgnoti.sqlite.lock is locked by pid \(first.process.processIdentifier)"))
 
@@ -217,37 +223,37 @@ extension EndToEnd {
                     "serve", "--config", other.appendingPathComponent("pgnoti.toml").path, "--listen",
                     "127.0.0.1:\(first.port)",
                 ])
-            #expect(try busy.waitForExit(timeout: 10) == 1)
+            #expect(try await busy.waitForExit(timeout: .seconds(10)) == 1)
             #expect(busy.logText.contains("listen: cannot listen on 127.0.0.1:\(first.port): address already in use"))
-            #expect(try first.terminate() == 0)
+            #expect(try await first.terminate() == 0)
         }
 
         /// Run as root, check-config judges the files the service user will open, and the
         /// forwarder on the shipped config stops with 78 naming the one key left to set.
-        @Test func checkConfigAsRootAsksForTheServiceUserAndTheForwarderNamesItsURL() throws {
+        @Test func checkConfigAsRootAsksForTheServiceUserAndTheForwarderNamesItsURL() async throws {
             guard geteuid() == 0, getpwnam("nobody") != nil else { return }
             let dir = try DaemonProcess.makeDirectory("check-access")
             chmod(dir.path, 0o755)
             let config = try DaemonProcess.writeConfig(in: dir).path
             let keys = dir.appendingPathComponent("smartro-keys").path
             chmod(keys, 0o600)
-            let refused = try Self.run(["check-config", "--config", config, "--service-user", "nobody"], in: dir)
+            let refused = try await Self.run(["check-config", "--config", config, "--service-user", "nobody"], in: dir)
             #expect(refused.status == 78)
             #expect(refused.stderr.contains("smartro.merchant_keys_file") && refused.stderr.contains("cannot read"))
             #expect(refused.stderr.contains("0600") && !refused.stderr.contains(Config.smartroTestKey))
             chmod(keys, 0o644)
-            let fine = try Self.run(["check-config", "--config", config, "--service-user", "nobody"], in: dir)
+            let fine = try await Self.run(["check-config", "--config", config, "--service-user", "nobody"], in: dir)
             #expect(fine.status == 0, "\(fine)")
-            let forward = try Self.run(["forward", "--config", config], in: dir)
+            let forward = try await Self.run(["forward", "--config", config], in: dir)
             #expect(forward.status == 78 && forward.stderr.contains("forward.url"), "\(forward)")
         }
 
         /// Counters and gauges the shipped alert rules name exist at 0 before anything happened.
-        @Test func everyAlertedMetricIsThereFromTheStart() throws {
+        @Test func everyAlertedMetricIsThereFromTheStart() async throws {
             let dir = try DaemonProcess.makeDirectory("metrics-zero")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
-            let metrics = try daemon.admin("/metrics").bodyText
+            let daemon = try await DaemonProcess.start(dir)
+            let metrics = try await daemon.admin("/metrics").bodyText
             for series in [
                 "pgnoti_relay_errors_total 0", "pgnoti_quarantine_evicted_total 0", "pgnoti_events_filed_total 0",
                 "pgnoti_forward_failed 0", "pgnoti_forward_pending 0", "pgnoti_ready{check=\"database\"} 1",
@@ -268,29 +274,23 @@ extension EndToEnd {
                     metrics.contains("\n\(name)") || metrics.contains("\n\(name){") || metrics.hasPrefix(name),
                     "the alert rules name \(name), which /metrics lacks")
             }
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// Operator actions reach the journal as one JSON line each, under SYSLOG_IDENTIFIER=pgnoti.
-        @Test func operatorActionsLogOneJournalLineEach() throws {
+        @Test func operatorActionsLogOneJournalLineEach() async throws {
             let dir = try DaemonProcess.makeDirectory("journal")
             let config = try DaemonProcess.writeConfig(in: dir).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "reject-bad-signature").request)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             let journal = try NotifySocket(path: dir.appendingPathComponent("journal.sock").path)
-            let process = Process()
-            process.executableURL = DaemonProcess.binary
-            process.arguments = ["purge", "--older-than", "0s", "--force", "--yes", "--config", config]
-            process.environment = ProcessInfo.processInfo.environment.merging(
-                ["PGNOTI_JOURNAL_SOCKET": journal.path], uniquingKeysWith: { $1 })
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
-            let datagram = try #require(journal.receive(timeoutMilliseconds: 2000))
+            let purge = try await runProcess(
+                DaemonProcess.binary, ["purge", "--older-than", "0s", "--force", "--yes", "--config", config],
+                environment: ProcessInfo.processInfo.environment.merging(
+                    ["PGNOTI_JOURNAL_SOCKET": journal.path], uniquingKeysWith: { $1 }))
+            #expect(purge.status == 0)
+            let datagram = try #require(try await journal.receive(until: { _ in true }, timeout: .seconds(2)).first)
             #expect(datagram.contains("SYSLOG_IDENTIFIER=pgnoti\n"))
             let message = try #require(datagram.split(separator: "\n").first { $0.hasPrefix("MESSAGE=") })
             let line = try JSONSerialization.jsonObject(with: Data(message.dropFirst(8).utf8)) as! [String: Any]

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -63,94 +64,98 @@ extension EndToEnd {
         /// (a) Another process holds the database's write lock past the busy timeout: requests get
         /// a 500 (never the ACK), nothing is filed for them, and once the lock goes away the daemon
         /// takes notifications again without a restart.
-        @Test func aStoreThatCannotCommitGets500AndRecovers() throws {
+        @Test func aStoreThatCannotCommitGets500AndRecovers() async throws {
             let dir = try DaemonProcess.makeDirectory("fault-store")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             #expect(Self.post(0..<5, to: daemon).acked == Array(0..<5))
-            try waitForQueue(daemon, count: 5)
+            try await daemon.waitForQueue(count: 5)
 
             var configuration = Configuration()
             configuration.busyMode = .timeout(10)
             let database = try DatabaseQueue(
                 path: dir.appendingPathComponent("state/pgnoti.sqlite").path, configuration: configuration)
-            let release = Shared(false)
+            let release = ThreadGate()
+            defer { release.open() }
             let holding = Shared(false)
             let finished = Shared<String?>(nil)
-            let holder = Thread {
-                do {
-                    try database.writeWithoutTransaction { db in
-                        try db.inTransaction(.immediate) {
-                            holding.withLock { $0 = true }
-                            // Bounded, so a test that fails before releasing cannot hang the run.
-                            let deadline = Date().addingTimeInterval(120)
-                            while !release.withLock({ $0 }) && Date() < deadline { usleep(10_000) }
-                            return .rollback
+            // The lock is held on a thread of its own (GRDB's write is synchronous), never on a
+            // thread of the cooperative pool.
+            let holder = Task {
+                try await onOwnThread {
+                    do {
+                        try database.writeWithoutTransaction { db in
+                            try db.inTransaction(.immediate) {
+                                holding.withLock { $0 = true }
+                                // Bounded, so a test that fails before releasing cannot hang the run.
+                                release.wait(timeout: 120)
+                                return .rollback
+                            }
                         }
+                        finished.withLock { $0 = "released" }
+                    } catch {
+                        finished.withLock { $0 = "\(error)" }
                     }
-                    finished.withLock { $0 = "released" }
-                } catch {
-                    finished.withLock { $0 = "\(error)" }
                 }
             }
-            holder.start()
-            try waitFor("the lock to be held") {
+            try await waitUntil(timeout: .seconds(20), "the lock to be held") {
                 if let failure = finished.withLock({ $0 }) { throw HarnessError("could not hold the lock: \(failure)") }
                 return holding.withLock { $0 }
             }
             let during = Self.post(5..<7, to: daemon)
             #expect(during.acked.isEmpty)
             #expect(during.statuses.allSatisfy { $0 == 500 }, "\(during.statuses)")
-            release.withLock { $0 = true }
-            try waitFor("the lock to be released") { finished.withLock { $0 } != nil }
+            release.open()
+            try await waitUntil(timeout: .seconds(20), "the lock to be released") { finished.withLock { $0 } != nil }
+            try await holder.value
 
             // The PG retries; now they go through, each once.
             #expect(Self.post(5..<10, to: daemon).acked == Array(5..<10))
-            try waitForQueue(daemon, count: 10)
+            try await daemon.waitForQueue(count: 10)
             #expect(Set(try Self.filedTIDs(daemon)) == Set((0..<10).map(Self.tid)))
             let errors = daemon.logObjects.filter { $0["outcome"] as? String == "error" }
             #expect(errors.count == 2)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// (b) The queue directory becomes unusable (a file where `new/` was): ACKs go on, because
         /// the events wait in the outbox; the relay logs and backs off, and files everything, once,
         /// when the directory is back.
-        @Test func anUnusableQueueDirectoryDelaysFilingButNotTheACKs() throws {
+        @Test func anUnusableQueueDirectoryDelaysFilingButNotTheACKs() async throws {
             let dir = try DaemonProcess.makeDirectory("fault-queue")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             #expect(Self.post(0..<3, to: daemon).acked == Array(0..<3))
-            try waitForQueue(daemon, count: 3)
+            try await daemon.waitForQueue(count: 3)
 
             let moved = dir.appendingPathComponent("state/queue/new.away")
             try FileManager.default.moveItem(at: daemon.queueNew, to: moved)
             try Data("not a directory".utf8).write(to: daemon.queueNew)
             #expect(Self.post(3..<8, to: daemon).acked == Array(3..<8))
-            let failures = daemon.waitForLog { $0["msg"] as? String == "outbox drain failed; retrying" }
+            let failures = try await daemon.waitForLog { $0["msg"] as? String == "outbox drain failed; retrying" }
             #expect(!failures.isEmpty)
 
             try FileManager.default.removeItem(at: daemon.queueNew)
             try FileManager.default.moveItem(at: moved, to: daemon.queueNew)
-            try waitForQueue(daemon, count: 8, timeout: 60)
+            try await daemon.waitForQueue(count: 8, timeout: .seconds(60))
             let tids = try Self.filedTIDs(daemon)
             #expect(tids.count == 8 && Set(tids) == Set((0..<8).map(Self.tid)))
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// (c) The disk fills up (a small tmpfs holding the state): nothing that was not stored is
         /// ACKed, nothing ACKed is lost, and it recovers once there is space again.
         @Test(.enabled(if: FaultEndToEndTests.canMount))
-        func aFullDiskNeverACKsWhatItCouldNotStoreAndRecovers() throws {
+        func aFullDiskNeverACKsWhatItCouldNotStoreAndRecovers() async throws {
             let dir = try DaemonProcess.makeDirectory("fault-disk")
             let state = dir.appendingPathComponent("state")
             try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true)
             try #require(Self.shell(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", state.path]) == 0)
             defer { Self.shell(["umount", "-l", state.path]) }
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             #expect(Self.post(0..<3, to: daemon).acked == Array(0..<3))
-            try waitForQueue(daemon, count: 3)
+            try await daemon.waitForQueue(count: 3)
 
             // Fill what is left of the tmpfs.
             let filler = state.appendingPathComponent("filler")
@@ -168,11 +173,11 @@ extension EndToEnd {
             // Everything the PG did not hear an ACK for, it sends again.
             let retried = Self.post(3..<40, to: daemon)
             #expect(retried.acked == Array(3..<40))
-            try waitForQueue(daemon, count: 40, timeout: 60)
+            try await daemon.waitForQueue(count: 40, timeout: .seconds(60))
             let tids = try Self.filedTIDs(daemon)
             #expect(tids.count == 40, "nothing ACKed lost, nothing filed twice")
             #expect(Set(tids) == Set((0..<40).map(Self.tid)))
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
     }
 }

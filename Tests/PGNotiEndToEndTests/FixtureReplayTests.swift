@@ -2,6 +2,7 @@ import Foundation
 import PGNotiConfig
 import PGNotiRawHTTP
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ extension EndToEnd {
             #expect(fixtures.count >= 20)
             let dir = try DaemonProcess.makeDirectory("replay")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
 
             for round in 1...2 {
                 for fixture in fixtures {
@@ -33,7 +34,7 @@ extension EndToEnd {
                     }
                 }
             }
-            try waitForQueue(daemon, count: fixtures.filter(\.filesEvent).count)
+            try await daemon.waitForQueue(count: fixtures.filter(\.filesEvent).count)
 
             // Each accepted or conflicting fixture became exactly one event, carrying the facts a PG sent.
             let events = try daemon.queueFiles().map { url -> [String: Any] in
@@ -93,7 +94,7 @@ extension EndToEnd {
             try ReadmeExamples.check(try ReadmeExamples.render(fixtures: fixtures, events: events))
 
             // One log line per request; the merchant key never appears.
-            let requestLines = daemon.notificationLines(count: fixtures.count * 2)
+            let requestLines = try await daemon.notificationLines(count: fixtures.count * 2)
             #expect(requestLines.count == fixtures.count * 2)
             #expect(!daemon.logText.contains(Config.smartroTestKey))
             #expect(!daemon.logText.contains("0/4GFsSd7ERVRGX9WHOzJ96"))
@@ -102,7 +103,7 @@ extension EndToEnd {
             #expect(outcomes["accepted"] == fixtures.filter(\.isAccepted).count)
             #expect(outcomes["conflict"] ?? 0 == fixtures.filter(\.isConflict).count)
             #expect(outcomes["duplicate"] == fixtures.filter(\.filesEvent).count, "the second round is all retries")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             // Rejected requests were kept for inspection with their exact bytes.
             let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
@@ -118,7 +119,7 @@ extension EndToEnd {
         }
 
         /// Fixtures meant for a production configuration (one that refuses the PGs' test merchants).
-        @Test func productionProfileFixturesAreRefusedAsExpected() throws {
+        @Test func productionProfileFixturesAreRefusedAsExpected() async throws {
             let fixtures = try Fixture.every().filter { $0.profile == "production" }
             #expect(!fixtures.isEmpty)
             let dir = try DaemonProcess.makeDirectory("production")
@@ -132,60 +133,62 @@ extension EndToEnd {
                     [innopay]
                     allow_sources = ["127.0.0.0/8"]
                     """)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             for fixture in fixtures {
                 let response = try daemon.send(fixture: fixture.request)
                 #expect(response.status == fixture.expectedStatus, "\(fixture): \(response.bodyText)")
                 #expect(response.bodyText == "rejected: \(fixture.expect["reason"] as? String ?? "?")\n", "\(fixture)")
             }
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             #expect(try daemon.queueFiles().isEmpty)
         }
 
-        @Test func dedupSurvivesARestart() throws {
+        @Test func dedupSurvivesARestart() async throws {
             let fixtures = try Fixture.all().filter(\.filesEvent)
             let dir = try DaemonProcess.makeDirectory("restart")
             _ = try DaemonProcess.writeConfig(in: dir)
-            var daemon = try DaemonProcess.start(dir)
+            var daemon = try await DaemonProcess.start(dir)
             for fixture in fixtures { _ = try daemon.send(fixture: fixture.request) }
-            try waitForQueue(daemon, count: fixtures.count)
-            #expect(try daemon.terminate() == 0)
+            try await daemon.waitForQueue(count: fixtures.count)
+            #expect(try await daemon.terminate() == 0)
 
-            daemon = try DaemonProcess.start(dir)
+            daemon = try await DaemonProcess.start(dir)
             for fixture in fixtures {
                 let response = try daemon.send(fixture: fixture.request)
                 #expect(response.status == 200)
                 #expect(response.body == Array((fixture.expectedAck ?? "?").utf8))
             }
-            let outcomes = daemon.notificationLines(count: fixtures.count).compactMap { $0["outcome"] as? String }
+            let outcomes = try await daemon.notificationLines(count: fixtures.count).compactMap {
+                $0["outcome"] as? String
+            }
             #expect(outcomes.count == fixtures.count)
             #expect(outcomes.allSatisfy { $0 == "duplicate" }, "\(outcomes)")
             #expect(try daemon.queueFiles().count == fixtures.count)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
-        @Test func wrongSignatureGetsNoAckAndNoEvent() throws {
+        @Test func wrongSignatureGetsNoAckAndNoEvent() async throws {
             let fixture = try #require(
                 try Fixture.all().first { $0.provider == "smartro" && $0.name == "reject-bad-signature" })
             let dir = try DaemonProcess.makeDirectory("badsig")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let response = try daemon.send(fixture: fixture.request)
             #expect(response.status == 403)
             #expect(response.bodyText != "OK")
             #expect(!response.bodyText.contains("OK"))
-            let line = try #require(daemon.notificationLines(count: 1).first)
+            let line = try await #require(daemon.notificationLines(count: 1).first)
             #expect(line["outcome"] as? String == "rejected")
             #expect(line["reason"] as? String == "signature_mismatch")
             // The relay files everything committed before the daemon exits, so the queue is final now.
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             #expect(try daemon.queueFiles().isEmpty)
         }
 
         @Test func endpointAnswersUnknownProviderWrongMethodAndOversizedBodies() async throws {
             let dir = try DaemonProcess.makeDirectory("http")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let unknown = try daemon.send(
                 Array(
                     "POST /notify/nicepay HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\na=b".utf8
@@ -220,7 +223,7 @@ extension EndToEnd {
                         .utf8)
                     + Array(repeating: UInt8(ascii: "c"), count: 65536))
             #expect(exactLimit.status == 400, "at the limit the body is read and judged on its content")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
             let rejected = try await ledger.quarantined(limit: 10)
@@ -228,35 +231,22 @@ extension EndToEnd {
             try await ledger.close()
         }
 
-        @Test func readyArrivesOnlyOnceThePortAcceptsAndStoppingOnSigterm() throws {
+        @Test func readyArrivesOnlyOnceThePortAcceptsAndStoppingOnSigterm() async throws {
             let dir = try DaemonProcess.makeDirectory("ready")
             _ = try DaemonProcess.writeConfig(in: dir)
             let daemon = try DaemonProcess(directory: dir)
-            try daemon.waitUntilReady()
+            try await daemon.waitUntilReady()
             #expect(daemon.port > 0)
             // The very first thing after READY=1: a connection, which must be accepted.
             let fd = try connectLoopback(port: daemon.port)
             close(fd)
             kill(daemon.process.processIdentifier, SIGTERM)
-            var stopping = false
-            let deadline = Date().addingTimeInterval(20)
-            while !stopping && Date() < deadline {
-                stopping = daemon.notifySocket.receive(timeoutMilliseconds: 200)?.contains("STOPPING=1") ?? false
-            }
-            #expect(stopping)
-            #expect(try daemon.waitForExit(timeout: 30) == 0)
+            // Throws if no STOPPING=1 arrives within the timeout.
+            _ = try await daemon.notifySocket.receive(until: { $0.contains("STOPPING=1") }, timeout: .seconds(20))
+            #expect(try await daemon.waitForExit(timeout: .seconds(30)) == 0)
             #expect(daemon.logObjects.contains { $0["msg"] as? String == "stopped" })
         }
     }
-}
-
-func waitForQueue(_ daemon: DaemonProcess, count: Int, timeout: TimeInterval = 20) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if (try? daemon.queueFiles().count) == count { return }
-        usleep(50_000)
-    }
-    throw HarnessError("queue has \((try? daemon.queueFiles().count) ?? -1) files, expected \(count)")
 }
 
 /// `value` as JSON with sorted keys, so two decoded documents compare by content, whatever the

@@ -1,6 +1,7 @@
 import Foundation
 import PGNotiCore
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,35 +14,35 @@ extension EndToEnd {
     @Suite struct ForwardEndToEndTests {
         /// The issue's "done when": every fixture posted to the daemon reaches the app once,
         /// although the app answers 500 to each first attempt and is down for a while.
-        @Test func everyFixtureArrivesOnceThroughFailuresAndAnOutage() throws {
+        @Test func everyFixtureArrivesOnceThroughFailuresAndAnOutage() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-all")
-            var receiver = try WebhookReceiver(in: dir, ["--fail-first", "1"])
+            var receiver = try await WebhookReceiver(in: dir, ["--fail-first", "1"])
             let port = receiver.port
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)
-            let daemon = try DaemonProcess.start(dir)
-            defer { _ = try? daemon.terminate() }
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
+            let daemon = try await DaemonProcess.start(dir)
+            defer { daemon.stop() }
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
 
             let fixtures = try Fixture.all()
             let half = fixtures.count / 2
             for fixture in fixtures[..<half] { _ = try daemon.send(fixture: fixture.request) }
-            let firstHalf = try daemon.filedEventIDs(count: fixtures[..<half].filter(\.filesEvent).count)
-            try waitFor("the first half delivered", timeout: 30) {
+            let firstHalf = try await daemon.filedEventIDs(count: fixtures[..<half].filter(\.filesEvent).count)
+            try await waitUntil(timeout: .seconds(30), "the first half delivered") {
                 Set(Consumer.files(dir, "forward/done").compactMap(Self.eventID)) == firstHalf
             }
-            receiver.stop()  // the app goes down, with nothing in flight
+            try await receiver.stop()  // the app goes down, with nothing in flight
             for fixture in fixtures[half...] { _ = try daemon.send(fixture: fixture.request) }
-            try waitFor("failed attempts while the app is down", timeout: 20) {
+            try await waitUntil(timeout: .seconds(20), "failed attempts while the app is down") {
                 forwarder.logObjects.contains {
                     ($0["msg"] as? String) == "delivery failed; will retry"
                         && ($0["error"] as? String)?.contains("refused") == true
                 }
             }
-            receiver = try WebhookReceiver(in: dir, port: port, ["--fail-first", "1"])
+            receiver = try await WebhookReceiver(in: dir, port: port, ["--fail-first", "1"])
 
-            let expected = try daemon.filedEventIDs(count: fixtures.filter(\.filesEvent).count)
-            try waitFor("every event delivered", timeout: 90) {
+            let expected = try await daemon.filedEventIDs(count: fixtures.filter(\.filesEvent).count)
+            try await waitUntil(timeout: .seconds(90), "every event delivered") {
                 Set(Consumer.files(dir, "forward/done").compactMap(Self.eventID)) == expected
             }
             let records = receiver.records()
@@ -61,15 +62,15 @@ extension EndToEnd {
             return String(name[name.index(after: dash)...].dropLast(5))
         }
 
-        @Test func fiveHundredTwiceThenDeliveredOnceWithTheSameID() throws {
+        @Test func fiveHundredTwiceThenDeliveredOnceWithTheSameID() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-500")
-            let receiver = try WebhookReceiver(in: dir, ["--fail-first", "2"])
+            let receiver = try await WebhookReceiver(in: dir, ["--fail-first", "2"])
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)
             let event = Consumer.event(order: "ORD-500", tid: "T500")
             let name = try Consumer.file(event, sequence: 1, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("delivery", timeout: 20) { Consumer.files(dir, "forward/done") == [name] }
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(20), "delivery") { Consumer.files(dir, "forward/done") == [name] }
             let records = receiver.records()
             #expect(records.map { $0["status"] as? Int } == [500, 500, 204])
             #expect(records.allSatisfy { $0["id"] as? String == event.id && $0["verified"] as? Bool == true })
@@ -77,52 +78,67 @@ extension EndToEnd {
             #expect(records.allSatisfy { $0["body_sha256"] as? String == Digest.hex(Digest.sha256(Array(body))) })
         }
 
-        @Test func aTimeoutIsRetried() throws {
+        @Test func aTimeoutIsRetried() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-timeout")
-            let receiver = try WebhookReceiver(in: dir, ["--delay-first", "4"])
+            let receiver = try await WebhookReceiver(in: dir, ["--delay-first", "4"])
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)  // timeout_seconds = 2
             let event = Consumer.event(order: "ORD-slow", tid: "TSLOW")
             let name = try Consumer.file(event, sequence: 1, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("delivery", timeout: 30) { Consumer.files(dir, "forward/done") == [name] }
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(30), "delivery") { Consumer.files(dir, "forward/done") == [name] }
             let failures = forwarder.logObjects.filter { ($0["msg"] as? String) == "delivery failed; will retry" }
             #expect(failures.count == 1 && (failures.first?["error"] as? String) == "timed out")
             #expect(receiver.records().allSatisfy { $0["id"] as? String == event.id })
         }
 
-        @Test func aRefusedConnectionIsRetriedUntilTheAppIsBack() throws {
+        @Test func aRefusedConnectionIsRetriedUntilTheAppIsBack() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-refused")
-            let probe = try WebhookReceiver(in: dir)
+            let probe = try await WebhookReceiver(in: dir)
             let port = probe.port
-            probe.stop()  // a port nothing listens on
+            try await probe.stop()  // a port nothing listens on
             _ = try Consumer.writeConfig(in: dir, url: "http://127.0.0.1:\(port)/hook")
             let name = try Consumer.file(Consumer.event(order: "ORD-down", tid: "TDOWN"), sequence: 1, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("two refused attempts", timeout: 20) {
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(20), "two refused attempts") {
                 forwarder.logObjects.filter { ($0["error"] as? String)?.contains("refused") == true }.count >= 2
             }
-            let status = try QuarantineEndToEndTests.runSplit(
+            let status = try await QuarantineEndToEndTests.runSplit(
                 ["forward", "status", "--config", dir.appendingPathComponent("pgnoti.toml").path], in: dir)
             #expect(status.stdout.contains("retrying                    1") && status.stdout.contains("refused"))
-            let receiver = try WebhookReceiver(in: dir, port: port)
-            try waitFor("delivery once the app is back", timeout: 30) { Consumer.files(dir, "forward/done") == [name] }
+            let receiver = try await WebhookReceiver(in: dir, port: port)
+            try await waitUntil(timeout: .seconds(30), "delivery once the app is back") {
+                Consumer.files(dir, "forward/done") == [name]
+            }
             #expect(receiver.acceptedIDs().count == 1)
         }
 
-        @Test func goneSendsTheEventStraightToFailed() throws {
+        @Test func goneSendsTheEventStraightToFailed() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-410")
             let gone = Consumer.event(order: "ORD-gone", tid: "TGONE")
-            let receiver = try WebhookReceiver(in: dir, ["--gone", gone.id])
+            let receiver = try await WebhookReceiver(in: dir, ["--gone", gone.id])
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)
             let name = try Consumer.file(gone, sequence: 1, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("failed/", timeout: 20) { Consumer.files(dir, "forward/failed") == [name] }
-            usleep(600_000)
-            #expect(receiver.records().count == 1, "410 is not retried")
-            let status = try QuarantineEndToEndTests.runSplit(
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(20), "failed/") { Consumer.files(dir, "forward/failed") == [name] }
+            _ = try await forwarder.waitForLog("the give-up line") {
+                ($0["msg"] as? String)?.hasPrefix("delivery given up") == true && $0["event_id"] as? String == gone.id
+            }
+            // A later event delivered shows the forwarder went on past the 410; by then a retry
+            // would have been decided and logged ("will retry"), and it was not.
+            let later = Consumer.event(order: "ORD-later", tid: "TLATER")
+            try Consumer.file(later, sequence: 2, in: dir)
+            _ = try await forwarder.waitForLog("the later event delivered") {
+                $0["msg"] as? String == "delivered" && $0["event_id"] as? String == later.id
+            }
+            #expect(
+                !forwarder.logObjects.contains {
+                    $0["msg"] as? String == "delivery failed; will retry" && $0["event_id"] as? String == gone.id
+                })
+            #expect(receiver.records().filter { $0["id"] as? String == gone.id }.count == 1, "410 is not retried")
+            let status = try await QuarantineEndToEndTests.runSplit(
                 ["forward", "status", "--json", "--config", dir.appendingPathComponent("pgnoti.toml").path], in: dir)
             let object = try #require(
                 try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
@@ -132,20 +148,22 @@ extension EndToEnd {
         }
 
         /// A cancel never overtakes its approval, while another order goes ahead.
-        @Test func eventsOfOneOrderKeepTheirOrder() throws {
+        @Test func eventsOfOneOrderKeepTheirOrder() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-order")
             let approval = Consumer.event(order: "ORD-A", tid: "TA")
             let cancel = Consumer.event(order: "ORD-A", tid: "TA", kind: .paymentCanceled, state: "1")
             let other = Consumer.event(order: "ORD-B", tid: "TB")
             // Every event's first three attempts fail.
-            let receiver = try WebhookReceiver(in: dir, ["--fail-first", "3"])
+            let receiver = try await WebhookReceiver(in: dir, ["--fail-first", "3"])
             _ = try Consumer.writeConfig(in: dir, url: receiver.url, retryInitial: 0.3)
             try Consumer.file(approval, sequence: 1, in: dir)
             try Consumer.file(cancel, sequence: 2, in: dir)
             try Consumer.file(other, sequence: 3, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("all three delivered", timeout: 40) { Consumer.files(dir, "forward/done").count == 3 }
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(40), "all three delivered") {
+                Consumer.files(dir, "forward/done").count == 3
+            }
             let records = receiver.records()
             let approvalDone = try #require(
                 records.first { $0["id"] as? String == approval.id && $0["status"] as? Int == 204 }?["at"] as? Double)
@@ -156,24 +174,33 @@ extension EndToEnd {
         }
 
         /// SIGKILL while requests are in flight: nothing lost, and what is sent again keeps its id.
-        @Test func aKilledForwarderLosesNothing() throws {
+        @Test func aKilledForwarderLosesNothing() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-kill")
-            var receiver = try WebhookReceiver(in: dir, ["--delay-all", "1.5"])
+            var receiver = try await WebhookReceiver(in: dir, ["--delay-all", "1.5"])
             let port = receiver.port
             _ = try Consumer.writeConfig(in: dir, url: receiver.url, extraForward: "concurrency = 8")
             let events = (1...6).map { Consumer.event(order: "ORD-K\($0)", tid: "TK\($0)") }
             for (i, event) in events.enumerated() { try Consumer.file(event, sequence: i, in: dir) }
-            let first = try Consumer.start(dir)
-            try waitFor("requests in flight", timeout: 20) {
+            let first = try await Consumer.start(dir)
+            try await waitUntil(timeout: .seconds(20), "requests in flight") {
                 Consumer.files(dir, "forward/cur").count == events.count && Consumer.files(dir, "new").isEmpty
             }
-            usleep(700_000)
-            try first.killHard()
-            receiver.stop()
-            receiver = try WebhookReceiver(in: dir, port: port)
-            let second = try Consumer.start(dir)
-            defer { _ = try? second.terminate() }
-            try waitFor("every event delivered after the restart", timeout: 30) {
+            // The forwarder's own record of what it is sending: every event, so the kill lands
+            // while all six requests are in flight (the receiver holds each for 1.5 s).
+            let inFlight = Consumer.queue(dir).appendingPathComponent("forward/in-flight.json")
+            try await waitUntil(timeout: .seconds(20), "all six in in-flight.json") {
+                guard let data = try? Data(contentsOf: inFlight),
+                    let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                    let files = object["files"] as? [Any]
+                else { return false }
+                return files.count == events.count
+            }
+            try await first.killHard()
+            try await receiver.stop()
+            receiver = try await WebhookReceiver(in: dir, port: port)
+            let second = try await Consumer.start(dir)
+            defer { second.stop() }
+            try await waitUntil(timeout: .seconds(30), "every event delivered after the restart") {
                 Consumer.files(dir, "forward/done").count == events.count
             }
             let ids = Set(events.map(\.id))
@@ -183,9 +210,9 @@ extension EndToEnd {
             #expect(Consumer.files(dir, "forward/cur").isEmpty && Consumer.files(dir, "forward/failed").isEmpty)
         }
 
-        @Test func giveUpGoesToFailedAndRetryBringsItBack() throws {
+        @Test func giveUpGoesToFailedAndRetryBringsItBack() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-giveup")
-            var receiver = try WebhookReceiver(in: dir, ["--fail-all"])
+            var receiver = try await WebhookReceiver(in: dir, ["--fail-all"])
             let port = receiver.port
             // Give up after ~1.5 s.
             let config = try Consumer.writeConfig(
@@ -193,23 +220,25 @@ extension EndToEnd {
             ).path
             let event = Consumer.event(order: "ORD-G", tid: "TG")
             let name = try Consumer.file(event, sequence: 1, in: dir)
-            let forwarder = try Consumer.start(dir)
-            defer { _ = try? forwarder.terminate() }
-            try waitFor("given up", timeout: 20) { Consumer.files(dir, "forward/failed") == [name] }
+            let forwarder = try await Consumer.start(dir)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(20), "given up") { Consumer.files(dir, "forward/failed") == [name] }
             #expect(receiver.records().count >= 2)
-            receiver.stop()
-            receiver = try WebhookReceiver(in: dir, port: port)
-            let retry = try QuarantineEndToEndTests.runSplit(
+            try await receiver.stop()
+            receiver = try await WebhookReceiver(in: dir, port: port)
+            let retry = try await QuarantineEndToEndTests.runSplit(
                 ["forward", "retry", event.id, "--config", config], in: dir)
             #expect(retry.status == 0 && retry.stdout.contains(event.id))
-            try waitFor("delivered after retry", timeout: 20) { Consumer.files(dir, "forward/done") == [name] }
+            try await waitUntil(timeout: .seconds(20), "delivered after retry") {
+                Consumer.files(dir, "forward/done") == [name]
+            }
             #expect(receiver.acceptedIDs() == [event.id])
-            let again = try QuarantineEndToEndTests.runSplit(
+            let again = try await QuarantineEndToEndTests.runSplit(
                 ["forward", "retry", "--all-failed", "--config", config], in: dir)
             #expect(again.stdout.contains("nothing failed"))
         }
 
-        @Test func consumeExecRunsTheCommandAndRetriesAFailure() throws {
+        @Test func consumeExecRunsTheCommandAndRetriesAFailure() async throws {
             let dir = try DaemonProcess.makeDirectory("consume")
             _ = try DaemonProcess.writeConfig(in: dir, extra: "[forward]\nretry_initial_seconds = 0.2\n")
             let out = dir.appendingPathComponent("out")
@@ -220,9 +249,11 @@ extension EndToEnd {
                 """
             let event = Consumer.event(order: "ORD-X", tid: "TX", kind: .paymentCanceled, state: "1")
             let name = try Consumer.file(event, sequence: 1, in: dir)
-            let consumer = try Consumer.start(dir, ["consume", "--exec", script])
-            defer { _ = try? consumer.terminate() }
-            try waitFor("done after one failure", timeout: 20) { Consumer.files(dir, "forward/done") == [name] }
+            let consumer = try await Consumer.start(dir, ["consume", "--exec", script])
+            defer { consumer.stop() }
+            try await waitUntil(timeout: .seconds(20), "done after one failure") {
+                Consumer.files(dir, "forward/done") == [name]
+            }
             let written = try Data(contentsOf: out.appendingPathComponent("\(event.id).json"))
             #expect(Array(written) == event.jsonBytes(), "the event JSON on stdin")
             let kind = try String(contentsOf: out.appendingPathComponent("\(event.id).kind"), encoding: .utf8)
@@ -231,13 +262,13 @@ extension EndToEnd {
             #expect(failures.count == 1 && failures.first?["error"] as? String == "exit status 3")
         }
 
-        @Test func oneConsumerPerQueue() throws {
+        @Test func oneConsumerPerQueue() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-lock")
-            let receiver = try WebhookReceiver(in: dir)
+            let receiver = try await WebhookReceiver(in: dir)
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)
-            let first = try Consumer.start(dir)
-            defer { _ = try? first.terminate() }
-            let second = try QuarantineEndToEndTests.runSplit(
+            let first = try await Consumer.start(dir)
+            defer { first.stop() }
+            let second = try await QuarantineEndToEndTests.runSplit(
                 ["forward", "--config", dir.appendingPathComponent("pgnoti.toml").path], in: dir)
             #expect(second.status != 0 && second.stderr.contains(".forward.lock"))
         }
@@ -247,8 +278,8 @@ extension EndToEnd {
 extension DaemonProcess {
     /// Ids of the events the daemon filed (accepted, or a conflict it filed), from its log,
     /// once there are `count` of them.
-    func filedEventIDs(count: Int) throws -> Set<String> {
-        let lines = waitForLog(count: count) { line in
+    func filedEventIDs(count: Int) async throws -> Set<String> {
+        let lines = try await waitForLog(count: count) { line in
             guard line["msg"] as? String == "notification" else { return false }
             let outcome = line["outcome"] as? String
             let conflictFiled = "\(line["conflict_filed"] ?? "")" == "true" || line["conflict_filed"] as? Bool == true

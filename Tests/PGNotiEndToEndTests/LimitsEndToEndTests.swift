@@ -1,6 +1,7 @@
 import Foundation
 import PGNotiRawHTTP
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -34,12 +35,12 @@ extension EndToEnd {
         /// 1,000 clients trickle a header one byte at a time. A genuine notification is still
         /// answered while they are connected, and every one of them is cut once its read deadline
         /// passes. (How much they delay the genuine request is a bench/ figure, not asserted here.)
-        @Test func slowClientsAreCutAndAGenuineRequestIsAnsweredMeanwhile() throws {
+        @Test func slowClientsAreCutAndAGenuineRequestIsAnsweredMeanwhile() async throws {
             Self.raiseFileLimit(to: 4096)
             let dir = try DaemonProcess.makeDirectory("slow")
             _ = try DaemonProcess.writeConfig(
                 in: dir, top: "[limits]\nread_timeout_seconds = 3\nmax_connections = 2000")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let head = Array(
                 "POST /notify/tomatopay HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                     .utf8)
@@ -54,46 +55,52 @@ extension EndToEnd {
             }
             let genuine = try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request)
             #expect(genuine.status == 200 && genuine.bodyText == "OK")
-            try waitFor("every trickling client to be cut", timeout: 30) { slow.allSatisfy(Self.isClosedByServer) }
-            let logged1 = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("read timeout") == true }
+            try await waitUntil(timeout: .seconds(30), "every trickling client to be cut") {
+                slow.allSatisfy(Self.isClosedByServer)
+            }
+            let logged1 = try await daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("read timeout") == true }
             #expect(!logged1.isEmpty)
             // Logged once per burst, not once per connection.
             let started = daemon.logObjects.filter {
                 ($0["msg"] as? String)?.hasPrefix("read timeout") == true && $0["burst"] as? String == "started"
             }
             #expect(started.count == 1)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
-        @Test func connectionsOverTheCapAreClosedAtAccept() throws {
+        @Test func connectionsOverTheCapAreClosedAtAccept() async throws {
             let dir = try DaemonProcess.makeDirectory("cap")
             _ = try DaemonProcess.writeConfig(in: dir, top: "[limits]\nmax_connections = 5")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             var held: [Int32] = []
             defer { for fd in held { close(fd) } }
             for _ in 0..<5 { held.append(try connectLoopback(port: daemon.port)) }
-            try waitFor("the daemon to hold five connections") { daemon.socketCount() >= 5 }
+            try await waitUntil(timeout: .seconds(20), "the daemon to hold five connections") {
+                daemon.socketCount() >= 5
+            }
             let extra = try connectLoopback(port: daemon.port)
             defer { close(extra) }
-            try waitFor("the sixth to be closed") { Self.isClosedByServer(extra) }
+            try await waitUntil(timeout: .seconds(20), "the sixth to be closed") { Self.isClosedByServer(extra) }
             #expect(held.allSatisfy { !Self.isClosedByServer($0) })
-            let logged2 = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("connection limit reached") == true }
+            let logged2 = try await daemon.waitForLog {
+                ($0["msg"] as? String)?.hasPrefix("connection limit reached") == true
+            }
             #expect(!logged2.isEmpty)
             // Room again: a genuine request gets through.
             for fd in held { close(fd) }
             held.removeAll()
-            try waitFor("room again") {
+            try await waitUntil(timeout: .seconds(20), "room again") {
                 (try? daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request))?.status
                     == 200
             }
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// A body declared over the limit is refused and the connection closed without reading it.
         @Test func aDeclaredOversizedBodyIsRefusedWithoutBeingRead() async throws {
             let dir = try DaemonProcess.makeDirectory("huge")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let readBefore = daemon.bytesRead()
             let fd = try connectLoopback(port: daemon.port)
             defer { close(fd) }
@@ -120,15 +127,15 @@ extension EndToEnd {
             #expect(text.lowercased().contains("connection: close"))
             #expect(sent < 100_000_000)
             #expect(daemon.bytesRead() - readBefore < 16 * 1024 * 1024, "the body was not read")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
             #expect(try await ledger.quarantined(reason: "body_too_large").count == 1)
         }
 
-        @Test func expectContinueIsAnswered() throws {
+        @Test func expectContinueIsAnswered() async throws {
             let dir = try DaemonProcess.makeDirectory("continue")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let request = try TrustEndToEndTests.fixture("tomatopay", "approve").request
             let fd = try connectLoopback(port: daemon.port)
             defer { close(fd) }
@@ -148,7 +155,7 @@ extension EndToEnd {
             }
             let text = String(decoding: received, as: UTF8.self)
             #expect(text.contains("HTTP/1.1 200") && text.hasSuffix("\r\n\r\nOK"), "\(text)")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// Sends `bytes` on a new connection and reads until the server closes it (or `timeout`
@@ -183,10 +190,10 @@ extension EndToEnd {
         /// A request head over `[limits] max_header_bytes` never reaches the intake: the HTTP
         /// decoder refuses it (400, `Connection: close`, empty body) and the connection closes.
         /// No ACK, no event; the next request, on a new connection, is ACKed as usual.
-        @Test func aHeadOverMaxHeaderBytesIsRefusedWithoutAnAckAndTheNextRequestIsAnswered() throws {
+        @Test func aHeadOverMaxHeaderBytesIsRefusedWithoutAnAckAndTheNextRequestIsAnswered() async throws {
             let dir = try DaemonProcess.makeDirectory("header")
             _ = try DaemonProcess.writeConfig(in: dir, top: "[limits]\nmax_header_bytes = 2048")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let fixture = try TrustEndToEndTests.fixture("tomatopay", "approve")
             // The fixture as it is, plus one 4 KiB header: a valid notification, but for its head.
             let padded = TrustEndToEndTests.bytes(
@@ -202,20 +209,22 @@ extension EndToEnd {
             // A normal request, on a new connection, is ACKed.
             let genuine = try daemon.send(fixture: fixture.request)
             #expect(genuine.status == 200 && genuine.bodyText == "OK")
-            try waitForQueue(daemon, count: 1)
-            // Only the genuine request made an event, and only it reached the intake.
-            usleep(300_000)
+            try await daemon.waitForQueue(count: 1)
+            // Only the genuine request made an event, and only it reached the intake. The refused
+            // request was answered and closed before the genuine one was sent, so once the genuine
+            // one's line is logged, a line for the refused one would be there too.
+            let lines = try await daemon.notificationLines(count: 1)
+            #expect(lines.count == 1 && lines.first?["outcome"] as? String == "accepted")
             #expect(try daemon.queueFiles().count == 1)
-            #expect(daemon.notificationLines(count: 1).count == 1)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// `read_timeout_seconds` covers the body too: a client that sends a complete head and then
         /// its body one byte a second is cut, with no ACK and no event.
-        @Test func aBodyTrickledAByteASecondIsCutAtTheReadTimeout() throws {
+        @Test func aBodyTrickledAByteASecondIsCutAtTheReadTimeout() async throws {
             let dir = try DaemonProcess.makeDirectory("slowbody")
             _ = try DaemonProcess.writeConfig(in: dir, top: "[limits]\nread_timeout_seconds = 2")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let request = try TrustEndToEndTests.fixture("tomatopay", "approve").request
             // The whole fixture: were it ever read to its end, it would be ACKed and filed.
             let bytes = request.serialized(host: "127.0.0.1:\(daemon.port)", target: request.target)
@@ -255,22 +264,22 @@ extension EndToEnd {
             #expect(next < bytes.count, "the body was never completed")
             let text = String(decoding: received, as: UTF8.self)
             #expect(!text.contains("\r\n\r\nOK"), "no ACK: \(text)")
-            let logged = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("read timeout") == true }
+            let logged = try await daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("read timeout") == true }
             #expect(!logged.isEmpty)
             // No event: the request never reached the intake; a genuine one still does.
             #expect(try daemon.queueFiles().isEmpty)
             #expect(try daemon.send(fixture: request).status == 200)
-            try waitForQueue(daemon, count: 1)
-            #expect(try daemon.terminate() == 0)
+            try await daemon.waitForQueue(count: 1)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// Twelve conflicting versions of one notification (same TID and state, another amount
         /// each) are all ACKed, since the original is stored; at most ten are filed as
         /// `notification.conflict` events, and the limit is logged once, not once per version.
-        @Test func conflictingVersionsAreAllAckedButFiledTenAtMostAndTheLimitLoggedOnce() throws {
+        @Test func conflictingVersionsAreAllAckedButFiledTenAtMostAndTheLimitLoggedOnce() async throws {
             let dir = try DaemonProcess.makeDirectory("conflicts")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let original = try TrustEndToEndTests.fixture("tomatopay", "approve").request
             let first = try daemon.send(fixture: original)
             #expect(first.status == 200 && first.bodyText == "OK")
@@ -287,41 +296,47 @@ extension EndToEnd {
                 #expect(response.status == 200 && response.bodyText == "OK", "version \(version): \(response.status)")
             }
             // The original and ten conflicts.
-            try waitForQueue(daemon, count: 11)
-            usleep(500_000)
-            let kinds = try daemon.queueFiles().map { file in
-                let event = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
-                return event?["kind"] as? String ?? "?"
+            try await daemon.waitForQueue(count: 11)
+            // A later notification of another payment: the relay files in commit order, so once
+            // its event is in new/, anything the versions above committed is filed too.
+            let marker = try TrustEndToEndTests.fixture("innopay", "approve-card")
+            #expect(try daemon.send(fixture: marker.request).status == 200)
+            try await daemon.waitForQueue(count: 12)
+            let events = try daemon.queueFiles().compactMap { file in
+                try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any]
             }
+            let markerEvents = events.filter { $0["provider"] as? String == "innopay" }
+            #expect(markerEvents.count == 1)
+            let kinds = events.filter { $0["provider"] as? String != "innopay" }.map { $0["kind"] as? String ?? "?" }
             #expect(kinds.count == 11)
             #expect(kinds.filter { $0 == "notification.conflict" }.count == 10)
             #expect(kinds.filter { $0 == "payment.approved" }.count == 1)
-            let lines = daemon.notificationLines(count: 13)
+            let lines = try await daemon.notificationLines(count: 13)
             #expect(lines.filter { $0["outcome"] as? String == "conflict" }.count == 12)
-            let limit = daemon.waitForLog {
+            let limit = try await daemon.waitForLog {
                 ($0["msg"] as? String)?.hasPrefix("conflict limit reached") == true
             }
             #expect(limit.count == 1)
             #expect(limit.first?["tid"] as? String == "tomato001m01012411231000121001")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             let warnings = daemon.logObjects.filter {
                 ($0["msg"] as? String)?.hasPrefix("conflict limit reached") == true
             }
             #expect(warnings.count == 1, "logged once, not once per version over the limit")
         }
 
-        @Test func aClientOverItsRateIsRefusedAndLoggedOncePerBurst() throws {
+        @Test func aClientOverItsRateIsRefusedAndLoggedOncePerBurst() async throws {
             let dir = try DaemonProcess.makeDirectory("rate")
             _ = try DaemonProcess.writeConfig(
                 in: dir, top: "[limits]\nrequests_per_second_per_source = 1\nburst_per_source = 3")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let request = try TrustEndToEndTests.fixture("tomatopay", "approve").request
             let statuses = try (0..<10).map { _ in try daemon.send(fixture: request).status }
             #expect(statuses.filter { $0 == 200 }.count >= 3)
             #expect(statuses.contains(429))
-            let limited = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("rate limit") == true }
+            let limited = try await daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("rate limit") == true }
             #expect(limited.count == 1)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import PGNotiConfig
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -10,18 +11,20 @@ import Testing
 /// Living under systemd: sd_notify, reload, readiness and metrics, against the real binary.
 extension EndToEnd {
     @Suite struct OperateEndToEndTests {
-        @Test func notifiesReadyStatusWatchdogReloadingAndStopping() throws {
+        @Test func notifiesReadyStatusWatchdogReloadingAndStopping() async throws {
             let dir = try DaemonProcess.makeDirectory("sdnotify")
             _ = try DaemonProcess.writeConfig(in: dir)
             // A watchdog of 400 ms: pgnoti must ping every 200 ms.
             let daemon = try DaemonProcess(directory: dir, environment: ["WATCHDOG_USEC": "400000"])
-            try daemon.waitUntilReady()
-            let pings = daemon.notifySocket.receiveAll(for: 1.5).filter { $0.contains("WATCHDOG=1") }
+            try await daemon.waitUntilReady()
+            let pings = try await daemon.notifySocket.receiveAll(for: .milliseconds(1500)).filter {
+                $0.contains("WATCHDOG=1")
+            }
             #expect(pings.count >= 4, "\(pings.count) pings in 1.5 s")
             #expect(pings.count <= 12)
 
             kill(daemon.process.processIdentifier, SIGHUP)
-            let reload = daemon.notifySocket.receive(until: { $0.contains("READY=1") })
+            let reload = try await daemon.notifySocket.receive(until: { $0.contains("READY=1") })
             let reloading = try #require(reload.firstIndex { $0.contains("RELOADING=1") })
             #expect(reload[reloading].contains("MONOTONIC_USEC="))
             let ready = try #require(reload.lastIndex { $0.contains("READY=1") })
@@ -29,30 +32,31 @@ extension EndToEnd {
             #expect(reload[ready].contains("STATUS=listening on port \(daemon.port)"))
 
             kill(daemon.process.processIdentifier, SIGTERM)
-            let stopping = daemon.notifySocket.receive(until: { $0.contains("STOPPING=1") })
+            let stopping = try await daemon.notifySocket.receive(until: { $0.contains("STOPPING=1") })
             #expect(stopping.last?.contains("STOPPING=1") == true)
-            #expect(try daemon.waitForExit(timeout: 30) == 0)
+            #expect(try await daemon.waitForExit(timeout: .seconds(30)) == 0)
         }
 
-        @Test func theStatusLineSaysWhatWasFiled() throws {
+        @Test func theStatusLineSaysWhatWasFiled() async throws {
             let dir = try DaemonProcess.makeDirectory("status")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request)
-            let status = daemon.notifySocket.receive(until: { $0.contains("events filed 1") }, timeout: 15)
+            let status = try await daemon.notifySocket.receive(
+                until: { $0.contains("events filed 1") }, timeout: .seconds(15))
             #expect(
                 status.last?.contains("STATUS=listening on port \(daemon.port); events filed 1; outbox depth 0") == true
             )
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// SIGHUP with a fixed merchant key takes effect without a restart; a broken file is refused
         /// naming the key, and the running configuration stays.
-        @Test func sighupReloadsKeysAndRefusesABrokenConfiguration() throws {
+        @Test func sighupReloadsKeysAndRefusesABrokenConfiguration() async throws {
             let dir = try DaemonProcess.makeDirectory("reload")
             try QuarantineEndToEndTests.writeKeys(QuarantineEndToEndTests.wrongKey, in: dir)
             let config = try DaemonProcess.writeConfig(in: dir, providers: QuarantineEndToEndTests.smartroOnly(dir))
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let approve = try TrustEndToEndTests.fixture("smartro", "approve-card").request
             #expect(try daemon.send(fixture: approve).status == 403)
 
@@ -61,7 +65,7 @@ extension EndToEnd {
             let started = try String(contentsOf: config, encoding: .utf8)
             try ("max_body_bytes = 1024\n" + started).write(to: config, atomically: true, encoding: .utf8)
             kill(daemon.process.processIdentifier, SIGHUP)
-            let reloaded = daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
+            let reloaded = try await daemon.waitForLog { $0["msg"] as? String == "reloaded configuration" }
             #expect(reloaded.count == 1)
             #expect((reloaded.first?["needs_restart"] as? [String])?.contains("max_body_bytes") == true)
             #expect(try daemon.send(fixture: approve).status == 200)
@@ -71,7 +75,7 @@ extension EndToEnd {
             try "SMTPAY001m=\(QuarantineEndToEndTests.wrongKey)\n".write(
                 to: dir.appendingPathComponent("keys"), atomically: true, encoding: .utf8)
             kill(daemon.process.processIdentifier, SIGHUP)
-            let refused = daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("reload refused") == true }
+            let refused = try await daemon.waitForLog { ($0["msg"] as? String)?.hasPrefix("reload refused") == true }
             #expect(
                 refused.first?["key"] as? String == "config"
                     || refused.first?["key"] as? String == "smartro.sign_algorithm"
@@ -80,20 +84,20 @@ extension EndToEnd {
             let vbank = try TrustEndToEndTests.fixture("smartro", "vbank-issued").request
             #expect(try daemon.send(fixture: vbank).status == 200)
             #expect(!daemon.logText.contains(Config.smartroTestKey))
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
-        @Test func readyzTurns503WhileTheQueueIsUnusableAndRecovers() throws {
+        @Test func readyzTurns503WhileTheQueueIsUnusableAndRecovers() async throws {
             let dir = try DaemonProcess.makeDirectory("readyz")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
-            #expect(try daemon.admin("/healthz").bodyText == "ok\n")
-            #expect(try daemon.admin("/readyz").status == 200)
+            let daemon = try await DaemonProcess.start(dir)
+            #expect(try await daemon.admin("/healthz").bodyText == "ok\n")
+            #expect(try await daemon.admin("/readyz").status == 200)
 
             let moved = dir.appendingPathComponent("state/queue/new.away")
             try FileManager.default.moveItem(at: daemon.queueNew, to: moved)
             try Data("x".utf8).write(to: daemon.queueNew)
-            let down = try daemon.admin("/readyz")
+            let down = try await daemon.admin("/readyz")
             #expect(down.status == 503)
             let body = try JSONSerialization.jsonObject(with: Data(down.body)) as! [String: Any]
             let checks = try #require(body["checks"] as? [String: [String: Any]])
@@ -106,20 +110,22 @@ extension EndToEnd {
 
             try FileManager.default.removeItem(at: daemon.queueNew)
             try FileManager.default.moveItem(at: moved, to: daemon.queueNew)
-            try waitFor("readiness to come back", timeout: 60) { (try? daemon.admin("/readyz").status) == 200 }
-            try waitForQueue(daemon, count: 1, timeout: 60)
-            #expect(try daemon.terminate() == 0)
+            try await waitUntil(timeout: .seconds(60), "readiness to come back") {
+                await (try? daemon.admin("/readyz").status) == 200
+            }
+            try await daemon.waitForQueue(count: 1, timeout: .seconds(60))
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// `/readyz` checks free disk against `min_free_bytes`: with 1 PiB required no file system
         /// here qualifies, so the daemon answers 503 naming the disk check, while the database and
         /// the queue are fine and the ACKs go on.
-        @Test func readyzIs503NamingTheDiskWhenFreeSpaceIsBelowMinFreeBytes() throws {
+        @Test func readyzIs503NamingTheDiskWhenFreeSpaceIsBelowMinFreeBytes() async throws {
             let dir = try DaemonProcess.makeDirectory("minfree")
             _ = try DaemonProcess.writeConfig(in: dir, top: "min_free_bytes = 1125899906842624")
-            let daemon = try DaemonProcess.start(dir)
-            #expect(try daemon.admin("/healthz").status == 200)
-            let down = try daemon.admin("/readyz")
+            let daemon = try await DaemonProcess.start(dir)
+            #expect(try await daemon.admin("/healthz").status == 200)
+            let down = try await daemon.admin("/readyz")
             #expect(down.status == 503, "\(down.bodyText)")
             let body = try #require(try JSONSerialization.jsonObject(with: Data(down.body)) as? [String: Any])
             #expect(body["ready"] as? Bool == false)
@@ -133,47 +139,49 @@ extension EndToEnd {
             // Readiness only: the daemon still stores and ACKs.
             #expect(
                 try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request).status == 200)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// `serve --admin-listen off` overrides the config's `admin_listen`: no admin listener is
         /// started (nothing logs "admin listening", and the daemon listens on its public port only).
         /// The daemon says so once, at start: "admin listener off".
-        @Test func serveAdminListenOffStartsNoAdminListener() throws {
+        @Test func serveAdminListenOffStartsNoAdminListener() async throws {
             let dir = try DaemonProcess.makeDirectory("adminoff")
             let config = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(
+            let daemon = try await DaemonProcess.start(
                 dir, arguments: ["serve", "--config", config.path, "--admin-listen", "off"])
             #expect(
                 try daemon.send(fixture: try TrustEndToEndTests.fixture("tomatopay", "approve").request).status == 200)
-            try waitForQueue(daemon, count: 1)
-            // The admin listener binds beside the public one; give it ample time to show up.
-            usleep(1_000_000)
+            try await daemon.waitForQueue(count: 1)
+            // The daemon decides about the admin listener once, at start, and says "admin listener
+            // off": after that line, no admin listener can still appear.
+            let off = try await daemon.waitForLog(message: "admin listener off")
             #expect(daemon.listeningPorts() == [daemon.port])
             #expect(!daemon.logObjects.contains { $0["msg"] as? String == "admin listening" })
-            let off = daemon.logObjects.filter { $0["msg"] as? String == "admin listener off" }
             #expect(off.count == 1, "\(daemon.logText)")
             #expect(off.first?["level"] as? String == "info")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             // The same config without the override: two listeners, the admin one logged.
-            let withAdmin = try DaemonProcess.start(dir)
-            let adminPort = try withAdmin.adminPort()
-            try waitFor("both listeners") { withAdmin.listeningPorts() == [withAdmin.port, adminPort] }
+            let withAdmin = try await DaemonProcess.start(dir)
+            let adminPort = try await withAdmin.adminPort()
+            try await waitUntil(timeout: .seconds(20), "both listeners") {
+                withAdmin.listeningPorts() == [withAdmin.port, adminPort]
+            }
             #expect(!withAdmin.logObjects.contains { $0["msg"] as? String == "admin listener off" })
-            #expect(try withAdmin.admin("/healthz").status == 200)
-            #expect(try withAdmin.terminate() == 0)
+            #expect(try await withAdmin.admin("/healthz").status == 200)
+            #expect(try await withAdmin.terminate() == 0)
         }
 
-        @Test func metricsCountAPostedFixture() throws {
+        @Test func metricsCountAPostedFixture() async throws {
             let dir = try DaemonProcess.makeDirectory("metrics")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "reject-bad-signature").request)
-            try waitForQueue(daemon, count: 1)
-            let metrics = try daemon.admin("/metrics")
+            try await daemon.waitForQueue(count: 1)
+            let metrics = try await daemon.admin("/metrics")
             #expect(metrics.status == 200)
             let text = metrics.bodyText
             for line in [
@@ -187,7 +195,7 @@ extension EndToEnd {
                 #expect(text.contains(line), "\(line)")
             }
             #expect(text.contains("pgnoti_group_commit_batch_size_bucket"))
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
     }
 }

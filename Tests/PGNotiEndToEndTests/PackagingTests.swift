@@ -1,4 +1,5 @@
 import Foundation
+import PGNotiTestSupport
 import Testing
 
 extension EndToEnd {
@@ -9,27 +10,20 @@ extension EndToEnd {
             ["/usr/bin/dpkg-deb", "/usr/bin/python3"].allSatisfy { FileManager.default.isExecutableFile(atPath: $0) }
         }
 
-        static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            process.currentDirectoryURL = DaemonProcess.packageRoot
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, output)
+        static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+            let result = try await runProcess(
+                URL(fileURLWithPath: executable), arguments, in: DaemonProcess.packageRoot, mergeOutput: true,
+                timeout: .seconds(600))
+            return (result.status, result.output)
         }
 
-        @Test(.enabled(if: PackagingTests.tools)) func theDebCarriesWhatItMust() throws {
+        @Test(.enabled(if: PackagingTests.tools)) func theDebCarriesWhatItMust() async throws {
             let output = try DaemonProcess.makeDirectory("deb")
-            let built = try Self.run(
+            let built = try await Self.run(
                 "/bin/bash", ["packaging/build-deb.sh", "--binary", DaemonProcess.binary.path, "--output", output.path])
             #expect(built.status == 0, "\(built.output)")
             let deb = try #require(built.output.split(separator: "\n").last.map(String.init))
-            let contents = try Self.run("/usr/bin/dpkg-deb", ["--contents", deb]).output
+            let contents = try await Self.run("/usr/bin/dpkg-deb", ["--contents", deb]).output
             for path in [
                 "./usr/bin/pgnoti", "./lib/systemd/system/pgnoti.service",
                 "./lib/systemd/system/pgnoti-forward.service",
@@ -40,13 +34,13 @@ extension EndToEnd {
             ] {
                 #expect(contents.contains(path), "\(path)")
             }
-            let control = try Self.run("/usr/bin/dpkg-deb", ["--info", deb]).output
+            let control = try await Self.run("/usr/bin/dpkg-deb", ["--info", deb]).output
             #expect(
                 control.contains("Package: pgnoti")
                     && control.contains("Depends: libc6, libgcc-s1, libstdc++6, libsqlite3-0, libssl3, zlib1g, systemd")
             )
             let unpacked = output.appendingPathComponent("control")
-            #expect(try Self.run("/usr/bin/dpkg-deb", ["--control", deb, unpacked.path]).status == 0)
+            #expect(try await Self.run("/usr/bin/dpkg-deb", ["--control", deb, unpacked.path]).status == 0)
             let conffiles = try String(contentsOf: unpacked.appendingPathComponent("conffiles"), encoding: .utf8)
             #expect(conffiles == "/etc/pgnoti/pgnoti.toml\n")
             let postinst = try String(contentsOf: unpacked.appendingPathComponent("postinst"), encoding: .utf8)
@@ -58,7 +52,8 @@ extension EndToEnd {
             let restart = try #require(postinst.range(of: "systemctl restart"))
             #expect(check.lowerBound < restart.lowerBound)
             // The man page is generated from the commands the binary has.
-            let man = try Self.run("/bin/sh", ["-c", "zcat \(output.path)/root/usr/share/man/man1/pgnoti.1.gz"]).output
+            let man = try await Self.run("/bin/sh", ["-c", "zcat \(output.path)/root/usr/share/man/man1/pgnoti.1.gz"])
+                .output
             for command in ["pgnoti quarantine release", "pgnoti events list", "pgnoti backup", "\\-\\-older\\-than"] {
                 #expect(man.contains(command), "\(command)")
             }

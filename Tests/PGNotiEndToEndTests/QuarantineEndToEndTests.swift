@@ -2,6 +2,7 @@ import Foundation
 import PGNotiConfig
 import PGNotiRawHTTP
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,45 +12,16 @@ import Testing
 /// Everything refused is kept, and what was refused by mistake can be brought back.
 extension EndToEnd {
     @Suite struct QuarantineEndToEndTests {
-        static func run(_ arguments: [String], in dir: URL) throws -> (status: Int32, output: String) {
-            try OperationsEndToEndTests.run(arguments, in: dir)
+        static func run(_ arguments: [String], in dir: URL) async throws -> (status: Int32, output: String) {
+            try await OperationsEndToEndTests.run(arguments, in: dir)
         }
 
         /// Runs a command and splits what it printed on stdout from what it said on stderr.
-        static func runSplit(_ arguments: [String], in dir: URL, stdin: Data? = nil) throws -> (
+        static func runSplit(_ arguments: [String], in dir: URL, stdin: Data? = nil) async throws -> (
             status: Int32, stdout: String, stderr: String
         ) {
-            let process = Process()
-            process.executableURL = DaemonProcess.binary
-            process.arguments = arguments
-            process.currentDirectoryURL = dir
-            let out = Pipe()
-            let err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            let input = Pipe()
-            process.standardInput = stdin == nil ? FileHandle.nullDevice : input
-            try process.run()
-            if let stdin {
-                try input.fileHandleForWriting.write(contentsOf: stdin)
-                try input.fileHandleForWriting.close()
-            }
-            // stderr is read on the side so a chatty command cannot block on a full pipe.
-            let stderrData = Shared(Data())
-            let stderrDone = DispatchSemaphore(value: 0)
-            Thread.detachNewThread {
-                let data = err.fileHandleForReading.readDataToEndOfFile()
-                stderrData.withLock { $0 = data }
-                stderrDone.signal()
-            }
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
-            stderrDone.wait()
-            let stderr = stderrData.withLock { $0 }
-            process.waitUntilExit()
-            return (
-                process.terminationStatus, String(decoding: stdout, as: UTF8.self),
-                String(decoding: stderr, as: UTF8.self)
-            )
+            let result = try await runProcess(DaemonProcess.binary, arguments, in: dir, stdin: stdin)
+            return (result.status, result.stdout, result.stderr)
         }
 
         static func writeKeys(_ key: String, in dir: URL) throws {
@@ -67,11 +39,11 @@ extension EndToEnd {
         /// The manual's key with one character changed: what a typo in the keys file looks like.
         static let wrongKey = "1" + Config.smartroTestKey.dropFirst()
 
-        @Test func aNotificationRefusedForAWrongKeyIsReleasedOnceAfterTheFixWhileTheDaemonRuns() throws {
+        @Test func aNotificationRefusedForAWrongKeyIsReleasedOnceAfterTheFixWhileTheDaemonRuns() async throws {
             let dir = try DaemonProcess.makeDirectory("release")
             try Self.writeKeys(Self.wrongKey, in: dir)
             let config = try DaemonProcess.writeConfig(in: dir, providers: Self.smartroOnly(dir)).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let fixture = try TrustEndToEndTests.fixture("smartro", "approve-card")
             let refused = try daemon.send(fixture: fixture.request)
             #expect(refused.status == 403)
@@ -81,11 +53,11 @@ extension EndToEnd {
                         .utf8
                 ))
 
-            let table = try Self.run(["quarantine", "list", "--config", config], in: dir)
+            let table = try await Self.run(["quarantine", "list", "--config", config], in: dir)
             #expect(table.status == 0)
             #expect(table.output.contains("signature_mismatch") && table.output.contains("missing_field"))
             #expect(table.output.contains("SMTPAY001m01012411231530001234"), "the whole TID")
-            let json = try Self.run(
+            let json = try await Self.run(
                 [
                     "quarantine", "list", "--config", config, "--json", "--reason", "signature_mismatch", "--since",
                     "1h",
@@ -98,34 +70,34 @@ extension EndToEnd {
             let id = try #require(items.first?["id"] as? Int)
             #expect(items.first?["parsed"] as? Bool == true)
 
-            let show = try Self.runSplit(["quarantine", "show", String(id), "--config", config], in: dir)
+            let show = try await Self.runSplit(["quarantine", "show", String(id), "--config", config], in: dir)
             #expect(show.status == 0)
             #expect(show.stdout.contains("signature_mismatch") && show.stdout.contains("김**"))
             #expect(!show.stdout.contains("김똠순"), "a buyer's name is personal data: masked")
             #expect(!show.stdout.contains("010-0000-0001"), "personal data masked")
             #expect(!show.stdout.contains("raw:"))
-            let raw = try Self.runSplit(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
+            let raw = try await Self.runSplit(["quarantine", "show", String(id), "--raw", "--config", config], in: dir)
             #expect(raw.stdout.contains("raw:") && raw.stdout.contains("BuyerTel=010-0000-0001"))
             #expect(raw.stderr.contains("warning"))
 
             // Still the wrong key: released, refused again, nothing filed.
-            let early = try Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
+            let early = try await Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(early.stdout == "refused signature_mismatch\n")
             #expect(early.status == 1, "a release that did not happen is a failure")
 
             try Self.writeKeys(Config.smartroTestKey, in: dir)
-            let released = try Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
+            let released = try await Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(released.status == 0)
             let line = released.stdout.trimmingCharacters(in: .newlines)
             #expect(line.hasPrefix("accepted "), "\(released)")
             let eventID = String(line.dropFirst("accepted ".count))
             // The daemon holds the outbox lock, so the daemon files it, within a second or so.
             #expect(released.stderr.contains("the daemon holds the outbox lock"))
-            try waitForQueue(daemon, count: 1, timeout: 5)
-            let again = try Self.runSplit(
+            try await daemon.waitForQueue(count: 1, timeout: .seconds(5))
+            let again = try await Self.runSplit(
                 ["quarantine", "release", "--reason", "signature_mismatch", "--config", config], in: dir)
             #expect(again.stdout.isEmpty, "an item already released is not picked by --reason")
-            let twice = try Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
+            let twice = try await Self.runSplit(["quarantine", "release", String(id), "--config", config], in: dir)
             #expect(twice.stdout == "duplicate \(eventID)\n")
 
             let files = try daemon.queueFiles()
@@ -135,26 +107,26 @@ extension EndToEnd {
             // It keeps the time the PG first sent it.
             #expect(event["received_at"] as? String == items.first?["received_at"] as? String)
 
-            let drop = try Self.run(["quarantine", "drop", String(id), "--config", config], in: dir)
+            let drop = try await Self.run(["quarantine", "drop", String(id), "--config", config], in: dir)
             #expect(drop.output == "dropped 1 of 1\n")
-            let after = try Self.run(["quarantine", "list", "--config", config, "--json"], in: dir)
+            let after = try await Self.run(["quarantine", "list", "--config", config, "--json"], in: dir)
             #expect(after.output.split(separator: "\n").count == 1, "only the garbage is left")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// With no daemon running, the command files the event itself before it exits.
-        @Test func releaseFilesTheEventItselfWhenNoDaemonRuns() throws {
+        @Test func releaseFilesTheEventItselfWhenNoDaemonRuns() async throws {
             let dir = try DaemonProcess.makeDirectory("release-offline")
             try Self.writeKeys(Self.wrongKey, in: dir)
             let config = try DaemonProcess.writeConfig(in: dir, providers: Self.smartroOnly(dir)).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let received = Date()
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request)
             _ = try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "vbank-issued").request)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             try Self.writeKeys(Config.smartroTestKey, in: dir)
-            let released = try Self.runSplit(
+            let released = try await Self.runSplit(
                 [
                     "quarantine", "release", "--reason", "signature_mismatch", "--since", "2026-01-01", "--config",
                     config,
@@ -176,7 +148,7 @@ extension EndToEnd {
                 #expect(stamp.hasPrefix(String(KoreanTimeString.iso(received).prefix(10))))
             }
             // The same IDs again: duplicates, still one file each.
-            let again = try Self.runSplit(["quarantine", "release", "1", "2", "--config", config], in: dir)
+            let again = try await Self.runSplit(["quarantine", "release", "1", "2", "--config", config], in: dir)
             #expect(again.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("duplicate ") })
             #expect(try daemon.queueFiles().count == 2)
         }
@@ -188,7 +160,7 @@ extension EndToEnd {
             try Self.writeKeys(Self.wrongKey, in: dir)
             _ = try DaemonProcess.writeConfig(
                 in: dir, top: "[limits]\nquarantine_max_bytes = 1048576", providers: Self.smartroOnly(dir))
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let port = daemon.port
             #expect(
                 try daemon.send(fixture: try TrustEndToEndTests.fixture("smartro", "approve-card").request).status
@@ -199,23 +171,25 @@ extension EndToEnd {
                 + garbage
             let total = 30_000
             let answered = Shared(0)
-            // The blocking clients run on a thread of their own; this test waits for them without
+            // Sixteen blocking clients, each on a thread of its own: the test awaits them without
             // holding one of the cooperative pool's two threads.
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                Thread {
-                    DispatchQueue.concurrentPerform(iterations: 16) { worker in
-                        guard let connection = try? KeepAliveConnection(port: port) else { return }
-                        var n = worker
-                        while n < total {
-                            if (try? connection.exchange(request)) == 400 { answered.withLock { $0 += 1 } }
-                            n += 16
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<16 {
+                    group.addTask {
+                        try await onOwnThread {
+                            guard let connection = try? KeepAliveConnection(port: port) else { return }
+                            var n = worker
+                            while n < total {
+                                if (try? connection.exchange(request)) == 400 { answered.withLock { $0 += 1 } }
+                                n += 16
+                            }
                         }
                     }
-                    done.resume()
-                }.start()
+                }
+                try await group.waitForAll()
             }
             #expect(answered.withLock { $0 } == total)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             let ledger = try Ledger(path: dir.appendingPathComponent("state/pgnoti.sqlite").path)
             let counts = try await ledger.counts()

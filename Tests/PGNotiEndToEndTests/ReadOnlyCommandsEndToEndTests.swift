@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import PGNotiCore
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,27 +13,8 @@ extension EndToEnd {
     /// The commands that only look (`events list/show`, `quarantine list/show`, `stats`,
     /// `payup pending`) open the database read-only; `migrate` is the one that migrates.
     @Suite struct ReadOnlyCommandsEndToEndTests {
-        /// Runs the binary and waits for it without holding a thread.
-        static func pgnoti(_ arguments: [String], in dir: URL) async throws -> (
-            status: Int32, stdout: String, stderr: String
-        ) {
-            let process = Process()
-            process.executableURL = DaemonProcess.binary
-            process.arguments = arguments
-            process.currentDirectoryURL = dir
-            let out = Pipe()
-            let err = Pipe()
-            process.standardOutput = out
-            process.standardError = err
-            let exited = AsyncStream<Void> { continuation in
-                process.terminationHandler = { _ in continuation.finish() }
-            }
-            try process.run()
-            async let stdout = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-            async let stderr = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
-            let (o, e) = await (stdout, stderr)
-            for await _ in exited {}
-            return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        static func pgnoti(_ arguments: [String], in dir: URL) async throws -> ProcessResult {
+            try await runProcess(DaemonProcess.binary, arguments, in: dir)
         }
 
         static func bytes(_ path: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: path)) }

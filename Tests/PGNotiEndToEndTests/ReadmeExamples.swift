@@ -1,4 +1,5 @@
 import Foundation
+import PGNotiTestSupport
 import Testing
 
 /// The README's event examples are what the daemon files for the fixtures. They sit between

@@ -1,5 +1,6 @@
 import Foundation
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,14 +14,14 @@ extension EndToEnd {
         typealias Fault = FaultEndToEndTests
 
         @Test(.enabled(if: FaultEndToEndTests.canMount))
-        func aRestartOnAReadOnlyQueueStillACKsAndFilesOnceWritable() throws {
+        func aRestartOnAReadOnlyQueueStillACKsAndFilesOnceWritable() async throws {
             let dir = try DaemonProcess.makeDirectory("restart-ro")
             let queue = dir.appendingPathComponent("state/queue")
             try FileManager.default.createDirectory(at: queue, withIntermediateDirectories: true)
             _ = try DaemonProcess.writeConfig(in: dir)
-            let first = try DaemonProcess.start(dir)
+            let first = try await DaemonProcess.start(dir)
             #expect(Fault.post(0..<3, to: first).acked == Array(0..<3))
-            try waitForQueue(first, count: 3)
+            try await first.waitForQueue(count: 3)
 
             // The queue's file system goes read-only under the running daemon: it keeps ACKing
             // into its outbox. Then it is killed with events still there.
@@ -30,40 +31,43 @@ extension EndToEnd {
             defer { Fault.shell(["umount", "-l", queue.path]) }
             try #require(Fault.shell(["mount", "-o", "remount,bind,ro", queue.path]) == 0)
             #expect(Fault.post(3..<5, to: first).acked == Array(3..<5))
-            try first.killHard()
+            try await first.killHard()
 
             // Restarted on the read-only queue: it starts, ACKs, and says filing fails.
-            let second = try DaemonProcess.start(dir)
+            let second = try await DaemonProcess.start(dir)
             #expect(Fault.post(5..<8, to: second).acked == Array(5..<8))
-            let ready = try second.admin("/readyz")
+            let ready = try await second.admin("/readyz")
             #expect(ready.status == 503 && ready.bodyText.contains("queue"), "\(ready.bodyText)")
             #expect(try second.queueFiles().count == 3, "nothing can be filed yet")
 
             try #require(Fault.shell(["umount", queue.path]) == 0)
             // The relay retries at most 10 s apart.
-            try waitForQueue(second, count: 8, timeout: 30)
+            try await second.waitForQueue(count: 8, timeout: .seconds(30))
             let tids = try Fault.filedTIDs(second)
             #expect(tids.count == 8 && Set(tids) == Set((0..<8).map(Fault.tid)), "each event once")
-            try waitFor("readiness back") { (try? second.admin("/readyz").status) == 200 }
-            #expect(try second.terminate() == 0)
+            try await waitUntil(timeout: .seconds(20), "readiness back") {
+                await (try? second.admin("/readyz").status) == 200
+            }
+            #expect(try await second.terminate() == 0)
         }
 
         /// A backup that runs out of space leaves nothing behind, so the next try is not
         /// refused with "already exists".
         @Test(.enabled(if: FaultEndToEndTests.canMount))
-        func aBackupOntoAFullDiskLeavesNoPartialFile() throws {
+        func aBackupOntoAFullDiskLeavesNoPartialFile() async throws {
             let dir = try DaemonProcess.makeDirectory("backup-full")
             let config = try DaemonProcess.writeConfig(in: dir).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             #expect(Fault.post(0..<20, to: daemon).acked.count == 20)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             let small = dir.appendingPathComponent("small")
             try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
             try #require(Fault.shell(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", small.path]) == 0)
             defer { Fault.shell(["umount", "-l", small.path]) }
             let target = small.appendingPathComponent("copy.sqlite").path
             for attempt in 1...2 {
-                let result = try QuarantineEndToEndTests.runSplit(["backup", target, "--config", config], in: dir)
+                let result = try await QuarantineEndToEndTests.runSplit(
+                    ["backup", target, "--config", config], in: dir)
                 #expect(result.status == 1, "attempt \(attempt): \(result)")
                 #expect(!result.stderr.contains("already exists"), "attempt \(attempt): \(result.stderr)")
                 #expect(try FileManager.default.contentsOfDirectory(atPath: small.path).isEmpty, "nothing left behind")
@@ -71,17 +75,17 @@ extension EndToEnd {
         }
 
         @Test(.enabled(if: FaultEndToEndTests.canMount))
-        func aRestartWithTheQueueMissingOrFullStillACKs() throws {
+        func aRestartWithTheQueueMissingOrFullStillACKs() async throws {
             let dir = try DaemonProcess.makeDirectory("restart-full")
             let queue = dir.appendingPathComponent("state/queue")
             try FileManager.default.createDirectory(at: queue, withIntermediateDirectories: true)
             try #require(Fault.shell(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", queue.path]) == 0)
             defer { Fault.shell(["umount", "-l", queue.path]) }
             _ = try DaemonProcess.writeConfig(in: dir)
-            let first = try DaemonProcess.start(dir)
+            let first = try await DaemonProcess.start(dir)
             #expect(Fault.post(0..<2, to: first).acked == Array(0..<2))
-            try waitForQueue(first, count: 2)
-            try first.killHard()
+            try await first.waitForQueue(count: 2)
+            try await first.killHard()
 
             // Full: a filler takes every block of the queue's file system.
             let filler = queue.appendingPathComponent("filler")
@@ -91,12 +95,12 @@ extension EndToEnd {
             while (try? handle.write(contentsOf: block)) != nil {}
             try? handle.close()
 
-            let second = try DaemonProcess.start(dir)
+            let second = try await DaemonProcess.start(dir)
             #expect(Fault.post(2..<5, to: second).acked == Array(2..<5))
             try FileManager.default.removeItem(at: filler)
-            try waitForQueue(second, count: 5, timeout: 30)
+            try await second.waitForQueue(count: 5, timeout: .seconds(30))
             #expect(Set(try Fault.filedTIDs(second)) == Set((0..<5).map(Fault.tid)))
-            #expect(try second.terminate() == 0)
+            #expect(try await second.terminate() == 0)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PGNotiCore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,10 +13,10 @@ extension EndToEnd {
     @Suite struct SourceCommandsEndToEndTests {
         static let tossFixtures = DaemonProcess.fixtures.appendingPathComponent("toss")
 
-        static func run(_ arguments: [String], in dir: URL, stdin: String? = nil) throws -> (
+        static func run(_ arguments: [String], in dir: URL, stdin: String? = nil) async throws -> (
             status: Int32, stdout: String, stderr: String
         ) {
-            try QuarantineEndToEndTests.runSplit(arguments, in: dir, stdin: stdin.map { Data($0.utf8) })
+            try await QuarantineEndToEndTests.runSplit(arguments, in: dir, stdin: stdin.map { Data($0.utf8) })
         }
 
         static func events(in directory: URL) throws -> [[String: Any]] {
@@ -29,12 +30,12 @@ extension EndToEnd {
 
         /// The README's example, with no daemon: a summary per file, an event per filed row in
         /// `<queue>/new/` before the command exits, and nothing twice on a second import.
-        @Test func tossImportFilesEachRowOnceAndSaysSo() throws {
+        @Test func tossImportFilesEachRowOnceAndSaysSo() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-import")
             let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
             let auth = Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat").path
             let rev = Self.tossFixtures.appendingPathComponent("toss_REV_20070706.dat").path
-            let first = try Self.run(["toss", "import", auth, rev, "--config", config], in: dir)
+            let first = try await Self.run(["toss", "import", auth, rev, "--config", config], in: dir)
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "toss_AUTH_20070706.dat: 4 rows, 4 new, 0 duplicates, 0 bad", "\(first.stdout)")
             #expect(lines.dropFirst().first == "toss_REV_20070706.dat: 4 rows, 3 new, 0 duplicates, 1 bad")
@@ -53,7 +54,7 @@ extension EndToEnd {
             #expect(events.filter { $0["kind"] as? String == "payment.canceled" }.count == 3)
             #expect(Set(events.compactMap { $0["id"] as? String }).count == 7)
 
-            let again = try Self.run(["toss", "import", auth, rev, "--config", config], in: dir)
+            let again = try await Self.run(["toss", "import", auth, rev, "--config", config], in: dir)
             #expect(again.status == 0, "\(again.stdout) \(again.stderr)")
             #expect(
                 again.stdout.contains("toss_AUTH_20070706.dat: 0 rows, 0 new, 0 duplicates, 0 bad"), "\(again.stdout)")
@@ -63,11 +64,11 @@ extension EndToEnd {
 
         /// A line that does not split into twelve fields is reported with its number; its
         /// neighbours are filed and the command exits nonzero.
-        @Test func tossImportReportsACorruptLineByNumberAndFilesItsNeighbours() throws {
+        @Test func tossImportReportsACorruptLineByNumberAndFilesItsNeighbours() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-import-corrupt")
             let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
             let corrupt = Self.tossFixtures.appendingPathComponent("corrupt-line/toss_AUTH_20070706.dat").path
-            let result = try Self.run(["toss", "import", corrupt, "--config", config], in: dir)
+            let result = try await Self.run(["toss", "import", corrupt, "--config", config], in: dir)
             #expect(result.status == 1)
             let lines = result.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "toss_AUTH_20070706.dat: 4 rows, 3 new, 0 duplicates, 1 bad", "\(result.stdout)")
@@ -78,14 +79,14 @@ extension EndToEnd {
                 Set(events.compactMap { $0["tid"] as? String }) == [
                     "toss2007070623592792192", "toss2007070623571812279", "toss2007070623383531154",
                 ], "lines 1, 2 and 4")
-            let quarantined = try Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
+            let quarantined = try await Self.run(["quarantine", "list", "--json", "--config", config], in: dir)
             #expect(quarantined.stdout.split(separator: "\n").count == 1, "\(quarantined.stdout)")
         }
 
         /// Issue 14, fault 1, by hand: a file cut inside line 3's amount, then the whole file.
         /// The first import says line 3 has no newline and leaves it; the second files it, once,
         /// with its amount.
-        @Test func tossImportLeavesAnUnterminatedLastLineForTheNextImport() throws {
+        @Test func tossImportLeavesAnUnterminatedLastLineForTheNextImport() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-import-cut")
             let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
             let whole = [UInt8](
@@ -93,7 +94,7 @@ extension EndToEnd {
             let amount = try #require(whole.firstRange(of: Array(";319000;".utf8)))
             let file = dir.appendingPathComponent("toss_AUTH_20070706.dat")
             try Data(whole[..<(amount.lowerBound + 4)]).write(to: file)
-            let first = try Self.run(["toss", "import", file.path, "--config", config], in: dir)
+            let first = try await Self.run(["toss", "import", file.path, "--config", config], in: dir)
             #expect(first.status == 0, "\(first.stdout) \(first.stderr)")
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "toss_AUTH_20070706.dat: 2 rows, 2 new, 0 duplicates, 0 bad", "\(first.stdout)")
@@ -102,7 +103,7 @@ extension EndToEnd {
                     && lines.dropFirst().first?.contains("left for the next import") == true, "\(first.stdout)")
 
             try Data(whole).write(to: file)
-            let second = try Self.run(["toss", "import", file.path, "--config", config], in: dir)
+            let second = try await Self.run(["toss", "import", file.path, "--config", config], in: dir)
             #expect(second.status == 0, "\(second.stdout) \(second.stderr)")
             #expect(
                 second.stdout.hasPrefix(
@@ -116,7 +117,7 @@ extension EndToEnd {
 
         /// Issue 14, fault 2, by hand: named REV first, the files are still read day by day with
         /// the approvals first, so the queue holds every approval before any cancel.
-        @Test func tossImportFilesApprovalsBeforeCancelsWhateverTheOrderGiven() throws {
+        @Test func tossImportFilesApprovalsBeforeCancelsWhateverTheOrderGiven() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-import-order")
             let config = try DaemonProcess.writeConfig(in: dir, extra: "[toss]\n").path
             let auth = dir.appendingPathComponent("toss_AUTH_20070706.dat")
@@ -131,7 +132,7 @@ extension EndToEnd {
                     + [UInt8](try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_REV_20070706.dat")))
             )
             .write(to: rev)
-            let result = try Self.run(["toss", "import", rev.path, auth.path, "--config", config], in: dir)
+            let result = try await Self.run(["toss", "import", rev.path, auth.path, "--config", config], in: dir)
             let lines = result.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first?.hasPrefix("toss_AUTH_20070706.dat:") == true, "\(result.stdout)")
             let kinds = try Self.events(in: dir.appendingPathComponent("state/queue/new")).compactMap {
@@ -153,14 +154,14 @@ extension EndToEnd {
         static let cancelFlags = ["--merchant", "tester", "--transaction", "20170912142746ST0020"]
 
         /// The manual's two worked examples (참고 2.1.1, 2.2.1), the key on stdin with its newline.
-        @Test func payupSignPrintsTheManualsSignatures() throws {
+        @Test func payupSignPrintsTheManualsSignatures() async throws {
             let dir = try DaemonProcess.makeDirectory("payup-sign")
-            let approve = try Self.run(
+            let approve = try await Self.run(
                 ["payup", "sign", "approve"] + Self.approveFlags + ["--key-file", "-"], in: dir,
                 stdin: Self.apiKey + "\n")
             #expect(approve.status == 0, "\(approve.stderr)")
             #expect(approve.stdout == Self.approval + "\n")
-            let cancel = try Self.run(
+            let cancel = try await Self.run(
                 ["payup", "sign", "cancel"] + Self.cancelFlags + ["--key-file", "-"], in: dir, stdin: Self.apiKey + "\n"
             )
             #expect(cancel.status == 0, "\(cancel.stderr)")
@@ -169,41 +170,41 @@ extension EndToEnd {
             // From a file: surrounding whitespace trimmed.
             let keyFile = dir.appendingPathComponent("payup-key")
             try ("  " + Self.apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
-            let fromFile = try Self.run(
+            let fromFile = try await Self.run(
                 ["payup", "sign", "approve"] + Self.approveFlags + ["--key-file", keyFile.path], in: dir)
             #expect(fromFile.stdout == Self.approval + "\n", "\(fromFile.stderr)")
             #expect(!approve.stderr.contains(Self.apiKey) && !cancel.stdout.contains(Self.apiKey))
         }
 
-        @Test func payupVerifyExitsZeroOnlyForTheRightSignature() throws {
+        @Test func payupVerifyExitsZeroOnlyForTheRightSignature() async throws {
             let dir = try DaemonProcess.makeDirectory("payup-verify")
-            func verify(_ operation: String, _ flags: [String], _ signature: String) throws -> (
+            func verify(_ operation: String, _ flags: [String], _ signature: String) async throws -> (
                 status: Int32, stdout: String, stderr: String
             ) {
-                try Self.run(
+                try await Self.run(
                     ["payup", "verify", operation] + flags + ["--signature", signature, "--key-file", "-"], in: dir,
                     stdin: Self.apiKey + "\n")
             }
-            let right = try verify("approve", Self.approveFlags, Self.approval)
+            let right = try await verify("approve", Self.approveFlags, Self.approval)
             #expect(right.status == 0 && right.stdout == "ok\n", "\(right.stdout) \(right.stderr)")
-            #expect(try verify("approve", Self.approveFlags, Self.approval.uppercased()).status == 0)
-            let wrong = try verify("approve", Self.approveFlags, String(Self.approval.dropLast()) + "4")
+            #expect(try await verify("approve", Self.approveFlags, Self.approval.uppercased()).status == 0)
+            let wrong = try await verify("approve", Self.approveFlags, String(Self.approval.dropLast()) + "4")
             #expect(wrong.status == 1 && wrong.stdout == "mismatch\n", "\(wrong.stdout) \(wrong.stderr)")
             var otherAmount = Self.approveFlags
             otherAmount[5] = "1005"
-            #expect(try verify("approve", otherAmount, Self.approval).status == 1, "the amount is signed")
+            #expect(try await verify("approve", otherAmount, Self.approval).status == 1, "the amount is signed")
 
-            #expect(try verify("cancel", Self.cancelFlags, Self.cancel).status == 0)
-            #expect(try verify("cancel", Self.cancelFlags, Self.approval).status == 1)
+            #expect(try await verify("cancel", Self.cancelFlags, Self.cancel).status == 0)
+            #expect(try await verify("cancel", Self.cancelFlags, Self.approval).status == 1)
         }
 
         // MARK: - forward without --config
 
         /// Without `--config` the forwarder takes the sandbox queue under `./var`, relative to
         /// the directory it runs in.
-        @Test func forwardWithoutAConfigDrainsTheSandboxQueue() throws {
+        @Test func forwardWithoutAConfigDrainsTheSandboxQueue() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-sandbox")
-            let receiver = try WebhookReceiver(in: dir)
+            let receiver = try await WebhookReceiver(in: dir)
             try (WebhookReceiver.secret + "\n").write(
                 to: dir.appendingPathComponent("secret"), atomically: true, encoding: .utf8)
             let queue = dir.appendingPathComponent("var/queue")
@@ -216,11 +217,11 @@ extension EndToEnd {
             try #require(rename(temporary.path, new.appendingPathComponent(name).path) == 0)
 
             // A relative --secret-file too, as the README's example has it.
-            let forwarder = try DaemonProcess.start(
+            let forwarder = try await DaemonProcess.start(
                 dir, arguments: ["forward", "--url", receiver.url, "--secret-file", "secret"])
-            defer { _ = try? forwarder.terminate() }
+            defer { forwarder.stop() }
             let done = queue.appendingPathComponent("forward/done/\(name)")
-            try waitFor("delivery", timeout: 30) { FileManager.default.fileExists(atPath: done.path) }
+            try await waitUntil(timeout: .seconds(30), "delivery") { FileManager.default.fileExists(atPath: done.path) }
             let records = receiver.records()
             #expect(records.count == 1)
             #expect(records.first?["id"] as? String == event.id && records.first?["verified"] as? Bool == true)
@@ -228,7 +229,7 @@ extension EndToEnd {
             let body = try Data(contentsOf: done)
             #expect(records.first?["body_sha256"] as? String == Digest.hex(Digest.sha256(Array(body))))
             #expect(try FileManager.default.contentsOfDirectory(atPath: new.path).isEmpty)
-            let starting = forwarder.waitForLog { $0["msg"] as? String == "consumer starting" }
+            let starting = try await forwarder.waitForLog { $0["msg"] as? String == "consumer starting" }
             #expect(starting.first?["queue"] as? String == "./var/queue", "\(starting)")
         }
 
@@ -243,24 +244,24 @@ extension EndToEnd {
 
         /// `pgnoti_forward_*` are read from the forwarder's directories at scrape time: after an
         /// event the app answered 410 sits in `forward/failed/`, the daemon says so.
-        @Test func metricsShowTheForwardersFigures() throws {
+        @Test func metricsShowTheForwardersFigures() async throws {
             let dir = try DaemonProcess.makeDirectory("forward-metrics")
             let gone = Consumer.event(order: "ORD-GONE", tid: "TGONE")
             let delivered = Consumer.event(order: "ORD-OK", tid: "TOK")
-            let receiver = try WebhookReceiver(in: dir, ["--gone", gone.id])
+            let receiver = try await WebhookReceiver(in: dir, ["--gone", gone.id])
             _ = try Consumer.writeConfig(in: dir, url: receiver.url)
-            let daemon = try DaemonProcess.start(dir)
-            defer { _ = try? daemon.terminate() }
+            let daemon = try await DaemonProcess.start(dir)
+            defer { daemon.stop() }
             let failedName = try Consumer.file(gone, sequence: 1, in: dir)
             let doneName = try Consumer.file(delivered, sequence: 2, in: dir)
-            let forwarder = try Consumer.start(dir)
-            try waitFor("one failed, one delivered", timeout: 30) {
+            let forwarder = try await Consumer.start(dir)
+            try await waitUntil(timeout: .seconds(30), "one failed, one delivered") {
                 Consumer.files(dir, "forward/failed") == [failedName]
                     && Consumer.files(dir, "forward/done") == [doneName]
             }
-            #expect(try forwarder.terminate() == 0)
+            #expect(try await forwarder.terminate() == 0)
 
-            let first = try daemon.admin("/metrics")
+            let first = try await daemon.admin("/metrics")
             #expect(first.status == 200)
             let text = first.bodyText
             #expect(Self.metric(text, "pgnoti_forward_failed") == 1, "\(text)")
@@ -287,7 +288,7 @@ extension EndToEnd {
                     .utf8
             ).write(to: Consumer.queue(dir).appendingPathComponent("forward/state/\(retryingName)"))
 
-            let second = try daemon.admin("/metrics").bodyText
+            let second = try await daemon.admin("/metrics").bodyText
             #expect(Self.metric(second, "pgnoti_forward_pending") == 2, "\(second)")
             #expect(Self.metric(second, "pgnoti_forward_in_flight") == 0)
             #expect(Self.metric(second, "pgnoti_forward_running") == 0)

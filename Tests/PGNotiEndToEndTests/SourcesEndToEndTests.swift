@@ -1,6 +1,7 @@
 import Foundation
 import PGNotiCore
 import PGNotiRawHTTP
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -30,24 +31,24 @@ extension EndToEnd {
         /// The issue's "done when": the seed's AUTH and REV files dropped into the inbox give an
         /// event per row (the REV row without a Status is quarantined, not guessed); dropping
         /// them again gives none.
-        @Test func samplesDroppedIntoTheInboxGiveOneEventPerRowOnce() throws {
+        @Test func samplesDroppedIntoTheInboxGiveOneEventPerRowOnce() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-inbox")
             let inbox = dir.appendingPathComponent("inbox")
             try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
             _ = try DaemonProcess.writeConfig(
                 in: dir, extra: "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 30\npoll_seconds = 0.2\n")
-            let daemon = try DaemonProcess.start(dir)
-            defer { _ = try? daemon.terminate() }
+            let daemon = try await DaemonProcess.start(dir)
+            defer { daemon.stop() }
             for name in ["toss_AUTH_20070706.dat", "toss_REV_20070706.dat"] {
                 try Self.dropRenamed(name, from: Self.tossFixtures.appendingPathComponent(name), into: inbox)
             }
             // Renamed in: taken at once, not after stable_seconds.
-            try waitFor("seven events", timeout: 15) { try daemon.queueFiles().count == 7 }
+            try await waitUntil(timeout: .seconds(15), "seven events") { try daemon.queueFiles().count == 7 }
             let events = try Self.queueEvents(daemon)
             #expect(events.allSatisfy { $0["provider"] as? String == "toss" })
             #expect(events.filter { $0["kind"] as? String == "payment.approved" }.count == 4)
             #expect(events.filter { $0["kind"] as? String == "payment.canceled" }.count == 3)
-            let refused = daemon.waitForLog {
+            let refused = try await daemon.waitForLog {
                 $0["msg"] as? String == "notification" && $0["outcome"] as? String == "rejected"
             }
             #expect(refused.first?["file"] as? String == "toss_REV_20070706.dat")
@@ -57,17 +58,18 @@ extension EndToEnd {
             for name in ["toss_AUTH_20070706.dat", "toss_REV_20070706.dat"] {
                 try Self.dropRenamed(name, from: Self.tossFixtures.appendingPathComponent(name), into: inbox)
             }
-            _ = daemon.waitForLog(count: 4, timeout: 10) { $0["msg"] as? String == "Toss file read" }
-            usleep(500_000)
+            let reads = try await daemon.waitForLog(message: "Toss file read", count: 4)
+            // Both second reads committed nothing new, so the relay has nothing more to file.
+            #expect(reads.dropFirst(2).allSatisfy { "\($0["new"] ?? "")" == "0" }, "\(reads)")
             #expect(try daemon.queueFiles().count == 7, "nothing filed twice")
             // 2007 is long final: both files moved to done/.
-            try waitFor("files final", timeout: 10) {
+            try await waitUntil(timeout: .seconds(10), "files final") {
                 (try? FileManager.default.contentsOfDirectory(atPath: inbox.appendingPathComponent("done").path).count)
                     == 2
             }
         }
 
-        @Test func aHalfWrittenFileIsNotTakenEarly() throws {
+        @Test func aHalfWrittenFileIsNotTakenEarly() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-partial")
             let inbox = dir.appendingPathComponent("inbox")
             try FileManager.default.createDirectory(at: inbox, withIntermediateDirectories: true)
@@ -76,8 +78,8 @@ extension EndToEnd {
                 extra:
                     "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 2\npoll_seconds = 0.1\nfinal_after_minutes = 0\n"
             )
-            let daemon = try DaemonProcess.start(dir)
-            defer { _ = try? daemon.terminate() }
+            let daemon = try await DaemonProcess.start(dir)
+            defer { daemon.stop() }
             let whole = [UInt8](
                 try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
             // A day that is not final during the test.
@@ -87,25 +89,18 @@ extension EndToEnd {
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
             try #require(fd >= 0)
             _ = whole[..<cut].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            usleep(1_200_000)
+            // Time must pass here: the file may not be taken before it has been unchanged for
+            // stable_seconds (2 s), and the daemon logs nothing while it waits for that.
+            try await Task.sleep(for: .milliseconds(1200))
             #expect(try daemon.queueFiles().isEmpty, "not taken while it may still grow")
             _ = whole[cut...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             close(fd)
-            usleep(1_200_000)
+            // Again time must pass: 2.4 s after the first write but 1.2 s after the change, so the
+            // file is still not taken only if the change restarted the stable time.
+            try await Task.sleep(for: .milliseconds(1200))
             #expect(try daemon.queueFiles().isEmpty, "the stable time starts again when the file changes")
-            try waitFor("the whole file read", timeout: 15) { try daemon.queueFiles().count == 4 }
+            try await waitUntil(timeout: .seconds(15), "the whole file read") { try daemon.queueFiles().count == 4 }
             #expect(daemon.logObjects.filter { $0["outcome"] as? String == "rejected" }.isEmpty)
-        }
-
-        /// Polls `condition` until it holds, sleeping the task (never the thread) in between.
-        static func eventually(_ what: String, timeout: TimeInterval = 15, _ condition: () throws -> Bool)
-            async throws
-        {
-            let deadline = Date().addingTimeInterval(timeout)
-            while try !condition() {
-                guard Date() < deadline else { throw HarnessError("timed out waiting for \(what)") }
-                try await Task.sleep(for: .milliseconds(50))
-            }
         }
 
         /// Issue 14, fault 1, against the daemon: a past day's file written in place stalls
@@ -122,8 +117,8 @@ extension EndToEnd {
                 extra:
                     "[toss]\ninbox = \"\(inbox.path)\"\nstable_seconds = 1\npoll_seconds = 0.1\nfinal_after_minutes = 1\n"
             )
-            let daemon = try DaemonProcess.start(dir)
-            defer { _ = try? daemon.terminate() }
+            let daemon = try await DaemonProcess.start(dir)
+            defer { daemon.stop() }
             let whole = [UInt8](
                 try Data(contentsOf: Self.tossFixtures.appendingPathComponent("toss_AUTH_20070706.dat")))
             let amount = try #require(whole.firstRange(of: Array(";319000;".utf8)))
@@ -132,21 +127,23 @@ extension EndToEnd {
             let path = inbox.appendingPathComponent(name)
             try Data(whole[..<cut]).write(to: path)  // in place, no rename
 
-            try await Self.eventually("the stalled file read") {
+            try await waitUntil(timeout: .seconds(15), "the stalled file read") {
                 daemon.logObjects.contains {
                     $0["msg"] as? String == "Toss file read" && $0["file"] as? String == name
                         && "\($0["unterminated_line"] ?? "")" == "3"
                 }
             }
             // Filed a moment after the commit the log line reports.
-            try await Self.eventually("the two whole lines filed") { try daemon.queueFiles().count == 2 }
+            try await waitUntil(timeout: .seconds(15), "the two whole lines filed") {
+                try daemon.queueFiles().count == 2
+            }
             #expect(FileManager.default.fileExists(atPath: path.path), "not moved while it may still be written")
 
             let handle = try FileHandle(forWritingTo: path)
             try handle.seekToEnd()
             try handle.write(contentsOf: Data(whole[cut...]))
             try handle.close()
-            try await Self.eventually("four events") { try daemon.queueFiles().count == 4 }
+            try await waitUntil(timeout: .seconds(15), "four events") { try daemon.queueFiles().count == 4 }
             #expect(FileManager.default.fileExists(atPath: path.path), "just written: not final yet")
             let events = try Self.queueEvents(daemon)
             #expect(Set(events.compactMap { $0["tid"] as? String }).count == 4, "one event per row")
@@ -156,7 +153,7 @@ extension EndToEnd {
             // Unchanged for two minutes: final.
             try FileManager.default.setAttributes(
                 [.modificationDate: Date().addingTimeInterval(-120)], ofItemAtPath: path.path)
-            try await Self.eventually("the file moved to done/") {
+            try await waitUntil(timeout: .seconds(15), "the file moved to done/") {
                 FileManager.default.fileExists(atPath: inbox.appendingPathComponent("done/\(name)").path)
             }
             #expect(try daemon.queueFiles().count == 4)
@@ -177,13 +174,13 @@ extension EndToEnd {
             ).path
         }
 
-        @Test func thePullSendsTheRightKeyAndFilesTheRows() throws {
+        @Test func thePullSendsTheRightKeyAndFilesTheRows() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-pull")
             let mertKey = "test-mert-key-7f3a"
             let keyFile = dir.appendingPathComponent("server-key")
             try mertKey.write(to: keyFile, atomically: true, encoding: .utf8)
             let log = dir.appendingPathComponent("toss-server.log")
-            let server = try PythonServer(
+            let server = try await PythonServer(
                 script: "fake_toss.py",
                 arguments: [
                     "--mert-key-file", keyFile.path, "--rows-dir", Self.tossFixtures.path, "--log", log.path,
@@ -191,7 +188,7 @@ extension EndToEnd {
                 ])
             let url = "http://127.0.0.1:\(server.port)/pg/wmp/outerpage/trxdown.jsp"
             let config = try Self.tossPullConfig(dir, url: url, mertKey: mertKey)
-            let pulled = try QuarantineEndToEndTests.runSplit(
+            let pulled = try await QuarantineEndToEndTests.runSplit(
                 ["toss", "pull", "--date", "20070706", "--service", "TRX", "--config", config], in: dir)
             #expect(pulled.status == 0, "\(pulled.stderr)")
             #expect(pulled.stdout.contains("TRX: toss_AUTH_20070706.dat: 4 rows, 4 new"), "\(pulled.stdout)")
@@ -203,7 +200,7 @@ extension EndToEnd {
             #expect(!pulled.stderr.contains(mertKey) && !pulled.stdout.contains(mertKey))
             let md5Key = Digest.hex(Digest.md5(Array(("toss" + mertKey).utf8)))
             #expect(!pulled.stderr.contains(md5Key), "the URL with its key is never printed")
-            let again = try QuarantineEndToEndTests.runSplit(
+            let again = try await QuarantineEndToEndTests.runSplit(
                 ["toss", "pull", "--date", "20070706", "--service", "TRX", "--config", config], in: dir)
             #expect(again.stdout.contains("0 new"), "\(again.stdout)")
             let queued = try FileManager.default.contentsOfDirectory(
@@ -211,17 +208,17 @@ extension EndToEnd {
             #expect(queued.count == 4)
         }
 
-        @Test func aWrongKeyGetsTheErrorPageNamedNotFiled() throws {
+        @Test func aWrongKeyGetsTheErrorPageNamedNotFiled() async throws {
             let dir = try DaemonProcess.makeDirectory("toss-pull-key")
             let keyFile = dir.appendingPathComponent("server-key")
             try "the-right-key".write(to: keyFile, atomically: true, encoding: .utf8)
             let log = dir.appendingPathComponent("toss-server.log")
-            let server = try PythonServer(
+            let server = try await PythonServer(
                 script: "fake_toss.py",
                 arguments: ["--mert-key-file", keyFile.path, "--rows-dir", Self.tossFixtures.path, "--log", log.path])
             let config = try Self.tossPullConfig(
                 dir, url: "http://127.0.0.1:\(server.port)/pg/wmp/outerpage/trxdown.jsp", mertKey: "a-wrong-key")
-            let pulled = try QuarantineEndToEndTests.runSplit(
+            let pulled = try await QuarantineEndToEndTests.runSplit(
                 ["toss", "pull", "--date", "20070706", "--config", config], in: dir)
             #expect(pulled.status != 0)
             #expect(pulled.stderr.contains("HTML page") && pulled.stderr.contains("인증 오류"), "\(pulled.stderr)")
@@ -242,14 +239,14 @@ extension EndToEnd {
         static let apiKey = "25bcd7a82f5b4058818462cc7715964c"  // the manual's published example key
         static let token = "client-token-for-tests-only-3f9c"
 
-        static func payup(_ name: String, timeout: Int = 10) throws -> PayupSetup {
+        static func payup(_ name: String, timeout: Int = 10) async throws -> PayupSetup {
             let dir = try DaemonProcess.makeDirectory(name)
             let keyFile = dir.appendingPathComponent("payup-key")
             try (apiKey + "\n").write(to: keyFile, atomically: true, encoding: .utf8)
             let tokenFile = dir.appendingPathComponent("payup-token")
             try (token + "\n").write(to: tokenFile, atomically: true, encoding: .utf8)
             let log = dir.appendingPathComponent("payup-server.log")
-            let server = try PythonServer(
+            let server = try await PythonServer(
                 script: "fake_payup.py", arguments: ["--api-key-file", keyFile.path, "--log", log.path, "--slow", "4"])
             let config = try DaemonProcess.writeConfig(
                 in: dir,
@@ -262,9 +259,9 @@ extension EndToEnd {
                     timeout_seconds = \(timeout)
                     """
             ).path
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             // The CLI reaches the daemon through admin_listen, which the test config leaves at port 0.
-            let admin = try daemon.adminPort()
+            let admin = try await daemon.adminPort()
             let text = try String(contentsOfFile: config, encoding: .utf8)
                 .replacingOccurrences(
                     of: "admin_listen = \"127.0.0.1:0\"", with: "admin_listen = \"127.0.0.1:\(admin)\"")
@@ -272,10 +269,10 @@ extension EndToEnd {
             return PayupSetup(dir: dir, config: config, daemon: daemon, server: server, log: log)
         }
 
-        static func call(_ setup: PayupSetup, _ operation: String, _ json: String) throws -> (
+        static func call(_ setup: PayupSetup, _ operation: String, _ json: String) async throws -> (
             status: Int32, stdout: String, stderr: String
         ) {
-            try QuarantineEndToEndTests.runSplit(
+            try await QuarantineEndToEndTests.runSplit(
                 ["payup", operation, "--config", setup.config], in: setup.dir, stdin: Data(json.utf8))
         }
 
@@ -285,16 +282,16 @@ extension EndToEnd {
             #"{"orderNumber":"\#(order)","cardNo":"\#(card)","expireMonth":"05","expireYear":"29","birthday":"890302","cardPw":"00","amount":"1004","quota":"0","itemName":"TEST 상품","userName":"최용수"}"#
         }
 
-        @Test func anApprovalPrintsTheAnswerAndFilesOneEventWithoutCardData() throws {
-            let setup = try Self.payup("payup-ok")
-            defer { _ = try? setup.daemon.terminate() }
-            let result = try Self.call(setup, "approve", Self.approval(order: "ORD-0001"))
+        @Test func anApprovalPrintsTheAnswerAndFilesOneEventWithoutCardData() async throws {
+            let setup = try await Self.payup("payup-ok")
+            defer { setup.daemon.stop() }
+            let result = try await Self.call(setup, "approve", Self.approval(order: "ORD-0001"))
             #expect(result.status == 0, "\(result.stderr)")
             let answer = try #require(
                 try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
             #expect(answer["responseCode"] as? String == "0000")
             let transaction = try #require(answer["transactionId"] as? String)
-            try waitFor("one event", timeout: 10) { try setup.daemon.queueFiles().count == 1 }
+            try await waitUntil(timeout: .seconds(10), "one event") { try setup.daemon.queueFiles().count == 1 }
             let event = try #require(try Self.queueEvents(setup.daemon).first)
             #expect(event["provider"] as? String == "payup" && event["kind"] as? String == "payment.approved")
             #expect(event["tid"] as? String == transaction && event["order_id"] as? String == "ORD-0001")
@@ -304,7 +301,7 @@ extension EndToEnd {
 
             // The card number reached Payup and nowhere else.
             #expect((request["request"] as? [String: Any])?["cardNo"] as? String == "len16")
-            _ = try setup.daemon.terminate()
+            _ = try await setup.daemon.terminate()
             #expect(!setup.daemon.logText.contains(Self.card))
             for file in try FileManager.default.subpathsOfDirectory(
                 atPath: setup.dir.appendingPathComponent("state").path)
@@ -317,19 +314,19 @@ extension EndToEnd {
             }
         }
 
-        @Test func aDeclineIsAFailedPaymentAndACancelACanceledOne() throws {
-            let setup = try Self.payup("payup-decline")
-            defer { _ = try? setup.daemon.terminate() }
-            let declined = try Self.call(setup, "approve", Self.approval(order: "DECLINE-1"))
+        @Test func aDeclineIsAFailedPaymentAndACancelACanceledOne() async throws {
+            let setup = try await Self.payup("payup-decline")
+            defer { setup.daemon.stop() }
+            let declined = try await Self.call(setup, "approve", Self.approval(order: "DECLINE-1"))
             #expect(declined.status == 1)
             #expect(declined.stdout.contains("5001"))
-            let approved = try Self.call(setup, "approve", Self.approval(order: "ORD-2"))
+            let approved = try await Self.call(setup, "approve", Self.approval(order: "ORD-2"))
             let transaction = try #require(
                 (try JSONSerialization.jsonObject(with: Data(approved.stdout.utf8)) as? [String: Any])?["transactionId"]
                     as? String)
-            let canceled = try Self.call(setup, "cancel", #"{"transactionId":"\#(transaction)"}"#)
+            let canceled = try await Self.call(setup, "cancel", #"{"transactionId":"\#(transaction)"}"#)
             #expect(canceled.status == 0, "\(canceled.stderr)")
-            try waitFor("three events", timeout: 10) { try setup.daemon.queueFiles().count == 3 }
+            try await waitUntil(timeout: .seconds(10), "three events") { try setup.daemon.queueFiles().count == 3 }
             let events = try Self.queueEvents(setup.daemon)
             #expect(
                 events.compactMap { $0["kind"] as? String } == [
@@ -341,28 +338,28 @@ extension EndToEnd {
             #expect(PythonServer.records(setup.log).allSatisfy { $0["signature_ok"] as? Bool == true })
         }
 
-        @Test func aLostAnswerIsAnUnknownPaymentListedAsPending() throws {
-            let setup = try Self.payup("payup-unknown", timeout: 1)
-            defer { _ = try? setup.daemon.terminate() }
-            let result = try Self.call(setup, "approve", Self.approval(order: "SLOW-1"))
+        @Test func aLostAnswerIsAnUnknownPaymentListedAsPending() async throws {
+            let setup = try await Self.payup("payup-unknown", timeout: 1)
+            defer { setup.daemon.stop() }
+            let result = try await Self.call(setup, "approve", Self.approval(order: "SLOW-1"))
             #expect(result.status == 3, "\(result.stdout) \(result.stderr)")
             #expect(result.stdout.contains("\"outcome\":\"unknown\""))
-            try waitFor("an event", timeout: 10) { try setup.daemon.queueFiles().count == 1 }
+            try await waitUntil(timeout: .seconds(10), "an event") { try setup.daemon.queueFiles().count == 1 }
             let event = try #require(try Self.queueEvents(setup.daemon).first)
             #expect(event["kind"] as? String == "payment.unknown" && event["order_id"] as? String == "SLOW-1")
-            let pending = try QuarantineEndToEndTests.runSplit(
+            let pending = try await QuarantineEndToEndTests.runSplit(
                 ["payup", "pending", "--config", setup.config], in: setup.dir)
             #expect(pending.stdout.contains("SLOW-1") && pending.stdout.contains("unknown"), "\(pending.stdout)")
         }
 
-        @Test func theClientWantsItsToken() throws {
-            let setup = try Self.payup("payup-token")
-            defer { _ = try? setup.daemon.terminate() }
+        @Test func theClientWantsItsToken() async throws {
+            let setup = try await Self.payup("payup-token")
+            defer { setup.daemon.stop() }
             let body = Array(Self.approval(order: "ORD-X").utf8)
             let head =
                 "POST /payup/approve HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nContent-Length: \(body.count)\r\n\r\n"
             let response = try RawHTTPClient.exchange(
-                host: "127.0.0.1", port: try setup.daemon.adminPort(), bytes: Array(head.utf8) + body)
+                host: "127.0.0.1", port: try await setup.daemon.adminPort(), bytes: Array(head.utf8) + body)
             #expect(response.status == 401)
             #expect(PythonServer.records(setup.log).isEmpty, "nothing sent to Payup")
         }
@@ -397,7 +394,7 @@ extension EndToEnd {
             try event(Payup(), Array(document.utf8), Payup.mediaType)
         }
 
-        @Test func readmeShowsEveryNewKind() throws {
+        @Test func readmeShowsEveryNewKind() async throws {
             let auth = TossPayments.RowFormat(kind: .auth, delimiter: .semicolon).contentType
             let rev = TossPayments.RowFormat(kind: .rev, delimiter: .semicolon).contentType
             // The seed has no failed refund: its first REV row with the Status made 21.

@@ -1,5 +1,6 @@
 import Foundation
 import PGNotiCore
+import PGNotiTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -11,37 +12,41 @@ final class PythonServer: @unchecked Sendable {
     let process = Process()
     let port: Int
 
-    init(script: String, arguments: [String]) throws {
+    init(script: String, arguments: [String]) async throws {
         let path = DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/\(script)")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", path.path] + arguments
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = FileHandle.standardError
+        let said = PipeCollector(stdout)
         try process.run()
         // "listening PORT", or EOF if python or a package is missing.
-        var line = Data()
-        let handle = stdout.fileHandleForReading
-        while !line.contains(0x0A) {
-            let chunk = handle.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
+        let text: String
+        do {
+            text = try await waitForValue(timeout: .seconds(30), "\(script) to say it is listening") {
+                let text = said.text
+                return text.contains("\n") || said.ended ? text : nil
+            }
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            throw error
         }
-        let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening "), let bound = Int(text.dropFirst(10).prefix { $0.isNumber }) else {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             throw HarnessError("\(script) did not start (python3 is needed; see .ci/run for its packages): \(text)")
         }
         port = bound
     }
 
-    func stop() {
+    /// Kills the server and waits until it is gone (its port free again).
+    func stop() async throws {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        try await waitUntil(timeout: .seconds(10), "the test server to exit") { !self.process.isRunning }
     }
 
-    deinit { stop() }
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
     /// The JSON lines a server appended to `log`.
     static func records(_ log: URL) -> [[String: Any]] {
@@ -63,11 +68,11 @@ final class WebhookReceiver: @unchecked Sendable {
     var port: Int { server.port }
 
     /// Starts the receiver (on `port`, or a free one) and waits until it accepts connections.
-    init(in directory: URL, port: Int = 0, _ behaviour: [String] = []) throws {
+    init(in directory: URL, port: Int = 0, _ behaviour: [String] = []) async throws {
         let secretFile = directory.appendingPathComponent("receiver-secret")
         try (Self.secret + "\n").write(to: secretFile, atomically: true, encoding: .utf8)
         log = directory.appendingPathComponent("receiver.log")
-        server = try PythonServer(
+        server = try await PythonServer(
             script: "webhook_receiver.py",
             arguments: ["--port", String(port), "--secret-file", secretFile.path, "--log", log.path] + behaviour)
     }
@@ -84,7 +89,7 @@ final class WebhookReceiver: @unchecked Sendable {
         }
     }
 
-    func stop() { server.stop() }
+    func stop() async throws { try await server.stop() }
 }
 
 /// Consumer helpers shared by the forwarder tests.
@@ -107,9 +112,9 @@ enum Consumer {
                 """)
     }
 
-    static func start(_ directory: URL, _ arguments: [String] = ["forward"]) throws -> DaemonProcess {
+    static func start(_ directory: URL, _ arguments: [String] = ["forward"]) async throws -> DaemonProcess {
         let config = directory.appendingPathComponent("pgnoti.toml").path
-        return try DaemonProcess.start(directory, arguments: arguments + ["--config", config])
+        return try await DaemonProcess.start(directory, arguments: arguments + ["--config", config])
     }
 
     static func queue(_ directory: URL) -> URL { directory.appendingPathComponent("state/queue") }

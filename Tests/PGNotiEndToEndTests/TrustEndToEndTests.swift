@@ -2,6 +2,7 @@ import Foundation
 import PGNotiConfig
 import PGNotiRawHTTP
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -29,7 +30,7 @@ extension EndToEnd {
             return request.serialized(host: "127.0.0.1:\(port)", target: target ?? request.target)
         }
 
-        @Test func aMissingOrWrongPathSecretIsA404AndTheSecretIsNeverLogged() throws {
+        @Test func aMissingOrWrongPathSecretIsA404AndTheSecretIsNeverLogged() async throws {
             let dir = try DaemonProcess.makeDirectory("pathsecret")
             try "# rotated\n\(Self.plantedPathSecret)\nsecond-value-of-the-secret-99\n"
                 .write(to: dir.appendingPathComponent("tomato-secret"), atomically: true, encoding: .utf8)
@@ -44,7 +45,7 @@ extension EndToEnd {
                     [tomatopay]
                     path_secret_file = "\(dir.path)/tomato-secret"
                     """, logLevel: "debug")
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let approve = try Self.fixture("tomatopay", "approve")
             let unknown = try daemon.send(
                 Array("POST /notify/nicepay HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
@@ -79,19 +80,19 @@ extension EndToEnd {
                     Self.bytes(approve, port: daemon.port, target: "/notify/tomatopay/\(secret)"))
                 #expect(response.status == 200 && response.bodyText == "OK", "either value works while rotating")
             }
-            try waitForQueue(daemon, count: 1)
-            let refused = daemon.waitForLog(count: 4) { $0["reason"] as? String == "path_secret_mismatch" }
+            try await daemon.waitForQueue(count: 1)
+            let refused = try await daemon.waitForLog(count: 4) { $0["reason"] as? String == "path_secret_mismatch" }
             #expect(refused.count == 4)
             #expect(
                 refused.allSatisfy {
                     ($0["path"] as? String)?.hasSuffix("/***") == true || $0["path"] as? String == "/notify/tomatopay"
                 })
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
 
             // Nothing prints the planted secrets: not the log (at debug), not a command.
-            let list = try OperationsEndToEndTests.run(
+            let list = try await OperationsEndToEndTests.run(
                 ["quarantine", "list", "--config", config.path, "--json"], in: dir)
-            let check = try OperationsEndToEndTests.run(["check-config", "--config", config.path], in: dir)
+            let check = try await OperationsEndToEndTests.run(["check-config", "--config", config.path], in: dir)
             #expect(list.status == 0 && check.status == 0)
             for text in [daemon.logText, list.output, check.output] {
                 #expect(!text.contains(Self.plantedPathSecret))
@@ -104,7 +105,7 @@ extension EndToEnd {
 
         @Test func sourcesOutsideTheAllowlistAreRefusedAndXForwardedForCountsOnlyFromTrustedProxies() async throws {
             let pgAddress = "211.193.35.20"
-            func start(trusted: Bool) throws -> DaemonProcess {
+            func start(trusted: Bool) async throws -> DaemonProcess {
                 let dir = try DaemonProcess.makeDirectory("allow")
                 _ = try DaemonProcess.writeConfig(
                     in: dir, top: trusted ? "trusted_proxies = [\"127.0.0.1\", \"::1\"]" : "",
@@ -113,33 +114,33 @@ extension EndToEnd {
                         allow_sources = ["\(pgAddress)"]
                         accept_test_merchants = true
                         """)
-                return try DaemonProcess.start(dir)
+                return try await DaemonProcess.start(dir)
             }
             let fixture = try Self.fixture("innopay", "approve-card")
 
             // No trusted proxy: the header is a forger's word and is ignored; loopback is not allowed.
-            let direct = try start(trusted: false)
+            let direct = try await start(trusted: false)
             let spoofed = try direct.send(
                 Self.bytes(fixture, port: direct.port, headers: ["X-Forwarded-For: \(pgAddress)"]))
             #expect(spoofed.status == 403 && spoofed.bodyText == "rejected: source_not_allowed\n")
-            let line = try #require(direct.notificationLines(count: 1).first)
+            let line = try await #require(direct.notificationLines(count: 1).first)
             #expect(line["peer"] as? String == "127.0.0.1" && line["client"] as? String == "127.0.0.1")
-            #expect(try direct.terminate() == 0)
+            #expect(try await direct.terminate() == 0)
 
             // Behind the trusted proxy the rightmost untrusted hop is the client.
-            let proxied = try start(trusted: true)
+            let proxied = try await start(trusted: true)
             let viaProxy = try proxied.send(
                 Self.bytes(fixture, port: proxied.port, headers: ["X-Forwarded-For: 198.51.100.66, \(pgAddress)"]))
             #expect(viaProxy.status == 200 && viaProxy.bodyText == "0000")
             let forged = try proxied.send(
                 Self.bytes(fixture, port: proxied.port, headers: ["X-Forwarded-For: \(pgAddress), 198.51.100.66"]))
             #expect(forged.status == 403, "what the client wrote on the left is not believed")
-            let lines = proxied.notificationLines(count: 2)
+            let lines = try await proxied.notificationLines(count: 2)
             #expect(lines.count == 2)
             #expect(lines[0]["peer"] as? String == "127.0.0.1")
             #expect(lines[0]["client"] as? String == pgAddress)
             #expect(lines[1]["client"] as? String == "198.51.100.66")
-            #expect(try proxied.terminate() == 0)
+            #expect(try await proxied.terminate() == 0)
 
             let ledger = try Ledger(path: proxied.directory.appendingPathComponent("state/pgnoti.sqlite").path)
             let kept = try #require(try await ledger.quarantined(limit: 10).first)
@@ -147,7 +148,7 @@ extension EndToEnd {
             #expect(kept.forwardedFor == "\(pgAddress), 198.51.100.66")
         }
 
-        @Test func aMerchantNotAcceptedIsRefused() throws {
+        @Test func aMerchantNotAcceptedIsRefused() async throws {
             let dir = try DaemonProcess.makeDirectory("merchants")
             _ = try DaemonProcess.writeConfig(
                 in: dir,
@@ -156,48 +157,50 @@ extension EndToEnd {
                     allow_sources = ["127.0.0.1"]
                     merchants = ["someone01m"]
                     """)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             let response = try daemon.send(fixture: try Self.fixture("tomatopay", "approve").request)
             #expect(response.status == 403 && response.bodyText == "rejected: merchant_not_accepted\n")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             #expect(try daemon.queueFiles().isEmpty)
         }
 
-        @Test func anUnsignedPGWithoutAuthenticationIsRefusedAtStart() throws {
+        @Test func anUnsignedPGWithoutAuthenticationIsRefusedAtStart() async throws {
             let dir = try DaemonProcess.makeDirectory("noauth")
             let config = try DaemonProcess.writeConfig(in: dir, providers: "[innopay]\n")
-            let check = try OperationsEndToEndTests.run(["check-config", "--config", config.path], in: dir)
+            let check = try await OperationsEndToEndTests.run(["check-config", "--config", config.path], in: dir)
             #expect(check.status == 78)
             #expect(check.output.contains("innopay") && check.output.contains("path_secret"))
-            let serve = try OperationsEndToEndTests.run(["serve", "--config", config.path], in: dir)
+            let serve = try await OperationsEndToEndTests.run(["serve", "--config", config.path], in: dir)
             #expect(serve.status == 78)
 
             // Said in so many words, it runs, with a warning at every start.
             _ = try DaemonProcess.writeConfig(in: dir, providers: "[innopay]\nallow_unauthenticated = true\n")
-            let daemon = try DaemonProcess.start(dir)
-            let logged1 = daemon.waitForLog { ($0["msg"] as? String)?.contains("innopay runs unauthenticated") == true }
+            let daemon = try await DaemonProcess.start(dir)
+            let logged1 = try await daemon.waitForLog {
+                ($0["msg"] as? String)?.contains("innopay runs unauthenticated") == true
+            }
             #expect(!logged1.isEmpty)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
         /// A fresh install: no PG configured yet. It starts, says why every URL is a 404, and answers so.
-        @Test func aConfigWithEveryPGDisabledStartsAndAnswers404() throws {
+        @Test func aConfigWithEveryPGDisabledStartsAndAnswers404() async throws {
             let dir = try DaemonProcess.makeDirectory("nopg")
             _ = try DaemonProcess.writeConfig(in: dir, providers: "")
-            let daemon = try DaemonProcess.start(dir)
-            let logged2 = daemon.waitForLog { ($0["msg"] as? String)?.contains("no PG is enabled") == true }
+            let daemon = try await DaemonProcess.start(dir)
+            let logged2 = try await daemon.waitForLog { ($0["msg"] as? String)?.contains("no PG is enabled") == true }
             #expect(!logged2.isEmpty)
             let response = try daemon.send(fixture: try Self.fixture("smartro", "approve-card").request)
             #expect(response.status == 404)
-            let logged3 = daemon.waitForLog { $0["msg"] as? String == "provider not enabled" }
+            let logged3 = try await daemon.waitForLog { $0["msg"] as? String == "provider not enabled" }
             #expect(!logged3.isEmpty)
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
         }
 
-        @Test func aSignedSmartroApprovalRepostedAsACancelIsRefused() throws {
+        @Test func aSignedSmartroApprovalRepostedAsACancelIsRefused() async throws {
             let dir = try DaemonProcess.makeDirectory("flip")
             _ = try DaemonProcess.writeConfig(in: dir)
-            let daemon = try DaemonProcess.start(dir)
+            let daemon = try await DaemonProcess.start(dir)
             var request = try Self.fixture("smartro", "approve-card").request
             let body = String(decoding: request.body, as: UTF8.self).replacingOccurrences(
                 of: "StateCd=0", with: "StateCd=2")
@@ -207,7 +210,7 @@ extension EndToEnd {
             }
             let response = try daemon.send(fixture: request)
             #expect(response.status == 403 && response.bodyText == "rejected: state_mismatch\n")
-            #expect(try daemon.terminate() == 0)
+            #expect(try await daemon.terminate() == 0)
             #expect(try daemon.queueFiles().isEmpty)
         }
     }

@@ -3,6 +3,7 @@ import Logging
 import PGNotiConfig
 import PGNotiCore
 import PGNotiStore
+import PGNotiTestSupport
 import Testing
 
 @testable import PGNotiIntake
@@ -246,17 +247,6 @@ struct IntakeTests {
             Issue.record("not accepted after rotation")
             return
         }
-    }
-}
-
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out")
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(5))
     }
 }
 

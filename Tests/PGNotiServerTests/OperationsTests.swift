@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PGNotiCore
 import PGNotiIntake
+import PGNotiTestSupport
 import Testing
 
 @testable import PGNotiLogging
@@ -45,7 +46,7 @@ struct JSONLogTests {
 
     /// A stdout that stops reading (journald pushing back) must never stall a request: lines are
     /// dropped and counted, and the count is logged once the pressure ends.
-    @Test func aStalledStdoutDropsLinesInsteadOfBlocking() throws {
+    @Test func aStalledStdoutDropsLinesInsteadOfBlocking() async throws {
         var fds: [Int32] = [0, 0]
         try #require(pipe(&fds) == 0)
         defer { close(fds[0]) }
@@ -66,7 +67,7 @@ struct JSONLogTests {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             let n = read(fds[0], &buffer, buffer.count)
-            if n > 0 { received.append(contentsOf: buffer[..<n]) } else { usleep(10_000) }
+            if n > 0 { received.append(contentsOf: buffer[..<n]) } else { try await Task.sleep(for: .milliseconds(10)) }
             if String(decoding: received, as: UTF8.self).contains("log lines dropped") { break }
         }
         close(fds[1])
@@ -133,17 +134,10 @@ struct SystemdTests {
 
     static var analyzeAvailable: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") }
 
-    static func systemdAnalyze(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output)
+    static func systemdAnalyze(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let result = try await runProcess(
+            URL(fileURLWithPath: "/usr/bin/systemd-analyze"), arguments, mergeOutput: true)
+        return (result.status, result.output)
     }
 
     /// The shipped unit with ExecStart pointing at the binary this build made: `verify` checks
@@ -189,18 +183,20 @@ struct SystemdTests {
         }
     }
 
-    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeVerifyPasses() throws {
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeVerifyPasses() async throws {
         for name in ["pgnoti.service", "pgnoti-forward.service"] {
-            let result = try Self.systemdAnalyze(["verify", try Self.unitWithBuiltBinary(name).path])
+            let result = try await Self.systemdAnalyze(["verify", try Self.unitWithBuiltBinary(name).path])
             #expect(result.status == 0, "\(name): \(result.output)")
             #expect(!result.output.contains("\(name):"), "\(result.output)")
         }
     }
 
     /// `systemd-analyze security` rates the shipped unit 2.0 or better ("OK" or "SAFE").
-    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeSecurityRatesTheUnitOK() throws {
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func systemdAnalyzeSecurityRatesTheUnitOK() async throws {
         for name in ["pgnoti.service", "pgnoti-forward.service"] {
-            let result = try Self.systemdAnalyze(["security", "--offline=yes", try Self.unitWithBuiltBinary(name).path])
+            let result = try await Self.systemdAnalyze([
+                "security", "--offline=yes", try Self.unitWithBuiltBinary(name).path,
+            ])
             let line = try #require(result.output.split(separator: "\n").last { $0.contains("Overall exposure level") })
             let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
             #expect(score != nil && score! <= 2.0, "\(name): \(line)")
@@ -240,7 +236,7 @@ struct SourcesDropInTests {
     /// The drop-in for Toss and Payup, read after the shipped unit as systemd reads a drop-in
     /// (its `[Service]` lines added to the unit's), still verifies, and names what those
     /// sources need.
-    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func dropInVerifiesOnTopOfTheUnit() throws {
+    @Test(.enabled(if: SystemdTests.analyzeAvailable)) func dropInVerifiesOnTopOfTheUnit() async throws {
         let unit = try SystemdTests.unitWithBuiltBinary("pgnoti.service")
         let dropIn = try String(
             contentsOf: SystemdTests.root.appendingPathComponent("systemd/pgnoti-sources.conf.example"), encoding: .utf8
@@ -253,7 +249,7 @@ struct SourcesDropInTests {
         }
         let merged = try String(contentsOf: unit, encoding: .utf8) + "\n" + dropIn
         try merged.write(to: unit, atomically: true, encoding: .utf8)
-        let result = try SystemdTests.systemdAnalyze(["verify", unit.path])
+        let result = try await SystemdTests.systemdAnalyze(["verify", unit.path])
         #expect(result.status == 0, "\(result.output)")
         #expect(!result.output.contains("pgnoti.service:"), "\(result.output)")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PGNotiSpool
+import PGNotiTestSupport
 import Synchronization
 import Testing
 
@@ -101,19 +102,21 @@ import Testing
         }
     }
 
-    // Synchronous on purpose: concurrentPerform blocks its caller, which must never be a
-    // thread of the cooperative pool.
-    @Test func concurrentDeliveriesOfOneNameNeverMixContent() throws {
-        try withTemporaryDirectorySync { dir in
+    // Every delivery on a thread of its own, so that they really overlap (the cooperative pool
+    // has two threads on the CI machines) and none blocks a thread of that pool.
+    @Test func concurrentDeliveriesOfOneNameNeverMixContent() async throws {
+        try await withTemporaryDirectory { dir in
             let queue = try QueueDirectory(root: dir.appendingPathComponent("queue"))
             let payloads = (0..<6).map { [UInt8](repeating: UInt8(65 + $0), count: 512 * 1024) }
-            let failures = Mutex<[any Error]>([])
-            DispatchQueue.concurrentPerform(iterations: payloads.count * 3) { i in
-                do { try queue.deliver(fileName: "same.json", payload: payloads[i % payloads.count]) } catch {
-                    failures.withLock { $0.append(error) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<(payloads.count * 3) {
+                    let payload = payloads[i % payloads.count]
+                    group.addTask {
+                        try await onOwnThread { try queue.deliver(fileName: "same.json", payload: payload) }
+                    }
                 }
+                try await group.waitForAll()
             }
-            #expect(failures.withLock { $0.isEmpty })
             let newDir = queue.root.appendingPathComponent("new")
             #expect(try files(in: newDir) == ["same.json"])
             let content = try Array(Data(contentsOf: newDir.appendingPathComponent("same.json")))

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PGNotiSpool
+import PGNotiTestSupport
 import Synchronization
 import Testing
 
@@ -9,12 +10,6 @@ func withTemporaryDirectory<R>(_ body: (URL) async throws -> R) async throws -> 
     let url = try makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(at: url) }
     return try await body(url)
-}
-
-func withTemporaryDirectorySync<R>(_ body: (URL) throws -> R) throws -> R {
-    let url = try makeTemporaryDirectory()
-    defer { try? FileManager.default.removeItem(at: url) }
-    return try body(url)
 }
 
 private func makeTemporaryDirectory() throws -> URL {
@@ -55,49 +50,6 @@ final class FakeOutbox: OutboxSource {
     }
 }
 
-/// Polls until `condition` holds; fails the test after `timeout`.
-func waitUntil(
-    timeout: Duration = .seconds(10), _ what: String = "condition",
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        if ContinuousClock.now > deadline {
-            Issue.record("timed out waiting for \(what)")
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 func files(in directory: URL) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
-}
-
-/// Keeps log messages so tests can check that failures are reported.
-struct CapturingLogHandler: LogHandler {
-    final class Box: Sendable {
-        private let entries = Mutex<[(Logger.Level, String)]>([])
-        func append(_ entry: (Logger.Level, String)) { entries.withLock { $0.append(entry) } }
-        var all: [(Logger.Level, String)] { entries.withLock { $0 } }
-    }
-
-    let box: Box
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        let details = (event.metadata ?? [:]).map { "\($0)=\($1)" }.sorted().joined(separator: " ")
-        box.append((event.level, "\(event.message) \(details)"))
-    }
-}
-
-func capturingLogger() -> (Logger, CapturingLogHandler.Box) {
-    let box = CapturingLogHandler.Box()
-    return (Logger(label: "test", factory: { _ in CapturingLogHandler(box: box) }), box)
 }

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import PGNotiCore
 @_spi(Testing) import PGNotiStore
+import PGNotiTestSupport
 import Synchronization
 import Testing
 

@@ -3,30 +3,36 @@ import PGNotiConfig
 import PGNotiCore
 import PGNotiRawHTTP
 import Synchronization
-import Testing
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// The real `pgnoti` binary, started as systemd would start it, on a loopback port.
-final class DaemonProcess: @unchecked Sendable {
-    let directory: URL
-    let process = Process()
-    let notifySocket: NotifySocket
-    private let output = Shared(Data())
-    private let outputEnded = Shared(false)
-    private(set) var port = 0
+///
+/// Every wait here is bounded by a deadline and sleeps the task, never the thread: the
+/// cooperative pool has two threads on the CI machines, and a test that blocks one can hang
+/// every other test in the process.
+public final class DaemonProcess: @unchecked Sendable {
+    public let directory: URL
+    public let process = Process()
+    public let notifySocket: NotifySocket
+    private let output: PipeCollector
+    public private(set) var port = 0
 
-    static var packageRoot: URL {
+    /// Every daemon started since the last `stopAll()`, kept alive until then so that a daemon a
+    /// test stopped with `stop()` can finish its shutdown instead of being killed by `deinit`.
+    private static let started = Mutex<[DaemonProcess]>([])
+
+    public static var packageRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
     }
 
-    static var fixtures: URL { packageRoot.appendingPathComponent("fixtures") }
+    public static var fixtures: URL { packageRoot.appendingPathComponent("fixtures") }
 
     /// The binary SwiftPM built next to this test bundle (override with PGNOTI_BIN).
-    static var binary: URL {
+    public static var binary: URL {
         if let explicit = ProcessInfo.processInfo.environment["PGNOTI_BIN"] { return URL(fileURLWithPath: explicit) }
         let besideTests = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
             .appendingPathComponent("pgnoti")
@@ -34,7 +40,7 @@ final class DaemonProcess: @unchecked Sendable {
         return packageRoot.appendingPathComponent(".build/debug/pgnoti")
     }
 
-    static func makeDirectory(_ name: String) throws -> URL {
+    public static func makeDirectory(_ name: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent(
             "pgnoti-e2e-\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
@@ -43,7 +49,7 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// The PGs' tables of a test config: every PG enabled, the unsigned ones allowed from
     /// loopback only, the PGs' published test merchants (which the fixtures use) accepted.
-    static func providerTables(directory: URL) -> String {
+    public static func providerTables(directory: URL) -> String {
         """
         [smartro]
         merchant_keys_file = "\(directory.path)/smartro-keys"
@@ -60,7 +66,8 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// Writes a config with state inside `directory`. `top` goes before the tables (top-level
     /// keys, `[limits]`); `providers` replaces the PG tables; `extra` is appended verbatim.
-    static func writeConfig(
+    @discardableResult
+    public static func writeConfig(
         in directory: URL, top: String = "", providers: String? = nil, extra: String = "", logLevel: String = "info"
     ) throws -> URL {
         let config = """
@@ -82,7 +89,8 @@ final class DaemonProcess: @unchecked Sendable {
         return url
     }
 
-    init(directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws {
+    /// Launches the daemon without waiting for it (see `start` for one that is ready).
+    public init(directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws {
         self.directory = directory
         notifySocket = try NotifySocket(
             path: directory.appendingPathComponent("notify-\(UUID().uuidString.prefix(6)).sock").path)
@@ -96,33 +104,24 @@ final class DaemonProcess: @unchecked Sendable {
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
-        let lines = output
-        let ended = outputEnded
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                ended.withLock { $0 = true }
-                return
-            }
-            lines.withLock { $0.append(data) }
-        }
+        output = PipeCollector(pipe)
         try process.run()
+        Self.started.withLock { $0.append(self) }
     }
 
     /// Starts and waits for READY=1; the port comes from the READY status line.
-    static func start(_ directory: URL, arguments: [String]? = nil, environment: [String: String] = [:]) throws
-        -> DaemonProcess
+    public static func start(_ directory: URL, arguments: [String]? = nil, environment: [String: String] = [:])
+        async throws -> DaemonProcess
     {
         let daemon = try DaemonProcess(directory: directory, arguments: arguments, environment: environment)
-        try daemon.waitUntilReady()
+        try await daemon.waitUntilReady()
         return daemon
     }
 
-    func waitUntilReady(timeout: TimeInterval = 60) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let message = notifySocket.receive(timeoutMilliseconds: 200) {
+    public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            while let message = notifySocket.receiveNow() {
                 if message.contains("READY=1") {
                     if let range = message.range(of: "listening on port ") {
                         port = Int(message[range.upperBound...].prefix { $0.isNumber }) ?? 0
@@ -131,97 +130,149 @@ final class DaemonProcess: @unchecked Sendable {
                 }
             }
             if !process.isRunning {
+                // A READY=1 sent just before it exited is still worth reading.
+                if notifySocket.hasPending { continue }
                 throw HarnessError("daemon exited with \(process.terminationStatus) before READY=1:\n\(logText)")
             }
+            try await Task.sleep(for: .milliseconds(20))
         }
-        throw HarnessError("no READY=1 within \(timeout)s:\n\(logText)")
+        throw HarnessError("no READY=1 within \(timeout):\n\(logText)")
     }
 
-    var logText: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
-    var logLines: [String] { logText.split(separator: "\n").map(String.init) }
+    public var logText: String { output.text }
+    public var logLines: [String] { logText.split(separator: "\n").map(String.init) }
 
     /// Log lines as JSON objects (the daemon writes nothing else to stdout).
-    var logObjects: [[String: Any]] {
+    public var logObjects: [[String: Any]] {
         logLines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
     }
 
-    /// The log objects matching `predicate`, once there are at least `count` of them or
-    /// `timeout` has passed. A line reaches the pipe a moment after its HTTP response,
-    /// so reading the log right after a send races the daemon.
-    func waitForLog(
-        count: Int = 1, timeout: TimeInterval = 10, where predicate: ([String: Any]) -> Bool
-    ) -> [[String: Any]] {
-        let deadline = Date().addingTimeInterval(timeout)
+    /// The log objects matching `predicate`, once there are at least `count` of them. A line
+    /// reaches the pipe a moment after its HTTP response, so reading the log right after a send
+    /// races the daemon. Throws (with the log) if there are fewer than `count` at `timeout`.
+    public func waitForLog(
+        count: Int = 1, timeout: Duration = .seconds(10), _ what: String = "log lines",
+        where predicate: ([String: Any]) -> Bool
+    ) async throws -> [[String: Any]] {
+        let deadline = ContinuousClock.now + timeout
         while true {
             let found = logObjects.filter(predicate)
-            if found.count >= count || Date() >= deadline { return found }
-            usleep(20_000)
+            if found.count >= count { return found }
+            guard ContinuousClock.now < deadline else {
+                throw HarnessError(
+                    "timed out after \(timeout) waiting for \(count) \(what), found \(found.count):\n\(logText)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
         }
     }
 
-    /// The per-request lines (`"msg": "notification"`), waiting for `count` of them.
-    func notificationLines(count: Int) -> [[String: Any]] {
-        waitForLog(count: count) { $0["msg"] as? String == "notification" }
+    /// The log objects whose `msg` is `message`, once there are at least `count` of them.
+    public func waitForLog(message: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws
+        -> [[String: Any]]
+    {
+        try await waitForLog(count: count, timeout: timeout, "\"\(message)\" lines") { $0["msg"] as? String == message }
     }
 
-    func send(_ bytes: [UInt8]) throws -> RawHTTPResponse {
+    /// The per-request lines (`"msg": "notification"`), waiting for `count` of them.
+    public func notificationLines(count: Int, timeout: Duration = .seconds(10)) async throws -> [[String: Any]] {
+        try await waitForLog(message: "notification", count: count, timeout: timeout)
+    }
+
+    public func send(_ bytes: [UInt8]) throws -> RawHTTPResponse {
         try RawHTTPClient.exchange(host: "127.0.0.1", port: port, bytes: bytes)
     }
 
-    func send(fixture request: RawHTTPRequest) throws -> RawHTTPResponse {
+    public func send(fixture request: RawHTTPRequest) throws -> RawHTTPResponse {
         try send(request.serialized(host: "127.0.0.1:\(port)", target: request.target))
     }
 
+    /// SIGTERM, then the exit status once it has exited.
     @discardableResult
-    func terminate(timeout: TimeInterval = 30) throws -> Int32 {
+    public func terminate(timeout: Duration = .seconds(30)) async throws -> Int32 {
         kill(process.processIdentifier, SIGTERM)
-        return try waitForExit(timeout: timeout)
+        return try await waitForExit(timeout: timeout)
     }
 
-    func killHard() throws {
+    /// SIGTERM without waiting: for a `defer`, which cannot await. The end-to-end suites' trait
+    /// (`DaemonProcess.stopAll`) waits for the exit before the next test starts.
+    public func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+    }
+
+    public func killHard() async throws {
         kill(process.processIdentifier, SIGKILL)
-        _ = try waitForExit(timeout: 30)
+        try await waitForExit(timeout: .seconds(30))
     }
 
-    func waitForExit(timeout: TimeInterval) throws -> Int32 {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        guard !process.isRunning else { throw HarnessError("daemon did not exit within \(timeout)s") }
+    @discardableResult
+    public func waitForExit(timeout: Duration) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else { throw HarnessError("daemon did not exit within \(timeout)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
         // The pipe can still hold the last lines when the process is gone; read them all.
-        while !outputEnded.withLock({ $0 }) && Date() < deadline { usleep(10_000) }
+        while !output.ended && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         return process.terminationStatus
     }
 
-    var queueNew: URL { directory.appendingPathComponent("state/queue/new") }
-    var queueTmp: URL { directory.appendingPathComponent("state/queue/tmp") }
+    /// Stops every daemon started since the last call: SIGTERM, then SIGKILL for one still
+    /// running after `timeout`. The end-to-end suites call it after each test.
+    public static func stopAll(timeout: Duration = .seconds(30)) async {
+        let daemons = started.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for daemon in daemons where daemon.process.isRunning {
+            daemon.stop()
+            if (try? await daemon.waitForExit(timeout: timeout)) == nil { try? await daemon.killHard() }
+        }
+    }
 
-    func queueFiles() throws -> [URL] {
+    public var queueNew: URL { directory.appendingPathComponent("state/queue/new") }
+    public var queueTmp: URL { directory.appendingPathComponent("state/queue/tmp") }
+
+    public func queueFiles() throws -> [URL] {
         try FileManager.default.contentsOfDirectory(at: queueNew, includingPropertiesForKeys: nil)
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
     }
 
+    /// Waits until `new/` holds exactly `count` files.
+    public func waitForQueue(count: Int, timeout: Duration = .seconds(20)) async throws {
+        do {
+            try await waitUntil(timeout: timeout, "\(count) files in new/") {
+                (try? self.queueFiles().count) == count
+            }
+        } catch is WaitTimeout {
+            throw HarnessError("queue has \((try? queueFiles().count) ?? -1) files, expected \(count)")
+        }
+    }
+
     /// Bytes the daemon has read through read(2)-like calls (/proc/PID/io `rchar`).
-    func bytesRead() -> Int {
+    public func bytesRead() -> Int {
         let text = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/io", encoding: .utf8)) ?? ""
         let line = text.split(separator: "\n").first { $0.hasPrefix("rchar:") }
         return line.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) } ?? 0
     }
 
     /// The admin listener's port, from its "admin listening" log line.
-    func adminPort() throws -> Int {
-        let line = try #require(waitForLog { $0["msg"] as? String == "admin listening" }.first)
-        return try #require(line["port"] as? Int)
+    public func adminPort() async throws -> Int {
+        let line = try await waitForLog(message: "admin listening")[0]
+        guard let port = line["port"] as? Int else { throw HarnessError("no port in \(line)") }
+        return port
     }
 
     /// `GET path` on the admin listener: status and body.
-    func admin(_ path: String) throws -> RawHTTPResponse {
+    public func admin(_ path: String) async throws -> RawHTTPResponse {
         try RawHTTPClient.exchange(
-            host: "127.0.0.1", port: try adminPort(),
+            host: "127.0.0.1", port: try await adminPort(),
             bytes: Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
     }
 
     /// Sockets the daemon has open (listeners, accepted connections, its notify socket).
-    func socketCount() -> Int {
+    public func socketCount() -> Int {
         let fdDir = "/proc/\(process.processIdentifier)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
         return entries.filter {
@@ -232,7 +283,7 @@ final class DaemonProcess: @unchecked Sendable {
     /// The inodes of the sockets the daemon has open. A socket that appears after a snapshot
     /// is one it opened or accepted since, whatever other sockets closed meanwhile (which a
     /// plain count cannot tell).
-    func socketInodes() -> Set<String> {
+    public func socketInodes() -> Set<String> {
         let fdDir = "/proc/\(process.processIdentifier)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
         return Set(
@@ -246,7 +297,7 @@ final class DaemonProcess: @unchecked Sendable {
 
     /// The TCP ports the daemon listens on (public and admin listeners), from /proc/net/tcp{,6}:
     /// the listening sockets whose inodes are among the daemon's open files.
-    func listeningPorts() -> Set<Int> {
+    public func listeningPorts() -> Set<Int> {
         let fdDir = "/proc/\(process.processIdentifier)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: fdDir)) ?? []
         let inodes = Set(
@@ -277,7 +328,7 @@ final class DaemonProcess: @unchecked Sendable {
 }
 
 /// A plain TCP connection to the daemon, for tests that control every byte and every pause.
-func connectLoopback(port: Int) throws -> Int32 {
+public func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -295,26 +346,18 @@ func connectLoopback(port: Int) throws -> Int32 {
     return fd
 }
 
-/// Polls `condition` until it holds, failing with `what` after `timeout`.
-func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while try !condition() {
-        guard Date() < deadline else { throw HarnessError("timed out waiting for \(what)") }
-        usleep(10_000)
-    }
+public struct HarnessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
+/// The test's end of $NOTIFY_SOCKET: a datagram socket systemd would own. Reads never block:
+/// the socket is read with MSG_DONTWAIT between task sleeps.
+public final class NotifySocket: @unchecked Sendable {
+    public let path: String
+    public let fd: Int32
 
-/// The test's end of $NOTIFY_SOCKET: a datagram socket systemd would own.
-final class NotifySocket: @unchecked Sendable {
-    let path: String
-    let fd: Int32
-
-    init(path: String) throws {
+    public init(path: String) throws {
         self.path = path
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket() failed") }
@@ -330,35 +373,47 @@ final class NotifySocket: @unchecked Sendable {
         guard rc == 0 else { throw HarnessError("bind(\(path)) failed: \(String(cString: strerror(errno)))") }
     }
 
-    func receive(timeoutMilliseconds: Int32) -> String? {
-        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard poll(&poller, 1, timeoutMilliseconds) > 0 else { return nil }
+    /// The next datagram if one is waiting, else nil at once.
+    public func receiveNow() -> String? {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = recv(fd, &buffer, buffer.count, 0)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
     }
 
-    /// Every datagram that arrives within `duration`.
-    func receiveAll(for duration: TimeInterval) -> [String] {
+    /// Whether a datagram is waiting.
+    public var hasPending: Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK)) >= 0
+    }
+
+    /// Every datagram that arrives within `duration`. Only for a test that must let time pass
+    /// (counting watchdog pings over a period); to wait for something, use `receive(until:)`.
+    public func receiveAll(for duration: Duration) async throws -> [String] {
         var messages: [String] = []
-        let deadline = Date().addingTimeInterval(duration)
-        while Date() < deadline {
-            if let message = receive(timeoutMilliseconds: 50) { messages.append(message) }
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            while let message = receiveNow() { messages.append(message) }
+            try await Task.sleep(for: .milliseconds(20))
         }
+        while let message = receiveNow() { messages.append(message) }
         return messages
     }
 
-    /// Datagrams until one satisfies `predicate` or `timeout` passes; all of them, in order.
-    func receive(until predicate: (String) -> Bool, timeout: TimeInterval = 20) -> [String] {
+    /// Datagrams until one satisfies `predicate`, all of them in order. Throws (with what did
+    /// arrive) if none does within `timeout`.
+    public func receive(until predicate: (String) -> Bool, timeout: Duration = .seconds(20)) async throws -> [String] {
         var messages: [String] = []
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let message = receive(timeoutMilliseconds: 100) {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            while let message = receiveNow() {
                 messages.append(message)
-                if predicate(message) { break }
+                if predicate(message) { return messages }
             }
+            guard ContinuousClock.now < deadline else {
+                throw HarnessError("no matching notify message within \(timeout); got \(messages)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
         }
-        return messages
     }
 
     deinit {
@@ -368,29 +423,29 @@ final class NotifySocket: @unchecked Sendable {
 }
 
 /// One fixture: the exact request bytes and what the daemon must do with them.
-struct Fixture: CustomStringConvertible {
-    let name: String
-    let provider: String
-    let request: RawHTTPRequest
-    let expect: [String: Any]
+public struct Fixture: CustomStringConvertible, @unchecked Sendable {
+    public let name: String
+    public let provider: String
+    public let request: RawHTTPRequest
+    public let expect: [String: Any]
 
-    var description: String { "\(provider)/\(name)" }
-    var expectedStatus: Int { expect["http_status"] as? Int ?? -1 }
-    var expectedAck: String? { expect["ack"] as? String }
-    var isAccepted: Bool { (expect["outcome"] as? String) == "accepted" }
-    var isConflict: Bool { (expect["outcome"] as? String) == "conflict" }
+    public var description: String { "\(provider)/\(name)" }
+    public var expectedStatus: Int { expect["http_status"] as? Int ?? -1 }
+    public var expectedAck: String? { expect["ack"] as? String }
+    public var isAccepted: Bool { (expect["outcome"] as? String) == "accepted" }
+    public var isConflict: Bool { (expect["outcome"] as? String) == "conflict" }
     /// Accepted and conflicting versions are both committed, ACKed and filed as an event.
-    var filesEvent: Bool { isAccepted || isConflict }
+    public var filesEvent: Bool { isAccepted || isConflict }
     /// The configuration a fixture is meant for: nil for the test config (test merchants
     /// accepted), "production" for one that refuses them.
-    var profile: String? { expect["profile"] as? String }
+    public var profile: String? { expect["profile"] as? String }
 
     /// The fixtures for the test config, in file-name order per provider.
-    static func all() throws -> [Fixture] {
+    public static func all() throws -> [Fixture] {
         try every().filter { $0.profile == nil }
     }
 
-    static func every() throws -> [Fixture] {
+    public static func every() throws -> [Fixture] {
         var fixtures: [Fixture] = []
         let root = DaemonProcess.fixtures
         for provider in ["smartro", "tomatopay", "innopay"] {
@@ -412,23 +467,23 @@ struct Fixture: CustomStringConvertible {
 }
 
 /// A value behind a lock that closures can share (a `Mutex` itself cannot be captured).
-final class Shared<Value: Sendable>: Sendable {
+public final class Shared<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
 
-    init(_ value: Value) { mutex = Mutex(value) }
+    public init(_ value: Value) { mutex = Mutex(value) }
 
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R {
+    public func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R {
         mutex.withLock { body(&$0) }
     }
 }
 
 /// One kept-alive connection that sends requests one after another, as a busy PG or a load
 /// generator would; much cheaper per request than a connection each.
-final class KeepAliveConnection {
-    let fd: Int32
+public final class KeepAliveConnection {
+    public let fd: Int32
     private var pending: [UInt8] = []
 
-    init(port: Int) throws {
+    public init(port: Int) throws {
         fd = try connectLoopback(port: port)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -437,7 +492,7 @@ final class KeepAliveConnection {
     deinit { close(fd) }
 
     /// Sends `request` (which must not say `Connection: close`) and returns the status code.
-    func exchange(_ request: [UInt8]) throws -> Int {
+    public func exchange(_ request: [UInt8]) throws -> Int {
         var offset = 0
         while offset < request.count {
             let n = request[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -463,8 +518,3 @@ final class KeepAliveConnection {
         }
     }
 }
-
-/// Every end-to-end suite is nested here, so they run one after another: each starts real
-/// daemons, several of them load both cores, and timing assertions (read deadlines, shutdown)
-/// must not compete with another suite's flood.
-@Suite(.serialized) enum EndToEnd {}
