@@ -1,8 +1,8 @@
 import Foundation
 import PGNotiCore
 @_spi(Testing) import PGNotiStore
-import Synchronization
 import PGNotiTestSupport
+import Synchronization
 import Testing
 
 /// An engine with no database: it notes each batch it is handed and answers as told. The writer
