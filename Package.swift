@@ -98,7 +98,7 @@ let package = Package(
             name: "PGNotiServer",
             dependencies: [
                 "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool", "PGNotiIntake", "PGNotiLogging",
-                "PGNotiForward",
+                "PGNotiForward", "PGNotiPostgres",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -117,7 +117,7 @@ let package = Package(
             name: "pgnoti",
             dependencies: [
                 "PGNotiServer", "PGNotiConfig", "PGNotiIntake", "PGNotiStore", "PGNotiSpool", "PGNotiLogging",
-                "PGNotiRawHTTP", "PGNotiForward",
+                "PGNotiRawHTTP", "PGNotiForward", "PGNotiPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmark helpers (ACK-only server, fixed-rate load, outbox seeding). Not shipped.

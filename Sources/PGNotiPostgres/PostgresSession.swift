@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PGNotiConfig
+import PGNotiStore
 import PostgresNIO
 
 /// How pgnoti's sessions are opened: TLS as `sslmode` says, and the settings that make an ACK
@@ -78,5 +79,39 @@ public struct PostgresSession: Sendable {
             )
         }
         return connection
+    }
+}
+
+extension PostgresSession {
+    /// The session a configuration's `database` URL (and its `database_ca_file`) describes.
+    public init(settings: PostgresSettings) {
+        self.init(url: settings.url, caFile: settings.caFile)
+    }
+}
+
+extension PostgresSession {
+    /// What `check-config` reports about the database.
+    public enum Probe: Sendable, Equatable {
+        /// Connected; the schema version, nil before any pgnoti migrated it.
+        case reachable(schema: Int?, binaryKnows: Int)
+        case unreachable(reason: String)
+    }
+
+    /// Connects once, reads the schema version without migrating, and disconnects.
+    public func probe(logger: Logger) async -> Probe {
+        do {
+            return try await withTimeout(connectTimeout + .seconds(2)) {
+                let connection = try await connect(logger: logger)
+                defer { Task { try? await connection.close() } }
+                let tables = try await connection.query(
+                    "SELECT to_regclass('pgnoti_schema') IS NOT NULL", logger: logger)
+                var exists = false
+                for try await value in tables.decode(Bool.self) { exists = value }
+                let found = exists ? try await PostgresSchema.version(connection, logger: logger)?.version : nil
+                return .reachable(schema: found, binaryKnows: PostgresSchema.current)
+            }
+        } catch {
+            return .unreachable(reason: PostgresFailure.describe(error))
+        }
     }
 }

@@ -8,6 +8,7 @@ import PGNotiConfig
 import PGNotiCore
 import PGNotiIntake
 import PGNotiLogging
+import PGNotiPostgres
 import PGNotiSpool
 import PGNotiStore
 import Prometheus
@@ -46,14 +47,16 @@ public struct Daemon: Sendable {
             "starting",
             metadata: [
                 "version": "\(PGNotiVersion.current)", "listen": "\(config.listen)", "database": "\(config.database)",
-                "queue": "\(config.queue)", "providers": .array(enabled.map { .string($0) }),
+                "queue": "\(config.postgres == nil ? config.queue : "none: delivered from the database")",
+                "providers": .array(enabled.map { .string($0) }),
                 "sandbox": .stringConvertible(config.sandbox),
                 "smartro_merchants": .array(config.smartro.merchantKeys.keys.sorted().map { .string($0) }),
                 "pid": .stringConvertible(Int(getpid())),
             ])
         for note in config.notes { logger.notice("\(note)") }
         for warning in config.warnings { logger.warning("\(warning)") }
-        let instance = try StartupChecks.instanceLock(database: config.database)
+        // Many daemons share a PostgreSQL database by design; a SQLite file has one owner.
+        let instance = config.postgres == nil ? try StartupChecks.instanceLock(database: config.database) : nil
         defer { withExtendedLifetime(instance) {} }
         try StartupChecks.portsAreFree(config)
         let registry = MetricsRegistry.bootstrapOnce()
@@ -61,41 +64,26 @@ public struct Daemon: Sendable {
         Ledger.registerMetrics()
         OutboxRelay.registerMetrics()
 
-        let ledger = try Ledger.open(config)
-        // The queue is prepared by the relay, not here: a read-only, missing or full queue must
-        // not keep the daemon from starting, since the outbox holds every event until it can
-        // file them and the PG's notifications still need their ACKs.
-        let queue = QueueDirectory(unpreparedAt: URL(fileURLWithPath: config.queue))
-        let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger)
-        do {
-            try queue.prepare()
-            // The daemon files the outbox for as long as it runs. A command that holds the lock
-            // right now (a release filing its events) lets go within moments.
-            if try await relay.takeLock(waitingUpTo: .seconds(10)) {
-                try queue.cleanStaleTemporaries()
-                // What a crash left between commit and file goes out before new traffic arrives.
-                let replayed = try await relay.drain()
-                if replayed > 0 {
-                    logger.notice(
-                        "filed events left in the outbox by the previous run",
-                        metadata: ["count": .stringConvertible(replayed)])
-                }
-            } else {
-                logger.warning(
-                    "another process holds the outbox lock; events will be filed once it lets go",
-                    metadata: ["lock": "\(config.queue)/\(OutboxLock.fileName)"])
-            }
-        } catch {
-            logger.error(
-                "the queue cannot be filed into; starting anyway: events wait in the outbox and the relay retries",
-                metadata: ["queue": "\(config.queue)", "error": "\(error)"])
+        let ledger: any LedgerStore
+        let local: LocalDelivery?
+        if let postgres = config.postgres {
+            // Returns at once: the daemon starts not ready, and connects and migrates once the
+            // database is reachable; until then every notification is answered 500.
+            ledger = PostgresLedger.starting(
+                PostgresSession(settings: postgres), quarantinePolicy: QuarantinePolicy(config: config), logger: logger)
+            local = nil
+        } else {
+            let sqlite = try Ledger.open(config)
+            ledger = sqlite
+            local = await LocalDelivery.start(config, outbox: sqlite, logger: logger)
         }
 
-        let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay.wake() }
+        let relay = local?.relay
+        let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger) { relay?.wake() }
         let front = PublicFront(intake: intake, settings: FrontSettings(config: config), logger: logger)
         let connections = ConnectionRegistry(maximum: config.limits.maxConnections, logger: logger)
         let running = RunningDaemon(
-            config: config, ledger: ledger, queue: queue, relay: relay, intake: intake, front: front,
+            config: config, ledger: ledger, local: local, intake: intake, front: front,
             connections: connections, logger: logger, logSink: logSink)
         var quietLogger = logger
         quietLogger.logLevel = .warning
@@ -141,7 +129,7 @@ public struct Daemon: Sendable {
             configuration: .init(
                 address: .hostname(config.listen.host, port: config.listen.port), serverName: "pgnoti",
                 backlog: 1024),
-            services: [RelayService(relay: relay)],
+            services: relay.map { [RelayService(relay: $0)] } ?? [],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? -1
                 running.listeningPort.store(port, ordering: .relaxed)
@@ -157,15 +145,16 @@ public struct Daemon: Sendable {
             logger: quietLogger)
         services.append(.init(service: app))
         if let interval = WatchdogService.interval() {
+            var probes: [(name: String, probe: @Sendable () async throws -> Void)] = [
+                ("event loops", WatchdogService.eventLoops(eventLoops)),
+                ("ledger writer", { await ledger.probeWriter() }),
+            ]
+            if let relay { probes.append(("outbox relay", { await relay.probeIO() })) }
             services.append(
                 .init(
                     service: WatchdogService(
                         interval: interval, notifier: notifier,
-                        probes: [
-                            ("event loops", WatchdogService.eventLoops(eventLoops)),
-                            ("ledger writer", { await ledger.probeWriter() }),
-                            ("outbox relay", { await relay.probeIO() }),
-                        ], logger: logger)))
+                        probes: probes, logger: logger)))
         }
         services.append(.init(service: StatusService(daemon: running, notifier: notifier, every: .seconds(5))))
         if let retention = config.retentionSeconds {
@@ -195,12 +184,12 @@ public struct Daemon: Sendable {
         } catch {
             await sources.payup?.shutdown()
             logger.error("stopped on error", metadata: ["error": "\(error)"])
-            _ = try? await relay.drain()
+            _ = try? await relay?.drain()
             try? await ledger.close()
             throw error
         }
         // The relay drained on its way out; this catches anything committed after that.
-        let late = (try? await relay.drain()) ?? 0
+        let late = (try? await relay?.drain()) ?? 0
         try await ledger.close()
         logger.info("stopped", metadata: ["filed_at_exit": .stringConvertible(late)])
     }

@@ -13,14 +13,18 @@ extension RunningDaemon {
     func statusLine() async -> String {
         let port = listeningPort.load(ordering: .relaxed)
         let outbox = (try? await ledger.outboxStatus().depth).map(String.init) ?? "?"
-        let filed = relay.currentHealth.filed
-        var line = "listening on port \(port); events filed \(filed); outbox depth \(outbox)"
+        var line: String
+        if let relay = local?.relay {
+            line = "listening on port \(port); events filed \(relay.currentHealth.filed); outbox depth \(outbox)"
+        } else {
+            line = "listening on port \(port); PostgreSQL \(config.database); outbox depth \(outbox)"
+        }
         // The same checks as /readyz, so an outage shows while it lasts, traffic or not.
         for check in await readiness() where !check.ok {
             let parts = check.detail.components(separatedBy: "; ").map(Readiness.brief)
             line += "; \(check.name): \(parts.joined(separator: "; "))"
         }
-        if let error = relay.currentHealth.lastError, !line.contains("filing fails") {
+        if let error = local?.relay.currentHealth.lastError, !line.contains("filing fails") {
             line += "; filing fails: \(Readiness.brief(error))"
         }
         return line
@@ -32,9 +36,11 @@ extension RunningDaemon {
             Gauge(label: "pgnoti_outbox_depth").record(outbox.depth)
             Gauge(label: "pgnoti_outbox_oldest_age_seconds").record(outbox.oldest.map { -$0.timeIntervalSinceNow } ?? 0)
         }
-        let lag = queue.pendingNew()
-        Gauge(label: "pgnoti_queue_new_files").record(lag.count)
-        Gauge(label: "pgnoti_queue_oldest_age_seconds").record(lag.oldest.map { -$0.timeIntervalSinceNow } ?? 0)
+        if let queue = local?.queue {
+            let lag = queue.pendingNew()
+            Gauge(label: "pgnoti_queue_new_files").record(lag.count)
+            Gauge(label: "pgnoti_queue_oldest_age_seconds").record(lag.oldest.map { -$0.timeIntervalSinceNow } ?? 0)
+        }
         Gauge(label: "pgnoti_connections_open").record(connections.count)
         if let counts = try? await ledger.counts() {
             Gauge(label: "pgnoti_quarantine_rows").record(counts.quarantine)
@@ -44,7 +50,8 @@ extension RunningDaemon {
         // The forwarder is a process of its own; its directories say how it is doing.
         // Present at 0 before any forwarder ran, so the shipped alert rules have a series.
         let forward = ForwardLayout(queue: config.queue)
-        let status = FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
+        let status =
+            local != nil && FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
         Gauge(label: "pgnoti_forward_pending").record(status?.pending ?? 0)
         // Only what a running forwarder is sending right now (its forward/in-flight.json).
         Gauge(label: "pgnoti_forward_in_flight").record(status?.inFlight ?? 0)
@@ -56,9 +63,11 @@ extension RunningDaemon {
         for check in await readiness() {
             Gauge(label: "pgnoti_ready", dimensions: [("check", check.name)]).record(check.ok ? 1 : 0)
         }
-        let databaseDirectory = (config.database as NSString).deletingLastPathComponent
-        for path in Set([databaseDirectory.isEmpty ? "." : databaseDirectory, config.queue]) {
-            Gauge(label: "pgnoti_free_bytes", dimensions: [("path", path)]).record(FreeSpace.bytes(at: path) ?? 0)
+        if local != nil {
+            let databaseDirectory = (config.database as NSString).deletingLastPathComponent
+            for path in Set([databaseDirectory.isEmpty ? "." : databaseDirectory, config.queue]) {
+                Gauge(label: "pgnoti_free_bytes", dimensions: [("path", path)]).record(FreeSpace.bytes(at: path) ?? 0)
+            }
         }
         Gauge(label: "pgnoti_min_free_bytes").record(config.minFreeBytes)
         Gauge(label: "pgnoti_build_info", dimensions: [("version", PGNotiVersion.current)]).record(1)

@@ -6,7 +6,8 @@ import PGNotiStore
 /// Whether the daemon can take notifications now: the database is writable, the queue directory
 /// is writable and filing, and both file systems have `min_free_bytes` free. A storage outage
 /// makes the daemon not ready; it never stops the watchdog, so systemd does not restart-loop
-/// through it.
+/// through it. With a PostgreSQL database there is no queue directory and no local file to fill:
+/// the database is the one check.
 ///
 /// Its inputs are given, not looked up, so each check is tested on its own.
 struct Readiness: Sendable {
@@ -21,7 +22,8 @@ struct Readiness: Sendable {
     var probeDatabase: @Sendable () async throws -> Void
     /// Why the last real commit failed, if it did.
     var lastDatabaseFailure: @Sendable () -> String?
-    var queue: QueueDirectory
+    /// nil with a PostgreSQL database.
+    var queue: QueueDirectory?
     /// Why the relay's last filing failed, if it did.
     var filingError: @Sendable () -> String?
     /// How long the database probe may take: a hung fsync is a failed check, not a hung `/readyz`.
@@ -29,7 +31,8 @@ struct Readiness: Sendable {
     var freeBytes: @Sendable (String) -> Int? = { FreeSpace.bytes(at: $0) }
 
     func run() async -> [Check] {
-        [await database(), queueCheck(), disk()]
+        guard queue != nil else { return [await database()] }
+        return [await database(), queueCheck(), disk()]
     }
 
     func database() async -> Check {
@@ -45,6 +48,7 @@ struct Readiness: Sendable {
     }
 
     func queueCheck() -> Check {
+        guard let queue else { return Check(name: "queue", ok: true, detail: "none: delivered from the database") }
         do {
             try queue.probeWritable()
             if let error = filingError() {

@@ -10,8 +10,9 @@ import Synchronization
 /// metrics, the status line, reload.
 final class RunningDaemon: Sendable {
     let ledger: any LedgerStore
-    let queue: QueueDirectory
-    let relay: OutboxRelay
+    /// The queue directory and its relay; nil with a PostgreSQL database, where events are
+    /// delivered from the database.
+    let local: LocalDelivery?
     let intake: Intake
     let front: PublicFront
     let connections: ConnectionRegistry
@@ -21,13 +22,12 @@ final class RunningDaemon: Sendable {
     let listeningPort = Atomic<Int>(0)
 
     init(
-        config: Config, ledger: any LedgerStore, queue: QueueDirectory, relay: OutboxRelay, intake: Intake,
+        config: Config, ledger: any LedgerStore, local: LocalDelivery?, intake: Intake,
         front: PublicFront, connections: ConnectionRegistry, logger: Logger, logSink: LogSinkCounters?
     ) {
         self.configBox = Mutex(config)
         self.ledger = ledger
-        self.queue = queue
-        self.relay = relay
+        self.local = local
         self.intake = intake
         self.front = front
         self.connections = connections
@@ -39,12 +39,12 @@ final class RunningDaemon: Sendable {
 
     /// The checks behind `/readyz`, `pgnoti_ready` and the status line, on this daemon's parts.
     var readinessChecks: Readiness {
-        let relay = self.relay
+        let relay = local?.relay
         let ledger = self.ledger
         return Readiness(
             config: config, probeDatabase: { try await ledger.probeWritable() },
-            lastDatabaseFailure: { ledger.lastFailure }, queue: queue,
-            filingError: { relay.currentHealth.lastError })
+            lastDatabaseFailure: { ledger.lastFailure }, queue: local?.queue,
+            filingError: { relay?.currentHealth.lastError })
     }
 
     func readiness() async -> [Readiness.Check] {

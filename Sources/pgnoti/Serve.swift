@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PGNotiConfig
 import PGNotiLogging
+import PGNotiPostgres
 import PGNotiServer
 
 #if canImport(Glibc)
@@ -53,7 +55,7 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-struct CheckConfig: ParsableCommand {
+struct CheckConfig: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config", abstract: "Validate a configuration file; exits 78 naming the bad key.")
 
@@ -67,13 +69,15 @@ struct CheckConfig: ParsableCommand {
     )
     var serviceUser = "pgnoti"
 
-    func run() throws {
+    func run() async throws {
         do {
             let loaded = try ConfigLoader().load(path: config)
             let providers = loaded.providers.map(\.id.rawValue).joined(separator: ", ")
+            let queue = loaded.postgres == nil ? "queue \(loaded.queue)" : "events delivered from the database"
             print(
-                "ok: listen \(loaded.listen), database \(loaded.database), queue \(loaded.queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
+                "ok: listen \(loaded.listen), database \(loaded.database), \(queue), providers [\(providers)], \(loaded.smartro.merchantKeys.count) Smartro merchant(s) with keys"
             )
+            if let postgres = loaded.postgres { await reportDatabase(postgres) }
             for note in loaded.notes { print("note: \(note)") }
             try checkServiceUserCanRead(loaded)
             try checkSourceSecrets(loaded)
@@ -94,6 +98,23 @@ struct CheckConfig: ParsableCommand {
         } catch {
             printError("\(error)")
             throw ExitCode(78)
+        }
+    }
+
+    /// Connects and says what it found. An unreachable database is a warning, not a failure:
+    /// this is the unit's ExecStartPre, and the database may come up after the daemon.
+    func reportDatabase(_ postgres: PostgresSettings) async {
+        var logger = Logger(label: "pgnoti.check-config")
+        logger.logLevel = .critical
+        switch await PostgresSession(settings: postgres).probe(logger: logger) {
+        case .reachable(let schema?, let knows) where schema > knows:
+            print("warning: database reachable; schema \(schema) is newer than this pgnoti knows (\(knows))")
+        case .reachable(let schema?, _):
+            print("ok: database reachable, schema \(schema)")
+        case .reachable(nil, let knows):
+            print("ok: database reachable, no pgnoti tables yet (serve creates schema \(knows))")
+        case .unreachable(let reason):
+            print("warning: database unreachable (\(reason)); serve starts not ready and connects when it can")
         }
     }
 

@@ -68,13 +68,19 @@ public final class DaemonProcess: @unchecked Sendable {
     /// keys, `[limits]`); `providers` replaces the PG tables; `extra` is appended verbatim.
     @discardableResult
     public static func writeConfig(
-        in directory: URL, top: String = "", providers: String? = nil, extra: String = "", logLevel: String = "info"
+        in directory: URL, top: String = "", providers: String? = nil, extra: String = "", logLevel: String = "info",
+        postgres: String? = nil
     ) throws -> URL {
+        // A PostgreSQL database takes no queue: events are delivered from the database.
+        let storage =
+            postgres.map { "database = \"\($0)\"" } ?? """
+                database = "\(directory.path)/state/pgnoti.sqlite"
+                queue = "\(directory.path)/state/queue"
+                """
         let config = """
             listen = "127.0.0.1:0"
             admin_listen = "127.0.0.1:0"
-            database = "\(directory.path)/state/pgnoti.sqlite"
-            queue = "\(directory.path)/state/queue"
+            \(storage)
             log_level = "\(logLevel)"
             \(top)
 

@@ -1,0 +1,148 @@
+import Foundation
+import PGNotiConfig
+import PGNotiTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension EndToEnd {
+    /// Two or more real daemons on one PostgreSQL, spoken to in raw HTTP as the PGs (and a load
+    /// balancer that retries on the other host) would.
+    @Suite(
+        .enabled(
+            if: ProcessInfo.processInfo.environment["PGNOTI_TEST_DATABASE_URL"] != nil,
+            "PGNOTI_TEST_DATABASE_URL is not set: the PostgreSQL end-to-end tests are skipped"))
+    struct PostgresEndToEndTests {
+        static var serverURL: String { ProcessInfo.processInfo.environment["PGNOTI_TEST_DATABASE_URL"]! }
+
+        /// `psql -tA` on `url`: the rows as text.
+        @discardableResult
+        static func psql(_ url: String, _ sql: String) async throws -> String {
+            let run = try await runProcess(
+                URL(fileURLWithPath: "/usr/bin/psql"), [url, "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+            guard run.status == 0 else { throw HarnessError("psql: \(run.stderr)") }
+            return run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        /// A database of its own on the test server.
+        static func scratchDatabase() async throws -> String {
+            let name = "pgnoti_e2e_" + UUID().uuidString.prefix(8).lowercased()
+            try await psql(serverURL, "CREATE DATABASE \(name)")
+            var parts = serverURL.split(separator: "/", omittingEmptySubsequences: false)
+            parts[parts.count - 1] = Substring(name)
+            return parts.joined(separator: "/")
+        }
+
+        static func daemon(_ name: String, database: String) async throws -> DaemonProcess {
+            let dir = try DaemonProcess.makeDirectory(name)
+            try DaemonProcess.writeConfig(in: dir, postgres: database)
+            let daemon = try await DaemonProcess.start(dir)
+            // READY=1 comes with the listener (the daemon starts whether or not the database is
+            // up); /readyz says when the database is there too. Until then it answers 500.
+            try await waitUntil(timeout: .seconds(10), "the database connected") {
+                try await daemon.admin("/readyz").status == 200
+            }
+            return daemon
+        }
+
+        static func post(_ tid: String, to daemon: DaemonProcess) async throws -> Int {
+            let bytes = DeployEndToEndTests.smartroPost(tid: tid, key: Config.smartroTestKey, port: daemon.port)
+            return try await onOwnThread { try daemon.send(bytes).status }
+        }
+
+        @Test func eachNotificationPostedToBothHostsIsOneEvent() async throws {
+            let database = try await Self.scratchDatabase()
+            let hostA = try await Self.daemon("pg-a", database: database)
+            let hostB = try await Self.daemon("pg-b", database: database)
+            // Every notification to both hosts at once: a PG retry through the load balancer.
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for n in 0..<30 {
+                    let tid = "SMTPAY001m0101241123\(String(format: "%010d", n))"
+                    group.addTask { try await Self.post(tid, to: hostA) }
+                    group.addTask { try await Self.post(tid, to: hostB) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.count == 60 && statuses.allSatisfy { $0 == 200 }, "both hosts ACK every post")
+            #expect(try await Self.psql(database, "SELECT count(*) FROM notifications") == "30")
+            #expect(try await Self.psql(database, "SELECT count(*) FROM outbox") == "30", "one event each")
+            #expect(try await Self.psql(database, "SELECT sum(retries) FROM notifications") == "30")
+            hostA.stop()
+            hostB.stop()
+        }
+
+        @Test func aDaemonKilledInABurstLosesNothingItsPeerPicksUp() async throws {
+            let database = try await Self.scratchDatabase()
+            let hostA = try await Self.daemon("pg-kill-a", database: database)
+            let hostB = try await Self.daemon("pg-kill-b", database: database)
+            let tids = (0..<60).map { "SMTPAY001m0101241124\(String(format: "%010d", $0))" }
+            let acked = try await withThrowingTaskGroup(of: String?.self) { group in
+                for (n, tid) in tids.enumerated() {
+                    group.addTask {
+                        if n == 20 { try await hostA.killHard() }
+                        // To A first; what A did not ACK (killed, refused) goes to B, as the load
+                        // balancer's proxy_next_upstream would send it.
+                        if let status = try? await Self.post(tid, to: hostA), status == 200 { return tid }
+                        return try await Self.post(tid, to: hostB) == 200 ? tid : nil
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }.compactMap { $0 }
+            }
+            #expect(acked.count == 60, "every notification was ACKed by one host or the other")
+            let stored = try await Self.psql(database, "SELECT tid FROM notifications ORDER BY tid")
+            #expect(stored.split(separator: "\n").map(String.init) == tids.sorted(), "exactly one row each")
+            #expect(try await Self.psql(database, "SELECT count(*) FROM outbox") == "60")
+            hostB.stop()
+        }
+
+        @Test func noACKWhileTheDatabaseIsDownAndACKsResumeWithoutARestart() async throws {
+            // A server of its own, to stop and start under the daemon.
+            let started = try await runProcess(
+                URL(fileURLWithPath: "/bin/bash"),
+                [DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path, "start"])
+            try #require(started.status == 0, "\(started.stderr)")
+            func value(_ name: String) -> String {
+                started.stdout.split(separator: "\n").first { $0.contains(name + "=") }.map {
+                    String($0.split(separator: "=", maxSplits: 1)[1])
+                } ?? ""
+            }
+            let url = value("PGNOTI_TEST_DATABASE_URL")
+            let data = value("PGNOTI_TEST_PGDATA")
+            let script = DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path
+            // Stopped however the test ends (a defer cannot await).
+            let outcome: Result<Void, any Error>
+            do {
+                let daemon = try await Self.daemon("pg-outage", database: url)
+                #expect(try await Self.post("SMTPAY001m01012411250000000001", to: daemon) == 200, "\(daemon.logText)")
+
+                _ = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "stop-server", data])
+                let before = ContinuousClock.now
+                let down = try await Self.post("SMTPAY001m01012411250000000002", to: daemon)
+                #expect(down == 500, "no ACK while the database is down")
+                #expect(ContinuousClock.now - before < .seconds(5), "answered within 5 s")
+                let ready = try await daemon.admin("/readyz")
+                #expect(ready.status == 503 && String(decoding: ready.body, as: UTF8.self).contains("PostgreSQL"))
+
+                _ = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "start-server", data])
+                let back = ContinuousClock.now
+                do {
+                    try await waitUntil(timeout: .seconds(10), "ACKs again without a restart") {
+                        try await Self.post("SMTPAY001m01012411250000000002", to: daemon) == 200
+                    }
+                } catch {
+                    Issue.record("\(error)\n\(daemon.logText.suffix(3000))")
+                }
+                #expect(ContinuousClock.now - back < .seconds(10))
+                #expect(try await Self.psql(url, "SELECT count(*) FROM notifications") == "2")
+                daemon.stop()
+                outcome = .success(())
+            } catch {
+                outcome = .failure(error)
+            }
+            _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "stop", data])
+            try outcome.get()
+        }
+    }
+}
