@@ -26,10 +26,13 @@ final class PostgresConnections: Sendable {
     private let ready = Mutex<[CheckedContinuation<Void, Never>]>([])
     /// How often a lost session is tried again.
     let retryEvery: Duration
+    /// False for the commands that only look: they check the schema and never migrate it.
+    let migrates: Bool
 
-    init(session: PostgresSession, logger: Logger, retryEvery: Duration = .milliseconds(500)) {
+    init(session: PostgresSession, logger: Logger, migrates: Bool = true, retryEvery: Duration = .milliseconds(500)) {
         self.session = session
         self.logger = logger
+        self.migrates = migrates
         self.retryEvery = retryEvery
     }
 
@@ -137,7 +140,11 @@ final class PostgresConnections: Sendable {
     private func connect() async throws {
         let writer = try await session.connect(id: 1, logger: logger)
         do {
-            try await PostgresSchema.migrate(writer, logger: logger)
+            if migrates {
+                try await PostgresSchema.migrate(writer, logger: logger)
+            } else {
+                try await PostgresSchema.checkUsable(writer, database: session.url.database, logger: logger)
+            }
             let reader = try await session.connect(id: 2, logger: logger)
             let installed: Bool = state.withLock { state in
                 guard case .connecting = state else { return false }

@@ -21,12 +21,14 @@ public final class PostgresLedger: LedgerStore, Sendable {
 
     /// Connects now (and creates or migrates the tables under the advisory lock), failing with the
     /// reason when it cannot; then keeps the sessions open. For commands and tests.
+    /// `migrating: false` (the commands that only look) checks the schema and changes nothing.
     public static func open(
         _ session: PostgresSession, quarantinePolicy: QuarantinePolicy = QuarantinePolicy(), maxBatch: Int = 256,
-        logger: Logger
+        migrating: Bool = true, logger: Logger
     ) async throws -> PostgresLedger {
         let ledger = PostgresLedger(
-            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: .seconds(30), logger: logger)
+            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: .seconds(30),
+            migrating: migrating, logger: logger)
         do {
             try await ledger.connections.connectOnce()
         } catch {
@@ -45,18 +47,20 @@ public final class PostgresLedger: LedgerStore, Sendable {
         answerWithin: Duration = .milliseconds(4500), logger: Logger
     ) -> PostgresLedger {
         let ledger = PostgresLedger(
-            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: answerWithin, logger: logger)
+            session: session, policy: quarantinePolicy, maxBatch: maxBatch, answerWithin: answerWithin, migrating: true,
+            logger: logger)
         ledger.connections.start()
         return ledger
     }
 
     private init(
-        session: PostgresSession, policy: QuarantinePolicy, maxBatch: Int, answerWithin: Duration, logger: Logger
+        session: PostgresSession, policy: QuarantinePolicy, maxBatch: Int, answerWithin: Duration, migrating: Bool,
+        logger: Logger
     ) {
         self.session = session
         self.logger = logger
         self.answerWithin = answerWithin
-        connections = PostgresConnections(session: session, logger: logger)
+        connections = PostgresConnections(session: session, logger: logger, migrates: migrating)
         committer = PostgresCommitter(connections: connections, policy: policy, logger: logger)
         writer = GroupCommitWriter(committer, label: "pgnoti.postgres.group-commit", maxBatch: maxBatch)
     }
@@ -71,6 +75,9 @@ public final class PostgresLedger: LedgerStore, Sendable {
     }
 
     public var location: String { session.url.redacted }
+
+    /// The schema version this binary writes.
+    public static var schemaVersion: Int { PostgresSchema.current }
 
     // MARK: - Recording (the intake)
 

@@ -46,6 +46,24 @@ enum PostgresSchema {
         }
     }
 
+    struct NotMigrated: Error, CustomStringConvertible {
+        var database: String
+        var description: String {
+            "\(database) has no pgnoti tables yet: start pgnoti serve, or run pgnoti migrate, against it first"
+        }
+    }
+
+    /// For a command that only reads: the schema must be there and usable; nothing is changed.
+    static func checkUsable(_ connection: PostgresConnection, database: String, logger: Logger) async throws {
+        let tables = try await connection.query("SELECT to_regclass('pgnoti_schema') IS NOT NULL", logger: logger)
+        var exists = false
+        for try await value in tables.decode(Bool.self) { exists = value }
+        guard exists, let (version, needs) = try await version(connection, logger: logger) else {
+            throw NotMigrated(database: database)
+        }
+        if needs > current { throw TooNew(found: version, needs: needs) }
+    }
+
     /// The recorded (version, oldest usable by), or nil before the first migration.
     static func version(_ connection: PostgresConnection, logger: Logger) async throws -> (version: Int, needs: Int)? {
         let rows = try await connection.query(

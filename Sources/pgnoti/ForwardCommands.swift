@@ -28,6 +28,7 @@ struct ForwardRun: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
+        try requireQueueDirectory(config)
         guard let target = url ?? config.forward.url else {
             // pgnoti-forward.service starts on the shipped config before the app's URL is known:
             // a configuration to finish, which systemd does not restart-loop on (78).
@@ -71,6 +72,7 @@ struct Consume: AsyncParsableCommand {
 
 /// Takes the queue's consumer lock, then runs the forwarder until SIGTERM.
 func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger.Metadata) async throws {
+    try requireQueueDirectory(config)
     let sink = LogSink.standardOutput()
     let logger = Logger.json(level: config.logLevel, sink: sink)
     defer { sink.flush() }
@@ -134,6 +136,7 @@ struct ForwardStatusCommand: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
+        try requireQueueDirectory(config)
         let layout = ForwardLayout(queue: config.queue)
         // Zeros from a queue no forwarder ever ran on would read as "all delivered".
         let neverForwarded = !FileManager.default.fileExists(atPath: layout.base)
@@ -228,6 +231,7 @@ struct ForwardRetryCommand: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
+        try requireQueueDirectory(config)
         let layout = ForwardLayout(queue: config.queue)
         let result = allFailed ? try ForwardRetry.retryAllFailed(layout) : try ForwardRetry.retry(layout, ids: ids)
         for name in result.moved { print("retrying \(ForwardLayout.eventID(fromFileName: name) ?? name)") }
@@ -238,4 +242,15 @@ struct ForwardRetryCommand: ParsableCommand {
         if result.moved.isEmpty && !allFailed { throw ExitCode.failure }
         if result.moved.isEmpty { print("nothing failed") }
     }
+}
+
+/// The forwarder and `consume` read the queue directory, which a PostgreSQL database does not
+/// have: its events wait in the database's outbox. Delivering from there is not in this version;
+/// say so rather than watch an empty directory.
+func requireQueueDirectory(_ config: Config) throws {
+    guard config.postgres != nil else { return }
+    printError(
+        "with a PostgreSQL database, events wait in the database's outbox; delivery from the database (pgnoti forward/consume claiming them) is not in this version of pgnoti"
+    )
+    throw ExitCode(78)
 }

@@ -3,6 +3,7 @@ import Foundation
 import PGNotiConfig
 import PGNotiCore
 import PGNotiIntake
+import PGNotiPostgres
 import PGNotiSpool
 import PGNotiStore
 
@@ -33,6 +34,13 @@ struct Backup: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
+        if let postgres = config.postgres {
+            // A copy of one table set is not a backup of a shared database; PostgreSQL's own tool is.
+            let url = postgres.url
+            throw CommandFailure(
+                "backup does not copy a PostgreSQL database; use pg_dump, e.g.: pg_dump --format=custom --file=pgnoti-$(date +%Y%m%d).dump --host=\(url.host) --port=\(url.port) --username=\(url.user) \(url.database)"
+            )
+        }
         try requireDatabase(config)
         var target = file ?? ""
         if let dated {
@@ -51,7 +59,7 @@ struct Backup: AsyncParsableCommand {
         // The copy is the operator's file, written where they ask: no switch to the state's
         // owner, who may not be allowed to write there. (SQLite gives sidecars it creates as
         // root to the database file's owner.)
-        let ledger = try openLedger(config, adoptingOwner: false)
+        let ledger = try Ledger.open(config)
         // The copy holds raw bodies (names, phones): nobody but its owner reads it, whatever
         // the shell's umask.
         let previous = umask(0o077)
@@ -107,7 +115,7 @@ struct DeletionOptions: ParsableArguments {
 /// Counts what a purge before `cutoff` would change, asks, then purges in short batches that
 /// leave the daemon's ACK path free, stopping if the disk runs low.
 func runPurge(_ config: Config, cutoff: Date, command: String, options: DeletionOptions) async throws {
-    let ledger = try openLedger(config)
+    let ledger = try await openLedger(config)
     let candidates: PurgeCounts
     do { candidates = try await ledger.purgeCandidates(before: cutoff) } catch {
         try? await ledger.close()
@@ -232,6 +240,16 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
+        if config.postgres != nil {
+            // Under pg_advisory_xact_lock: a daemon starting meanwhile waits its turn, then finds
+            // the work done. Daemons already running on the older schema keep working (see the
+            // rolling-upgrade order).
+            let ledger = try await openLedger(config)
+            try? await ledger.close()
+            print("\(config.database): schema \(PostgresLedger.schemaVersion)")
+            OperatorLog.record("migrate", outcome: "ok", details: ["to": "\(PostgresLedger.schemaVersion)"])
+            return
+        }
         try requireDatabase(config)
         try StateOwner.adopt(directoryOf: config.database)
         let lockPath = config.database + ".lock"

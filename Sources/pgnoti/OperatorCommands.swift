@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PGNotiConfig
 import PGNotiCore
 import PGNotiForward
 import PGNotiIntake
+import PGNotiPostgres
 import PGNotiSpool
 import PGNotiStore
 
@@ -11,28 +13,48 @@ import PGNotiStore
     import Glibc
 #endif
 
-/// Opens the ledger a config names for an operator command. Run as root, the command first
-/// becomes the owner of the state directory: opening the database creates its `-wal`/`-shm`
-/// sidecars, which the daemon must still be able to open afterwards.
-func openLedger(_ config: Config, adoptingOwner: Bool = true) throws -> Ledger {
+/// Opens the ledger a config names for an operator command: the SQLite file, or the shared
+/// PostgreSQL database. Run as root with SQLite, the command first becomes the owner of the
+/// state directory: opening the database creates its `-wal`/`-shm` sidecars, which the daemon
+/// must still be able to open afterwards.
+func openLedger(_ config: Config, adoptingOwner: Bool = true) async throws -> any LedgerStore {
+    if let postgres = config.postgres {
+        return try await PostgresLedger.open(
+            PostgresSession(settings: postgres), quarantinePolicy: QuarantinePolicy(config: config),
+            logger: commandLogger)
+    }
     try requireDatabase(config)
     if adoptingOwner { try StateOwner.adopt(directoryOf: config.database) }
     return try Ledger.open(config)
 }
 
-/// Opens the ledger for a command that only looks: read-only, never migrating, and never
-/// changing a byte of the database (`Ledger.openReadOnly`). As root it first becomes the owner
-/// too, so a `-shm` sidecar SQLite may need stays the daemon's.
-func openLedgerReadOnly(_ config: Config) throws -> Ledger {
+/// Opens the ledger for a command that only looks: never migrating, and (SQLite) read-only,
+/// never changing a byte of the database (`Ledger.openReadOnly`). As root it first becomes the
+/// owner too, so a `-shm` sidecar SQLite may need stays the daemon's.
+func openLedgerReadOnly(_ config: Config) async throws -> any LedgerStore {
+    if let postgres = config.postgres {
+        return try await PostgresLedger.open(
+            PostgresSession(settings: postgres), quarantinePolicy: QuarantinePolicy(config: config), migrating: false,
+            logger: commandLogger)
+    }
     try requireDatabase(config)
     try StateOwner.adopt(directoryOf: config.database)
     return try Ledger.openReadOnly(config)
 }
 
+/// The PostgreSQL driver's own log lines stay out of a command's output.
+let commandLogger: Logger = {
+    var logger = Logger(label: "pgnoti.command")
+    logger.logLevel = .critical
+    return logger
+}()
+
 /// Runs `body` on the ledger and closes it before returning, thrown or not: the process exits
 /// right after a command, so a close left to a detached task might never run.
-func withLedger<T>(_ config: Config, readOnly: Bool = false, _ body: (Ledger) async throws -> T) async throws -> T {
-    let ledger = try readOnly ? openLedgerReadOnly(config) : openLedger(config)
+func withLedger<T>(_ config: Config, readOnly: Bool = false, _ body: (any LedgerStore) async throws -> T)
+    async throws -> T
+{
+    let ledger = try await readOnly ? openLedgerReadOnly(config) : openLedger(config)
     do {
         let result = try await body(ledger)
         try? await ledger.close()
@@ -81,7 +103,7 @@ struct EventsCommand: AsyncParsableCommand {
                 provider: provider, since: try since.map { try parseTime($0, option: "--since") },
                 until: try until.map { try parseTime($0, option: "--until") }, tid: tid, orderID: order, kind: kind,
                 limit: limit)
-            let ledger = try openLedgerReadOnly(config)
+            let ledger = try await openLedgerReadOnly(config)
             let found = try await ledger.events(filter)
             try? await ledger.close()
             if json {
@@ -145,7 +167,7 @@ struct EventsCommand: AsyncParsableCommand {
                     )
                     print("key:           \(n.provider) \(n.merchantID) \(n.tid) \(n.state)")
                     print(
-                        "queue file:    \(Self.whereIs(n.queueFileName, queue: config.queue, inOutbox: history.inOutbox))"
+                        "queue file:    \(config.postgres == nil ? Self.whereIs(n.queueFileName, queue: config.queue, inOutbox: history.inOutbox) : "\(n.queueFileName) (\(history.inOutbox ? "in the database's outbox" : "delivered from the database"))")"
                     )
                     print("retries:       \(n.retries)")
                     for retry in history.retries {
@@ -244,7 +266,7 @@ struct Redeliver: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        let context = try CommandContext.open(config)
+        let context = try await CommandContext.open(config)
         if !ids.isEmpty {
             let known = try await context.ledger.knownEventIDs(ids)
             let unknown = ids.filter { !known.contains($0) }
@@ -262,7 +284,7 @@ struct Redeliver: AsyncParsableCommand {
             // Many at once: in chunks, with progress.
             for start in stride(from: 0, to: ids.count, by: 500) {
                 let chunk = Array(ids[start..<min(start + 500, ids.count)])
-                queued += try await context.ledger.redeliver(eventIDs: chunk)
+                queued += try await context.ledger.redeliver(eventIDs: chunk, since: nil, until: nil)
                 printError("queued \(queued) of \(ids.count)")
             }
         } else {
@@ -275,7 +297,9 @@ struct Redeliver: AsyncParsableCommand {
                 "since": since.map(KoreanTime.iso8601) ?? "", "until": until.map(KoreanTime.iso8601) ?? "",
             ].filter { !$0.value.isEmpty })
         if queued > 300 { printError("filing \(queued) events …") }
-        if let filed = try await context.fileCommittedEvents() {
+        if context.queue == nil {
+            print("they wait in the database's outbox")
+        } else if let filed = try await context.fileCommittedEvents() {
             print("filed \(filed) into \(config.queue)/new")
         } else {
             print("the daemon holds the outbox lock; it files them")
@@ -295,10 +319,11 @@ struct Stats: AsyncParsableCommand {
     func run() async throws {
         let config = try options.load()
         let since = try since.map { try parseTime($0, option: "--since") }
-        let ledger = try openLedgerReadOnly(config)
+        let ledger = try await openLedgerReadOnly(config)
         let stats = try await ledger.stats(since: since)
         try? await ledger.close()
-        let queue = try? QueueDirectory(root: URL(fileURLWithPath: config.queue))
+        // A PostgreSQL database has no queue directory: its outbox line is the whole story.
+        let queue = config.postgres == nil ? try? QueueDirectory(root: URL(fileURLWithPath: config.queue)) : nil
         let pending = queue?.pendingNew()
         if json {
             var out = JSONWriter()

@@ -159,7 +159,7 @@ struct QuarantineCommand: AsyncParsableCommand {
             // cannot read is named with the permission that is missing.
             let config = try options.load(requiringSecrets: true)
             let since = try since.map { try parseTime($0, option: "--since") }
-            let context = try CommandContext.open(config)
+            let context = try await CommandContext.open(config)
             var targets = ids
             if let reason {
                 targets = try await context.ledger.quarantined(reason: reason, since: since, limit: 1_000_000)
@@ -184,7 +184,9 @@ struct QuarantineCommand: AsyncParsableCommand {
                 "release", ids: targets.map(String.init),
                 outcome: failures == 0 ? "released \(targets.count)" : "\(failures) of \(targets.count) not released",
                 details: ["results": outcomes.joined(separator: "; ")])
-            if let filed = try await context.fileCommittedEvents() {
+            if context.queue == nil {
+                printError("the events wait in the database's outbox")
+            } else if let filed = try await context.fileCommittedEvents() {
                 printError("filed \(filed) event(s) into \(config.queue)/new")
             } else {
                 printError("the daemon holds the outbox lock; it files the events")
@@ -202,7 +204,7 @@ struct QuarantineCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try openLedger(config)
+            let ledger = try await openLedger(config)
             let removed: [Int64]
             do { removed = try await ledger.dropQuarantined(ids: ids) } catch {
                 try? await ledger.close()

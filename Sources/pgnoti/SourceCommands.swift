@@ -40,7 +40,7 @@ struct TossCommand: AsyncParsableCommand {
         func run() async throws {
             // A first import may well come before the daemon ever ran: it creates the state.
             let config = try options.load()
-            let context = try CommandContext.open(config, creatingState: true)
+            let context = try await CommandContext.open(config, creatingState: true)
             let importer = TossImporter(
                 intake: context.intake, progress: context.ledger, logger: context.logger,
                 finalAfterMinutes: config.toss.finalAfterMinutes)
@@ -131,7 +131,7 @@ struct TossCommand: AsyncParsableCommand {
                 )
                 throw ExitCode(78)
             }
-            let context = try CommandContext.open(config, creatingState: true)
+            let context = try await CommandContext.open(config, creatingState: true)
             let importer = TossImporter(
                 intake: context.intake, progress: context.ledger, logger: context.logger,
                 finalAfterMinutes: config.toss.finalAfterMinutes)
@@ -309,7 +309,7 @@ struct PayupCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let ledger = try openLedgerReadOnly(config)
+            let ledger = try await openLedgerReadOnly(config)
             let intents = try await ledger.payupIntents(states: PayupIntent.State.pending)
             try? await ledger.close()
             if json {

@@ -59,18 +59,24 @@ func printError(_ message: String) {
 /// The ledger, intake and relay a command needs to create events the way the daemon does.
 struct CommandContext {
     let config: Config
-    let ledger: Ledger
-    let queue: QueueDirectory
+    let ledger: any LedgerStore
+    /// nil with a PostgreSQL database: events wait in its outbox for delivery from there.
+    let queue: QueueDirectory?
     let intake: Intake
     let logger: Logger
 
     /// Opens the state `config` names. Run as root, the command first becomes the owner of the
     /// state directory, so the database's sidecar files and queue files it creates stay readable
     /// by the daemon and its consumers.
-    static func open(_ config: Config, creatingState: Bool = false) throws -> CommandContext {
+    static func open(_ config: Config, creatingState: Bool = false) async throws -> CommandContext {
+        let logger = Logger.json(level: config.logLevel, sink: .standardError())
+        if config.postgres != nil {
+            let ledger = try await openLedger(config)
+            let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger)
+            return CommandContext(config: config, ledger: ledger, queue: nil, intake: intake, logger: logger)
+        }
         if !creatingState { try requireDatabase(config) }
         try StateOwner.adopt(directoryOf: config.database)
-        let logger = Logger.json(level: config.logLevel, sink: .standardError())
         let ledger = try Ledger.open(config)
         let queue = try QueueDirectory(root: URL(fileURLWithPath: config.queue))
         let intake = Intake(policy: IntakePolicy(config: config), store: ledger, logger: logger)
@@ -81,6 +87,7 @@ struct CommandContext {
     /// holder (the daemon) files it within a second. Returns how many files this command wrote,
     /// or nil when it left them to the holder.
     func fileCommittedEvents() async throws -> Int? {
+        guard let queue else { return nil }
         let relay = OutboxRelay(outbox: ledger, queue: queue, logger: logger, role: .command)
         if try await !relay.takeLock() {
             // The daemon keeps the lock while it runs and files within a second. Another command

@@ -144,5 +144,42 @@ extension EndToEnd {
             _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "stop", data])
             try outcome.get()
         }
+
+        @Test func operatorCommandsWorkOnTheSharedDatabase() async throws {
+            let database = try await Self.scratchDatabase()
+            let daemon = try await Self.daemon("pg-cli", database: database)
+            let tid = "SMTPAY001m01012411260000000001"
+            #expect(try await Self.post(tid, to: daemon) == 200)
+            let forged = DeployEndToEndTests.smartroPost(
+                tid: "SMTPAY001m01012411260000000002", key: "d3Jvbmc=", port: daemon.port)
+            #expect(try await onOwnThread { try daemon.send(forged).status } != 200)
+            let config = daemon.directory.appendingPathComponent("pgnoti.toml").path
+            func pgnoti(_ arguments: String...) async throws -> ProcessResult {
+                try await runProcess(DaemonProcess.binary, arguments + ["--config", config], in: daemon.directory)
+            }
+
+            let list = try await pgnoti("events", "list")
+            #expect(list.status == 0 && list.stdout.contains(tid), "\(list.stderr)")
+            let show = try await pgnoti("events", "show", tid)
+            #expect(show.status == 0 && show.stdout.contains("in the database's outbox"), "\(show.stdout)")
+            let stats = try await pgnoti("stats")
+            #expect(stats.status == 0 && stats.stdout.contains("outbox: 1 waiting") && !stats.stdout.contains("new/"))
+            let quarantine = try await pgnoti("quarantine", "list")
+            #expect(quarantine.status == 0 && quarantine.stdout.contains("signature"), "\(quarantine.stdout)")
+            let redeliver = try await pgnoti("redeliver", "--since", "1h")
+            #expect(redeliver.status == 0 && redeliver.stdout.contains("database's outbox"))
+            let migrate = try await pgnoti("migrate")
+            #expect(migrate.status == 0 && migrate.stdout.contains("schema 1"))
+
+            let backup = try await pgnoti("backup", daemon.directory.appendingPathComponent("copy.sqlite").path)
+            #expect(backup.status != 0 && (backup.stderr + backup.stdout).contains("pg_dump"))
+            let forward = try await runProcess(
+                DaemonProcess.binary, ["forward", "--config", config, "--url", "http://127.0.0.1:9/"],
+                in: daemon.directory)
+            #expect(forward.status == 78 && forward.stderr.contains("database's outbox"))
+            // No state of its own on the host: no SQLite file, no queue directory.
+            #expect(!FileManager.default.fileExists(atPath: daemon.directory.appendingPathComponent("state").path))
+            daemon.stop()
+        }
     }
 }
