@@ -80,8 +80,14 @@ final class PostgresCommitter: BatchCommitter, Sendable {
                 Self.sortKey(batch.records[$0]).lexicographicallyPrecedes(Self.sortKey(batch.records[$1]))
             }
             var records = [Result<RecordOutcome, any Error>?](repeating: nil, count: batch.records.count)
+            let accepted = try await claimNew(
+                order.map { ($0, batch.records[$0], names[$0]) }, on: connection)
             for index in order {
-                records[index] = .success(try await apply(batch.records[index], fileName: names[index], on: connection))
+                let entry = batch.records[index]
+                records[index] =
+                    accepted.contains(index)
+                    ? .success(.accepted(eventID: entry.eventID, queueFileName: names[index]))
+                    : .success(try await applyHeld(entry, fileName: names[index], on: connection))
             }
             outcome.records = records.map { $0! }
             for work in batch.writes {
@@ -115,34 +121,69 @@ final class PostgresCommitter: BatchCommitter, Sendable {
 
     // MARK: - One notification
 
-    private func apply(_ entry: LedgerEntry, fileName: String, on connection: PostgresConnection) async throws
-        -> RecordOutcome
-    {
-        let k = entry.key
+    /// Claims every key of the batch that is new, with its outbox row, in one statement: the
+    /// rows in key order, `ON CONFLICT DO NOTHING` leaving a key another transaction holds to
+    /// that transaction (once it commits, this entry is a duplicate below). Returns the indices
+    /// accepted. (`LedgerRules.decide` with nothing held is always `.new`: the database decides
+    /// that case here, atomically across hosts.)
+    private func claimNew(
+        _ entries: [(index: Int, entry: LedgerEntry, fileName: String)], on connection: PostgresConnection
+    ) async throws -> Set<Int> {
+        guard !entries.isEmpty else { return [] }
         let now = Date().unixMicroseconds
-        // New: the notification and its outbox row in one statement. ON CONFLICT leaves a key
-        // another transaction holds to that transaction; once it commits, this one sees a
-        // duplicate below. (`LedgerRules.decide` with nothing held is always `.new`.)
-        let inserted = try await connection.query(
-            """
+        var binds = PostgresBindings(capacity: entries.count * 19 + 1)
+        try binds.append(now)
+        var rows: [String] = []
+        rows.reserveCapacity(entries.count)
+        for (_, entry, fileName) in entries {
+            let first = binds.count + 1
+            rows.append("(" + (first..<first + 19).map { "$\($0)" }.joined(separator: ",") + ")")
+            let k = entry.key
+            try binds.append(k.provider.rawValue)
+            try binds.append(k.merchantID)
+            try binds.append(k.tid)
+            try binds.append(k.state)
+            try binds.append(entry.fingerprint)
+            try binds.append(entry.eventID)
+            try binds.append(Data(entry.eventJSON()))
+            try binds.append(fileName)
+            try binds.append(Data(entry.rawBody))
+            try binds.append(entry.contentType)
+            try binds.append(entry.peer)
+            try binds.append(entry.peer)
+            try binds.append(entry.client)
+            try binds.append(entry.kind)
+            try binds.append(entry.orderID)
+            try binds.append(entry.amount.map(Int64.init))
+            try binds.append(entry.resultCode)
+            try binds.append(entry.receivedAt.unixMicroseconds)
+            try binds.append(now)
+        }
+        let sql = """
             WITH claimed AS (
                 INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id, event_json,
                     queue_file_name, raw_body, content_type, remote_address, peer, client, kind, order_id, amount,
                     result_code, received_at, filed_at)
-                VALUES (\(k.provider.rawValue), \(k.merchantID), \(k.tid), \(k.state), \(entry.fingerprint),
-                    \(entry.eventID), \(Data(entry.eventJSON())), \(fileName), \(Data(entry.rawBody)),
-                    \(entry.contentType), \(entry.peer), \(entry.peer), \(entry.client), \(entry.kind),
-                    \(entry.orderID), \(entry.amount.map(Int64.init)), \(entry.resultCode),
-                    \(entry.receivedAt.unixMicroseconds), \(now))
+                VALUES \(rows.joined(separator: ","))
                 ON CONFLICT (provider, merchant_id, tid, state) DO NOTHING
-                RETURNING id)
-            INSERT INTO outbox (file_name, payload, notification_id, queued_at)
-            SELECT \(fileName), ''::bytea, id, \(now) FROM claimed RETURNING notification_id
-            """, logger: logger)
-        for try await _ in inserted.decode(Int64.self) {
-            return .accepted(eventID: entry.eventID, queueFileName: fileName)
-        }
+                RETURNING id, queue_file_name),
+            filed AS (
+                INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                SELECT queue_file_name, ''::bytea, id, $1 FROM claimed)
+            SELECT queue_file_name FROM claimed
+            """
+        let claimed = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+        var names = Set<String>()
+        for try await name in claimed.decode(String.self) { names.insert(name) }
+        return Set(entries.filter { names.contains($0.fileName) }.map(\.index))
+    }
 
+    /// An entry whose key is held already: a retry, a conflict, or one past the cap.
+    private func applyHeld(_ entry: LedgerEntry, fileName: String, on connection: PostgresConnection) async throws
+        -> RecordOutcome
+    {
+        let k = entry.key
+        let now = Date().unixMicroseconds
         let storedRows = try await connection.query(
             """
             SELECT id, event_id, fingerprint, amount, result_code, retries FROM notifications
@@ -153,8 +194,8 @@ final class PostgresCommitter: BatchCommitter, Sendable {
         var found: (id: Int64, eventID: String, fingerprint: String, amount: Int64?, result: String?, retries: Int)?
         for try await row in storedRows.decode((Int64, String, String, Int64?, String?, Int).self) { found = row }
         guard let stored = found else {
-            // The row a conflict pointed at is gone (a purge does not delete rows): a fault.
-            throw PostgresLedgerError("notification \(entry.eventID) vanished between insert and read")
+            // ON CONFLICT skipped it, so a committed row held the key; rows are never deleted.
+            throw PostgresLedgerError("notification \(entry.eventID) held by a row that cannot be read")
         }
         var held = LedgerRules.Held(eventID: stored.eventID, fingerprint: stored.fingerprint)
         var filedConflictRowID: Int64?

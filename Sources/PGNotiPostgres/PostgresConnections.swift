@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 import Synchronization
 
-/// The writer's and the reader's sessions, kept open by themselves: the daemon starts before the
+/// The writer's session and the readers' (`database_pool_size` in all), kept open by themselves: the daemon starts before the
 /// database may be reachable, and keeps running while it restarts or fails over. Until both
 /// sessions are up (and the schema migrated), every use fails at once with `Unavailable`, which
 /// the intake answers with a 500: the PG retries, nothing is ACKed.
@@ -15,7 +15,7 @@ final class PostgresConnections: Sendable {
 
     private enum State {
         case connecting(lastError: String?)
-        case ready(writer: PostgresConnection, reader: PostgresConnection)
+        case ready(writer: PostgresConnection, readers: [PostgresConnection])
         case closed
     }
 
@@ -28,11 +28,18 @@ final class PostgresConnections: Sendable {
     let retryEvery: Duration
     /// False for the commands that only look: they check the schema and never migrate it.
     let migrates: Bool
+    /// Sessions in all: the writer and `poolSize - 1` readers.
+    let poolSize: Int
+    private let next = Atomic<Int>(0)
 
-    init(session: PostgresSession, logger: Logger, migrates: Bool = true, retryEvery: Duration = .milliseconds(500)) {
+    init(
+        session: PostgresSession, logger: Logger, migrates: Bool = true, poolSize: Int = 4,
+        retryEvery: Duration = .milliseconds(500)
+    ) {
         self.session = session
         self.logger = logger
         self.migrates = migrates
+        self.poolSize = poolSize
         self.retryEvery = retryEvery
     }
 
@@ -59,10 +66,12 @@ final class PostgresConnections: Sendable {
         }
     }
 
+    /// The readers in turn, so that operator queries and probes run side by side.
     var reader: PostgresConnection {
         get throws {
             switch state.withLock({ $0 }) {
-            case .ready(_, let reader) where !reader.isClosed: return reader
+            case .ready(_, let readers) where readers.allSatisfy({ !$0.isClosed }):
+                return readers[next.add(1, ordering: .relaxed).oldValue % readers.count]
             case .connecting(let error): throw Unavailable(reason: error ?? "connecting")
             case .closed: throw Unavailable(reason: "the ledger is closed")
             case .ready: throw Unavailable(reason: "the session was lost; reconnecting")
@@ -73,7 +82,8 @@ final class PostgresConnections: Sendable {
     /// Why the database cannot be used now; nil while both sessions are up.
     var problem: String? {
         switch state.withLock({ $0 }) {
-        case .ready(let writer, let reader): writer.isClosed || reader.isClosed ? "the session was lost" : nil
+        case .ready(let writer, let readers):
+            writer.isClosed || readers.contains(where: \.isClosed) ? "the session was lost" : nil
         case .connecting(let error): error ?? "connecting"
         case .closed: "closed"
         }
@@ -97,8 +107,8 @@ final class PostgresConnections: Sendable {
             defer { state = .closed }
             return state
         }
-        if case .ready(let writer, let reader) = old {
-            try? await reader.close()
+        if case .ready(let writer, let readers) = old {
+            for reader in readers { try? await reader.close() }
             try? await writer.close()
         }
         for waiter in ready.withLock({ list in
@@ -112,11 +122,11 @@ final class PostgresConnections: Sendable {
             switch state.withLock({ $0 }) {
             case .closed:
                 return
-            case .ready(let writer, let reader):
-                if writer.isClosed || reader.isClosed {
+            case .ready(let writer, let readers):
+                if writer.isClosed || readers.contains(where: \.isClosed) {
                     logger.error("PostgreSQL session lost; reconnecting")
                     try? await writer.close()
-                    try? await reader.close()
+                    for reader in readers { try? await reader.close() }
                     state.withLock { if case .ready = $0 { $0 = .connecting(lastError: "the session was lost") } }
                     continue
                 }
@@ -145,14 +155,20 @@ final class PostgresConnections: Sendable {
             } else {
                 try await PostgresSchema.checkUsable(writer, database: session.url.database, logger: logger)
             }
-            let reader = try await session.connect(id: 2, logger: logger)
+            var readers: [PostgresConnection] = []
+            do {
+                for id in 2...max(2, poolSize) { readers.append(try await session.connect(id: id, logger: logger)) }
+            } catch {
+                for reader in readers { try? await reader.close() }
+                throw error
+            }
             let installed: Bool = state.withLock { state in
                 guard case .connecting = state else { return false }
-                state = .ready(writer: writer, reader: reader)
+                state = .ready(writer: writer, readers: readers)
                 return true
             }
             guard installed else {
-                try? await reader.close()
+                for reader in readers { try? await reader.close() }
                 try? await writer.close()
                 return
             }

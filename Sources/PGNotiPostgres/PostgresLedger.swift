@@ -60,7 +60,8 @@ public final class PostgresLedger: LedgerStore, Sendable {
         self.session = session
         self.logger = logger
         self.answerWithin = answerWithin
-        connections = PostgresConnections(session: session, logger: logger, migrates: migrating)
+        connections = PostgresConnections(
+            session: session, logger: logger, migrates: migrating, poolSize: session.poolSize)
         committer = PostgresCommitter(connections: connections, policy: policy, logger: logger)
         writer = GroupCommitWriter(committer, label: "pgnoti.postgres.group-commit", maxBatch: maxBatch)
     }

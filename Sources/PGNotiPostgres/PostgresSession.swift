@@ -19,10 +19,13 @@ public struct PostgresSession: Sendable {
     /// How long a statement waits for a row lock another host holds.
     public var lockTimeout: Duration = .seconds(4)
     public var connectTimeout: Duration = .seconds(5)
+    /// `database_pool_size`: the writer's session and the readers'.
+    public var poolSize = 4
 
-    public init(url: PostgresURL, caFile: String? = nil) {
+    public init(url: PostgresURL, caFile: String? = nil, poolSize: Int = 4) {
         self.url = url
         self.caFile = caFile
+        self.poolSize = poolSize
     }
 
     public struct Unsafe: Error, CustomStringConvertible {
@@ -38,6 +41,9 @@ public struct PostgresSession: Sendable {
             ("idle_in_transaction_session_timeout", "\(Int(idleInTransactionTimeout.components.seconds * 1000))"),
             ("lock_timeout", "\(Int(lockTimeout.components.seconds * 1000))"),
             ("application_name", "pgnoti"),
+            // The server notices a host that vanished mid-transaction (a partition without a
+            // reset) in about 25 s, and ends its session, releasing its keys.
+            ("tcp_keepalives_idle", "10"), ("tcp_keepalives_interval", "5"), ("tcp_keepalives_count", "3"),
         ]
     }
 
@@ -85,7 +91,7 @@ public struct PostgresSession: Sendable {
 extension PostgresSession {
     /// The session a configuration's `database` URL (and its `database_ca_file`) describes.
     public init(settings: PostgresSettings) {
-        self.init(url: settings.url, caFile: settings.caFile)
+        self.init(url: settings.url, caFile: settings.caFile, poolSize: settings.poolSize)
     }
 }
 

@@ -37,6 +37,13 @@ struct Backup: AsyncParsableCommand {
         if let postgres = config.postgres {
             // A copy of one table set is not a backup of a shared database; PostgreSQL's own tool is.
             let url = postgres.url
+            if dated != nil {
+                // pgnoti-backup.timer's run: off in this mode, said once a day, not a failed unit.
+                print(
+                    "backup: off with a PostgreSQL database (\(config.database)); back it up with pg_dump or your PostgreSQL's own backups"
+                )
+                return
+            }
             throw CommandFailure(
                 "backup does not copy a PostgreSQL database; use pg_dump, e.g.: pg_dump --format=custom --file=pgnoti-$(date +%Y%m%d).dump --host=\(url.host) --port=\(url.port) --username=\(url.user) \(url.database)"
             )
