@@ -52,6 +52,87 @@ extension EndToEnd {
             return try await onOwnThread { try daemon.send(bytes).status }
         }
 
+        static var serverScript: String {
+            DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path
+        }
+
+        /// A PostgreSQL server of the test's own (its URL and data directory), to stop and start.
+        static func privateServer() async throws -> (url: String, data: String) {
+            let started = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [serverScript, "start"])
+            guard started.status == 0 else { throw HarnessError("postgres.sh start: \(started.stderr)") }
+            func value(_ name: String) -> String {
+                started.stdout.split(separator: "\n").first { $0.contains(name + "=") }.map {
+                    String($0.split(separator: "=", maxSplits: 1)[1])
+                } ?? ""
+            }
+            return (value("PGNOTI_TEST_DATABASE_URL"), value("PGNOTI_TEST_PGDATA"))
+        }
+
+        static func server(_ command: String, _ data: String) async throws {
+            let run = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [serverScript, command, data])
+            guard run.status == 0 else { throw HarnessError("postgres.sh \(command): \(run.stderr)") }
+        }
+
+        @Test func aDaemonStartedBeforeItsDatabaseIsNotReadyThenMigratesAndACKs() async throws {
+            let (url, data) = try await Self.privateServer()
+            let outcome: Result<Void, any Error>
+            do {
+                try await Self.server("stop-server", data)
+                let dir = try DaemonProcess.makeDirectory("pg-late")
+                try DaemonProcess.writeConfig(in: dir, postgres: url)
+                // The daemon starts (READY=1 with the listener) although the database is down.
+                let daemon = try await DaemonProcess.start(dir)
+                #expect(try await daemon.admin("/readyz").status == 503)
+                #expect(try await Self.post("SMTPAY001m01012411270000000001", to: daemon) == 500, "no ACK")
+                try await Self.server("start-server", data)
+                try await waitUntil(timeout: .seconds(10), "ready once the database is up") {
+                    try await daemon.admin("/readyz").status == 200
+                }
+                #expect(try await Self.post("SMTPAY001m01012411270000000001", to: daemon) == 200)
+                #expect(try await Self.psql(url, "SELECT version FROM pgnoti_schema") == "1", "migrated when reachable")
+                daemon.stop()
+                outcome = .success(())
+            } catch {
+                outcome = .failure(error)
+            }
+            _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [Self.serverScript, "stop", data])
+            try outcome.get()
+        }
+
+        @Test func thePasswordAppearsInNoLogLineErrorOrOutput() async throws {
+            let secret = "Sup3r-S3cret-pw"
+            // Trust authentication on the test server ignores the password: it only has to be
+            // carried, and never shown.
+            let database = try await Self.scratchDatabase().replacingOccurrences(
+                of: "postgresql://postgres@", with: "postgresql://postgres:\(secret)@")
+            let dir = try DaemonProcess.makeDirectory("pg-secret")
+            try DaemonProcess.writeConfig(in: dir, postgres: database)
+            let daemon = try await DaemonProcess.start(dir)
+            try await waitUntil(timeout: .seconds(10), "the database connected") {
+                try await daemon.admin("/readyz").status == 200
+            }
+            #expect(try await Self.post("SMTPAY001m01012411280000000001", to: daemon) == 200)
+            let config = dir.appendingPathComponent("pgnoti.toml").path
+            var outputs = [daemon.logText]
+            for arguments in [["check-config"], ["events", "list"], ["stats"], ["backup", "x.sqlite"], ["forward"]] {
+                let run = try await runProcess(DaemonProcess.binary, arguments + ["--config", config], in: dir)
+                outputs.append(run.stdout + run.stderr)
+            }
+            // And where a connection fails: a database that does not exist.
+            let wrong = database.replacingOccurrences(of: "/pgnoti_e2e_", with: "/missing_")
+            try DaemonProcess.writeConfig(in: dir, postgres: wrong)
+            let failed = try await runProcess(DaemonProcess.binary, ["events", "list", "--config", config], in: dir)
+            #expect(failed.status != 0)
+            outputs.append(failed.stdout + failed.stderr)
+            let checked = try await runProcess(DaemonProcess.binary, ["check-config", "--config", config], in: dir)
+            outputs.append(checked.stdout + checked.stderr)
+            daemon.stop()
+            for output in outputs {
+                #expect(!output.contains(secret), "\(output.prefix(2000))")
+            }
+            #expect(outputs[1].contains("postgres:***@"), "the URL is shown with *** for its password")
+        }
+
         @Test func eachNotificationPostedToBothHostsIsOneEvent() async throws {
             let database = try await Self.scratchDatabase()
             let hostA = try await Self.daemon("pg-a", database: database)
@@ -99,25 +180,15 @@ extension EndToEnd {
 
         @Test func noACKWhileTheDatabaseIsDownAndACKsResumeWithoutARestart() async throws {
             // A server of its own, to stop and start under the daemon.
-            let started = try await runProcess(
-                URL(fileURLWithPath: "/bin/bash"),
-                [DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path, "start"])
-            try #require(started.status == 0, "\(started.stderr)")
-            func value(_ name: String) -> String {
-                started.stdout.split(separator: "\n").first { $0.contains(name + "=") }.map {
-                    String($0.split(separator: "=", maxSplits: 1)[1])
-                } ?? ""
-            }
-            let url = value("PGNOTI_TEST_DATABASE_URL")
-            let data = value("PGNOTI_TEST_PGDATA")
-            let script = DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path
+            let (url, data) = try await Self.privateServer()
+            let script = Self.serverScript
             // Stopped however the test ends (a defer cannot await).
             let outcome: Result<Void, any Error>
             do {
                 let daemon = try await Self.daemon("pg-outage", database: url)
                 #expect(try await Self.post("SMTPAY001m01012411250000000001", to: daemon) == 200, "\(daemon.logText)")
 
-                _ = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "stop-server", data])
+                try await Self.server("stop-server", data)
                 let before = ContinuousClock.now
                 let down = try await Self.post("SMTPAY001m01012411250000000002", to: daemon)
                 #expect(down == 500, "no ACK while the database is down")
@@ -125,7 +196,7 @@ extension EndToEnd {
                 let ready = try await daemon.admin("/readyz")
                 #expect(ready.status == 503 && String(decoding: ready.body, as: UTF8.self).contains("PostgreSQL"))
 
-                _ = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "start-server", data])
+                try await Self.server("start-server", data)
                 let back = ContinuousClock.now
                 do {
                     try await waitUntil(timeout: .seconds(10), "ACKs again without a restart") {
