@@ -22,8 +22,8 @@ fi
 WORK=$(mktemp -d /tmp/pgnoti-hostile.XXXXXX)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SECRET=hostile-bench-secret-$(date +%s)
-WRONG_KEY="1$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Config.swift | tr -d '"' | cut -c2-)"
-RIGHT_KEY=$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Config.swift | tr -d '"')
+WRONG_KEY="1$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Settings/SmartroSettings.swift | tr -d '"' | cut -c2-)"
+RIGHT_KEY=$(grep -o '"0/4GF[^"]*"' Sources/PGNotiConfig/Settings/SmartroSettings.swift | tr -d '"')
 # The right key during the load, so flipped posts meet the StateCd check and replays dedup;
 # the wrong one only for the release step at the end.
 printf 'SMTPAY001m=%s\n' "$RIGHT_KEY" > "$WORK/keys"

@@ -348,8 +348,8 @@ post $fx/smartro/approve-card.http http://127.0.0.1:8080
 check "with no PG enabled, a Smartro post gets 404 (got $status)" [ "$status" = 404 ]
 
 # --- configure Smartro, Innopay and the forwarder as README.md says ---------------------------
-smartro_key=$(sed -n '/smartroTestKey =/,/"/p' Sources/PGNotiConfig/Config.swift | grep -o '"[^"]*"' | tr -d '"' | head -n 1)
-[ -n "$smartro_key" ] || die "cannot read Config.smartroTestKey from Sources/PGNotiConfig/Config.swift"
+smartro_key=$(sed -n '/testKey =/,/"/p' Sources/PGNotiConfig/Settings/SmartroSettings.swift | grep -o '"[^"]*"' | tr -d '"' | head -n 1)
+[ -n "$smartro_key" ] || die "cannot read SmartroSettings.testKey from Sources/PGNotiConfig/Settings/SmartroSettings.swift"
 # Generated for this run only, never printed: the Innopay path secret, the forwarder's signing
 # secret, and the "new" Smartro key the rotation switches to.
 innopay_secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
