@@ -6,6 +6,7 @@
 #   eval "$(bash Tests/Support/postgres.sh start)"   # exports PGNOTI_TEST_DATABASE_URL, PGNOTI_TEST_PGDATA
 #   bash Tests/Support/postgres.sh stop "$PGNOTI_TEST_PGDATA"
 #   bash Tests/Support/postgres.sh stop-server|start-server DATADIR   # keep the data, for outage tests
+#   bash Tests/Support/postgres.sh start-tls   # the same with TLS on, a CA of its own (PGNOTI_TEST_CA_FILE)
 #
 # Installs Debian's postgresql (15) when it is missing.
 set -euo pipefail
@@ -24,7 +25,7 @@ as_postgres() {
 }
 
 case "${1:-}" in
-start)
+start | start-tls)
     if [ ! -x "$bin/initdb" ]; then
         apt-get update -qq >&2 && apt-get install -y -qq postgresql >/dev/null 2>&1
         # The package starts its own cluster on 5432; the tests use their own.
@@ -35,13 +36,31 @@ start)
     chmod 0700 "$data"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     as_postgres "$bin/initdb" -D "$data/db" -U postgres --auth=trust --no-sync -E UTF8 >/dev/null
+    tls=""
+    if [ "$1" = start-tls ]; then
+        # A CA of the test's own and a server certificate for localhost, so that verify-full
+        # can be tried against it (and against the system roots, which must refuse it).
+        mkdir -p "$data/tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=pgnoti test CA" \
+            -keyout "$data/tls/ca.key" -out "$data/tls/ca.pem" >/dev/null 2>&1
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$data/tls/server.key" -out "$data/tls/server.csr" >/dev/null 2>&1
+        printf 'subjectAltName=DNS:localhost\n' >"$data/tls/san.ext"
+        openssl x509 -req -in "$data/tls/server.csr" -CA "$data/tls/ca.pem" -CAkey "$data/tls/ca.key" \
+            -CAcreateserial -days 2 -extfile "$data/tls/san.ext" -out "$data/tls/server.pem" >/dev/null 2>&1
+        chmod 0600 "$data/tls/server.key"
+        [ "$(id -u)" -eq 0 ] && chown -R postgres: "$data/tls"
+        chmod 0755 "$data/tls" && chmod 0644 "$data/tls/ca.pem"
+        tls="-c ssl=on -c ssl_cert_file=$data/tls/server.pem -c ssl_key_file=$data/tls/server.key"
+    fi
     # Loopback only, and the socket in the data directory rather than /var/run/postgresql.
     as_postgres "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on" start >&2
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on $tls" start >&2
     as_postgres "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE pgnoti_test" >&2
     echo "$port" > "$data/port"
     echo "export PGNOTI_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$port/pgnoti_test"
     echo "export PGNOTI_TEST_PGDATA=$data"
+    [ -n "$tls" ] && echo "export PGNOTI_TEST_CA_FILE=$data/tls/ca.pem"
     ;;
 stop-server)
     # Stops the server and keeps its data, for a test of what the daemons do meanwhile.
