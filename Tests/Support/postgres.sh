@@ -60,7 +60,7 @@ start | start-tls)
     echo "$port" > "$data/port"
     echo "export PGNOTI_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$port/pgnoti_test"
     echo "export PGNOTI_TEST_PGDATA=$data"
-    [ -n "$tls" ] && echo "export PGNOTI_TEST_CA_FILE=$data/tls/ca.pem"
+    if [ -n "$tls" ]; then echo "export PGNOTI_TEST_CA_FILE=$data/tls/ca.pem"; fi
     ;;
 stop-server)
     # Stops the server and keeps its data, for a test of what the daemons do meanwhile.
