@@ -100,7 +100,7 @@ extension PostgresLedger {
         let to = until?.unixMicroseconds ?? Int64.max
         let byRange = since != nil || until != nil
         let logger = self.logger
-        let queued = Counter()
+        let queued = Mutex(0)
         try await write { connection in
             let rows = try await connection.query(
                 """
@@ -119,9 +119,9 @@ extension PostgresLedger {
                     SELECT file_name, payload, notification_id, \(now) FROM picked ORDER BY part, o RETURNING 1)
                 SELECT count(*)::int FROM inserted
                 """, logger: logger)
-            for try await n in rows.decode(Int.self) { queued.add(n) }
+            for try await n in rows.decode(Int.self) { queued.withLock { $0 += n } }
         }
-        return queued.value
+        return queued.withLock { $0 }
     }
 
     public func stats(since: Date?) async throws -> LedgerStats {
@@ -205,7 +205,7 @@ extension PostgresLedger {
             }
             guard let last = rewrites.last else { break }
             afterID = last.id
-            let changed = Counter()
+            let changed = Mutex(0)
             let batch = rewrites
             try await write { connection in
                 for rewrite in batch {
@@ -216,26 +216,26 @@ extension PostgresLedger {
                             WHERE id = \(rewrite.id) AND \(unescaped: Self.notPurged) RETURNING 1)
                         SELECT count(*)::int FROM done
                         """, logger: logger)
-                    for try await n in result.decode(Int.self) { changed.add(n) }
+                    for try await n in result.decode(Int.self) { changed.withLock { $0 += n } }
                 }
             }
-            total.notifications += changed.value
+            total.notifications += changed.withLock { $0 }
             try await Task.sleep(for: .milliseconds(40))
         }
         for (table, statement) in Self.purgeStatements(micros) {
             while true {
-                let done = Counter()
+                let done = Mutex(0)
                 try await write { connection in
                     for try await n in try await connection.query(statement, logger: logger).decode(Int.self) {
-                        done.add(n)
+                        done.withLock { $0 += n }
                     }
                 }
                 switch table {
-                case "conflicts": total.conflicts += done.value
-                case "quarantine": total.quarantine += done.value
-                default: total.retries += done.value
+                case "conflicts": total.conflicts += done.withLock { $0 }
+                case "quarantine": total.quarantine += done.withLock { $0 }
+                default: total.retries += done.withLock { $0 }
                 }
-                if done.value < 500 { break }
+                if done.withLock { $0 } < 500 { break }
                 try await Task.sleep(for: .milliseconds(40))
             }
         }
@@ -276,14 +276,14 @@ extension PostgresLedger {
     // MARK: - The quarantine
 
     public func dropQuarantined(ids: [Int64]) async throws -> [Int64] {
-        let removed = IDs()
+        let removed = Mutex<[Int64]>([])
         let logger = self.logger
         try await write { connection in
             for try await id in try await connection.query(
                 "DELETE FROM quarantine WHERE id = ANY(\(ids)) RETURNING id", logger: logger
-            ).decode(Int64.self) { removed.add(id) }
+            ).decode(Int64.self) { removed.withLock { $0.append(id) } }
         }
-        return removed.value.sorted()
+        return removed.withLock { $0 }.sorted()
     }
 
     public func markReleased(id: Int64, eventID: String) async throws {
@@ -295,17 +295,4 @@ extension PostgresLedger {
                 logger: logger)
         }
     }
-}
-
-/// A count a write closure fills in (the closure is `@Sendable`, so it cannot capture a var).
-final class Counter: Sendable {
-    private let count = Mutex(0)
-    func add(_ n: Int) { count.withLock { $0 += n } }
-    var value: Int { count.withLock { $0 } }
-}
-
-final class IDs: Sendable {
-    private let ids = Mutex<[Int64]>([])
-    func add(_ id: Int64) { ids.withLock { $0.append(id) } }
-    var value: [Int64] { ids.withLock { $0 } }
 }

@@ -197,16 +197,21 @@ public final class PostgresLedger: LedgerStore, Sendable {
 
     /// Rows read as the records SQLite's reads return: `row_to_json` gives the columns under
     /// their names, which are the records' coding keys, with bytea as `\x` hex.
-    func records<Record: Decodable>(_ query: PostgresQuery) async throws -> [Record] {
+    /// Rows of one JSON text column, decoded: `row_to_json` rows by default, or the JSON records
+    /// Toss progress and Payup intents are kept as (`JSONDecoder()`).
+    func records<Record: Decodable>(
+        decoder: JSONDecoder = PostgresLedger.rowDecoder(), _ query: PostgresQuery
+    ) async throws -> [Record] {
         let rows = try await reader.query(query, logger: logger)
         var out: [Record] = []
         for try await json in rows.decode(String.self) {
-            out.append(try Self.decoder.decode(Record.self, from: Data(json.utf8)))
+            out.append(try decoder.decode(Record.self, from: Data(json.utf8)))
         }
         return out
     }
 
-    static var decoder: JSONDecoder {
+    /// For `row_to_json` rows: bytea arrives as `\x` hex.
+    static func rowDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dataDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
@@ -222,13 +227,14 @@ public final class PostgresLedger: LedgerStore, Sendable {
     // MARK: - Source progress (Toss files, Payup intents)
 
     public func tossProgress(fileName: String) async throws -> TossFileProgress? {
-        let found: [TossFileProgress] = try await json(
+        let found: [TossFileProgress] = try await records(
+            decoder: JSONDecoder(),
             "SELECT record::text FROM toss_files WHERE file_name = \(fileName)")
         return found.first
     }
 
     public func tossFiles() async throws -> [TossFileProgress] {
-        try await json("SELECT record::text FROM toss_files ORDER BY file_name")
+        try await records(decoder: JSONDecoder(), "SELECT record::text FROM toss_files ORDER BY file_name")
     }
 
     public func saveTossProgress(_ progress: TossFileProgress) async throws {
@@ -262,12 +268,14 @@ public final class PostgresLedger: LedgerStore, Sendable {
     }
 
     public func payupIntent(id: String) async throws -> PayupIntent? {
-        let found: [PayupIntent] = try await json("SELECT record::text FROM payup_intents WHERE id = \(id)")
+        let found: [PayupIntent] = try await records(
+            decoder: JSONDecoder(), "SELECT record::text FROM payup_intents WHERE id = \(id)")
         return found.first
     }
 
     public func payupApproval(transactionID: String) async throws -> PayupIntent? {
-        let found: [PayupIntent] = try await json(
+        let found: [PayupIntent] = try await records(
+            decoder: JSONDecoder(),
             """
             SELECT record::text FROM payup_intents WHERE operation = 'approve' AND transaction_id = \(transactionID)
             ORDER BY created_at DESC LIMIT 1
@@ -276,17 +284,9 @@ public final class PostgresLedger: LedgerStore, Sendable {
     }
 
     public func payupIntents(states: [PayupIntent.State]) async throws -> [PayupIntent] {
-        try await json(
+        try await records(
+            decoder: JSONDecoder(),
             "SELECT record::text FROM payup_intents WHERE state = ANY(\(states.map(\.rawValue))) ORDER BY created_at")
-    }
-
-    private func json<Record: Decodable>(_ query: PostgresQuery) async throws -> [Record] {
-        let rows = try await reader.query(query, logger: logger)
-        var out: [Record] = []
-        for try await text in rows.decode(String.self) {
-            out.append(try JSONDecoder().decode(Record.self, from: Data(text.utf8)))
-        }
-        return out
     }
 }
 
