@@ -6,19 +6,30 @@
 /// claim, delivery and give-up goes through it) and by inotify (files the relay renames into
 /// `new/`, events `forward retry` brings back into `cur/`). Every operation is O(log n) in the
 /// backlog; the files stay the truth, and a rescan can rebuild any part of this at any time.
-struct ForwardIndex {
+public struct ForwardIndex: Sendable {
     /// One claimed event and where it stands.
-    struct Claimed: Sendable {
-        let name: String
-        let id: String
-        let kind: String
-        let lane: String
-        var record: DeliveryRecord?
+    public struct Claimed: Sendable {
+        /// The key, unique among claimed events; names sort in filing order.
+        public let name: String
+        public let id: String
+        public let kind: String
+        public let lane: String
+        public var record: DeliveryRecord?
+
+        public init(name: String, id: String, kind: String, lane: String, record: DeliveryRecord?) {
+            self.name = name
+            self.id = id
+            self.kind = kind
+            self.lane = lane
+            self.record = record
+        }
 
         var due: Double { record?.nextAttemptAt ?? 0 }
     }
 
-    private(set) var claimed: [String: Claimed] = [:]
+    public init() {}
+
+    public private(set) var claimed: [String: Claimed] = [:]
     /// Claimed names per lane, sorted: the first is the lane's head, the only one that may go out.
     private var lanes: [String: [String]] = [:]
     /// The event in flight in each lane that has one.
@@ -32,13 +43,13 @@ struct ForwardIndex {
     private var unclaimed = Heap<String>()
     private var unclaimedNames: Set<String> = []
 
-    struct Timed: Comparable {
+    struct Timed: Comparable, Sendable {
         let at: Double
         let name: String
         static func < (a: Timed, b: Timed) -> Bool { (a.at, a.name) < (b.at, b.name) }
     }
 
-    var claimedCount: Int { claimed.count }
+    public var claimedCount: Int { claimed.count }
     /// The events being delivered right now.
     var inFlight: [String] { delivering.values.sorted() }
     var unclaimedCount: Int { unclaimedNames.count }
@@ -66,7 +77,7 @@ struct ForwardIndex {
     // MARK: - cur/
 
     /// Takes on a claimed event; it goes out once it heads its lane and is due.
-    mutating func add(_ event: Claimed) {
+    public mutating func add(_ event: Claimed) {
         if let old = claimed[event.name] {
             remove(old.name)
         }
@@ -79,7 +90,7 @@ struct ForwardIndex {
     }
 
     /// Forgets an event (delivered, given up, or gone from `cur/`), freeing its lane.
-    mutating func remove(_ name: String) {
+    public mutating func remove(_ name: String) {
         guard let event = claimed.removeValue(forKey: name) else { return }
         if var names = lanes[event.lane] {
             let index = Self.insertionPoint(of: name, in: names)
@@ -88,6 +99,11 @@ struct ForwardIndex {
         }
         if delivering[event.lane] == name { delivering[event.lane] = nil }
         schedule(lane: event.lane)
+    }
+
+    /// Forgets every claimed event, those in flight included: their outcomes are then ignored.
+    public mutating func removeAll() {
+        self = ForwardIndex()
     }
 
     /// The oldest lane head that is due at `now` in a lane with nothing in flight; its lane
@@ -149,7 +165,7 @@ struct ForwardIndex {
 }
 
 /// A binary min-heap.
-struct Heap<Element: Comparable> {
+struct Heap<Element: Comparable & Sendable>: Sendable {
     private var items: [Element] = []
 
     init() {}

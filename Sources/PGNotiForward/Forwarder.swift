@@ -38,33 +38,39 @@ public struct ForwardSettings: Sendable {
     }
 }
 
-/// The queue's one consumer: claims each event from `new/` into `forward/cur/`, hands it to a
-/// delivery (a webhook or a command), and moves it to `done/` or, once retries are exhausted
-/// or the receiver said 410, to `failed/`.
+/// The queue's one consumer: takes events from its source (the queue directory, or the
+/// database's outbox in a cluster), hands each to a delivery (a webhook or a command), and
+/// records the outcome: delivered, retried later, or, once retries are exhausted or the
+/// receiver said 410, failed.
 ///
 /// Events of one order (`order_id`, else `tid`, per provider and merchant) go out one at a
 /// time in filing order: a cancel never overtakes its approval, and a later event waits while
 /// an earlier one is retrying. Different orders go ahead in parallel.
 ///
-/// A crash at any moment loses nothing: an event is always a file in `new/`, `cur/`, `done/`
-/// or `failed/`, and everything in `cur/` is picked up again at start. The one cost is that an
-/// event delivered just before a crash, and not yet moved to `done/`, is sent again, with the
-/// same `webhook-id`.
+/// A crash at any moment loses nothing: an event stays with its source until its outcome is
+/// recorded, and what was claimed is taken on again at start. The one cost is that an event
+/// delivered just before a crash, and not yet recorded, is sent again, with the same
+/// `webhook-id`.
 public final class Forwarder: Service, Sendable {
-    let layout: ForwardLayout
+    let source: any EventSource
     let delivery: any EventDelivery
     let settings: ForwardSettings
     let logger: Logger
     private let lastTick = Atomic<Int64>(0)
-    /// Directory listings made so far (start, safety rescans, pruning): for tests, which check
-    /// that a backlog is not listed per delivery.
-    let listings = Atomic<Int>(0)
 
-    public init(layout: ForwardLayout, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger) {
-        self.layout = layout
+    public init(source: any EventSource, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger) {
+        self.source = source
         self.delivery = delivery
         self.settings = settings
         self.logger = logger
+    }
+
+    /// The forwarder of a queue directory.
+    public convenience init(layout: ForwardLayout, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger)
+    {
+        self.init(
+            source: DirectoryEventSource(layout: layout, settings: settings, logger: logger), delivery: delivery,
+            settings: settings, logger: logger)
     }
 
     /// Answers once the loop has gone round recently: for the systemd watchdog.
@@ -79,46 +85,16 @@ public final class Forwarder: Service, Sendable {
         case finished(name: String, startedAt: Double, outcome: DeliveryOutcome)
     }
 
-    /// When the directories were last listed.
-    struct Scans {
-        var new: ContinuousClock.Instant
-        var cur: ContinuousClock.Instant
-        var full: ContinuousClock.Instant
-        /// When watching was last tried again, after inotify was unavailable or a directory lost.
-        var watch: ContinuousClock.Instant
-    }
-
-    /// What `in-flight.json` last said, and when it was written.
-    struct Published {
-        var files: [String]? = nil
-        var at = ContinuousClock.now - .seconds(3600)
-    }
-
     /// Runs until a graceful shutdown; then lets the deliveries in flight finish (each is
     /// bounded by its timeout) and returns.
-    ///
-    /// The queue is listed once at start; after that the forwarder works from its own index
-    /// (`ForwardIndex`), which its claims and outcomes keep current and inotify tells of what
-    /// arrives. Where inotify is unavailable it lists `new/` only once the index has nothing
-    /// left from it, and `cur/` once a second.
     public func run() async throws {
-        try layout.create()
-        var watcher = settings.watch ? DirectoryWatcher(directories: [layout.new, layout.cur]) : nil
-        if settings.watch && watcher == nil {
-            logger.warning(
-                "inotify unavailable: the queue is listed instead", metadata: ["queue": "\(layout.queue)"])
-        }
-        defer { watcher?.close() }
         var index = ForwardIndex()
+        try await source.start(&index)
         var lastPrune = ContinuousClock.now - .seconds(3600)
-        var published = Published()
-        rescanNew(&index)
-        rescanCur(&index)
-        var scans = Scans(new: .now, cur: .now, full: .now, watch: .now)
-        publishInFlight(index, &published, force: true)
+        _ = await source.publish(inFlight: index.inFlight, force: true)
         let settings = self.settings
         let delivery = self.delivery
-        let layout = self.layout
+        let source = self.source
 
         await withTaskGroup(of: Wake.self) { group in
             var running = 0
@@ -127,41 +103,33 @@ public final class Forwarder: Service, Sendable {
                 lastTick.store(Self.monotonicNanos(), ordering: .relaxed)
                 let stopping = Task.isShuttingDownGracefully || Task.isCancelled
                 if !stopping {
-                    refresh(&index, &watcher, &scans)
-                    claim(&index)
+                    await source.refresh(&index, room: settings.claimLimit - index.claimedCount)
                     if ContinuousClock.now - lastPrune > .seconds(600) {
-                        pruneDone()
+                        await source.pruneDelivered(olderThan: settings.keepDone)
                         lastPrune = ContinuousClock.now
                     }
                     // Start what is due, one per lane, oldest lane head first.
                     let now = Date().timeIntervalSince1970
-                    while running < settings.concurrency, let event = index.start(now: now) {
-                        guard let body = FileManager.default.contents(atPath: layout.cur + "/" + event.name) else {
-                            // Moved away by someone else (`forward retry` of a stale id, an operator).
+                    while running < settings.concurrency, source.mayStartDelivery(), let event = index.start(now: now) {
+                        guard let pending = await source.pending(event) else {
                             index.remove(event.name)
                             continue
                         }
                         running += 1
-                        let pending = PendingEvent(
-                            name: event.name, id: event.id, kind: event.kind, body: [UInt8](body))
                         group.addTask {
                             let outcome = await delivery.deliver(pending)
-                            return .finished(name: pending.name, startedAt: now, outcome: outcome)
+                            return .finished(name: event.name, startedAt: now, outcome: outcome)
                         }
                     }
-                    let stale = !publishInFlight(index, &published, force: false)
+                    let stale = !(await source.publish(inFlight: index.inFlight, force: false))
                     if !ticking {
                         ticking = true
                         var wait = settings.scanInterval.seconds
                         if let next = index.nextRetryAt { wait = min(wait, max(0.01, next - now)) }
-                        if stale { wait = min(wait, Self.publishInterval.seconds) }
+                        if stale { wait = min(wait, DirectoryEventSource.publishInterval.seconds) }
                         let timeout = Duration.milliseconds(Int64(wait * 1000))
-                        group.addTask { [watcher] in
-                            if let watcher {
-                                await watcher.wait(upTo: timeout)
-                            } else {
-                                try? await Task.sleep(for: timeout)
-                            }
+                        group.addTask {
+                            await source.waitForWork(upTo: timeout)
                             return .tick
                         }
                     }
@@ -182,144 +150,22 @@ public final class Forwarder: Service, Sendable {
                     ticking = false
                 case .finished(let name, let startedAt, let outcome):
                     running -= 1
-                    finish(name, outcome: outcome, startedAt: startedAt, &index)
-                    if stopping { publishInFlight(index, &published, force: false) }
+                    await finish(name, outcome: outcome, startedAt: startedAt, &index)
+                    if stopping { _ = await source.publish(inFlight: index.inFlight, force: false) }
                 }
             }
         }
-        publishInFlight(index, &published, force: true)
+        _ = await source.publish(inFlight: index.inFlight, force: true)
+        await source.stop()
         await delivery.shutdown()
-    }
-
-    // MARK: - The index
-
-    /// Takes in what inotify saw arrive (or, without it, lists what is due a listing).
-    private func refresh(_ index: inout ForwardIndex, _ watcher: inout DirectoryWatcher?, _ scans: inout Scans) {
-        let now = ContinuousClock.now
-        // new/ or cur/ went away (an operator, a relay that made new/ anew): watch what is
-        // there now, or list until that can be done again.
-        if let lost = watcher, lost.drainLost() {
-            lost.close()
-            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
-            logger.warning(
-                "a watched queue directory was replaced: watching it again",
-                metadata: ["watching": "\(watcher != nil)"])
-            scans.full = now - settings.rescanInterval
-        } else if watcher == nil, settings.watch, now - scans.watch >= .seconds(1) {
-            scans.watch = now
-            watcher = DirectoryWatcher(directories: [layout.new, layout.cur])
-            if watcher != nil { scans.full = now - settings.rescanInterval }
-        }
-        if let watcher {
-            let changes = watcher.drain()
-            if changes.overflowed || now - scans.full >= settings.rescanInterval {
-                if changes.overflowed {
-                    logger.warning("inotify dropped events: listing the queue again")
-                }
-                rescanNew(&index)
-                rescanCur(&index)
-                scans = Scans(new: now, cur: now, full: now, watch: scans.watch)
-                return
-            }
-            for arrival in changes.arrivals where ForwardLayout.isQueueFileName(arrival.name) {
-                if arrival.directory == 0 {
-                    index.noteUnclaimed(arrival.name)
-                } else if index.claimed[arrival.name] == nil {
-                    // Brought back by `forward retry` (our own claims are known already, or done).
-                    adopt(arrival.name, &index)
-                }
-            }
-            return
-        }
-        // A backlog is claimed from one listing, in order; what files meanwhile sorts after it.
-        if (index.unclaimedCount == 0 && now - scans.new >= settings.scanInterval)
-            || now - scans.full >= settings.rescanInterval
-        {
-            rescanNew(&index)
-            scans.new = now
-            scans.full = now
-        }
-        if now - scans.cur >= .seconds(1) {
-            rescanCur(&index)
-            scans.cur = now
-        }
-    }
-
-    private func rescanNew(_ index: inout ForwardIndex) {
-        listings.add(1, ordering: .relaxed)
-        index.replaceUnclaimed(with: ForwardLayout.names(in: layout.new))
-    }
-
-    /// Takes on whatever in `cur/` is not known yet: left by a crash, or brought back by
-    /// `forward retry`.
-    private func rescanCur(_ index: inout ForwardIndex) {
-        listings.add(1, ordering: .relaxed)
-        for name in ForwardLayout.names(in: layout.cur) where index.claimed[name] == nil {
-            adopt(name, &index)
-        }
-    }
-
-    /// Claims the oldest events of `new/` into `cur/`, up to the claim limit, a batch at a
-    /// time so that deliveries start while a large backlog is being claimed.
-    private func claim(_ index: inout ForwardIndex) {
-        var room = min(settings.claimLimit - index.claimedCount, Self.claimBatch)
-        while room > 0, let name = index.takeUnclaimed() {
-            do {
-                try ForwardLayout.move(layout.new + "/" + name, layout.cur + "/" + name)
-            } catch {
-                // Gone: claimed by a process that ignored the lock, or removed. Not ours.
-                continue
-            }
-            room -= 1
-            adopt(name, &index)
-        }
-    }
-
-    static let claimBatch = 512
-    static let publishInterval = Duration.milliseconds(100)
-
-    private func adopt(_ name: String, _ index: inout ForwardIndex) {
-        let path = layout.cur + "/" + name
-        guard ForwardLayout.isRegularFile(path), let data = FileManager.default.contents(atPath: path) else { return }
-        guard let facts = EventFacts(json: data) else {
-            logger.error(
-                "not a pgnoti event: moved to failed/ without delivery",
-                metadata: ["file": "\(name)"])
-            let record = DeliveryRecord(
-                eventID: ForwardLayout.eventID(fromFileName: name) ?? name, attempts: 0,
-                firstAttemptAt: Date().timeIntervalSince1970, lastError: "not a JSON event")
-            try? record.write(to: layout.stateFile(for: name))
-            try? ForwardLayout.move(path, layout.failed + "/" + name)
-            return
-        }
-        index.add(
-            ForwardIndex.Claimed(
-                name: name, id: facts.id, kind: facts.kind, lane: facts.lane,
-                record: DeliveryRecord.read(layout.stateFile(for: name))))
-    }
-
-    /// Rewrites `in-flight.json` when what is being delivered changed: at most every 100 ms,
-    /// at once when nothing is. False when it is left out of date for now.
-    @discardableResult
-    private func publishInFlight(_ index: ForwardIndex, _ published: inout Published, force: Bool) -> Bool {
-        let files = index.inFlight
-        guard force || files != published.files else { return true }
-        let now = ContinuousClock.now
-        guard force || files.isEmpty || now - published.at >= Self.publishInterval else { return false }
-        do {
-            try InFlightRecord(pid: getpid(), files: files).write(to: layout.inFlightFile)
-        } catch {
-            logger.warning("could not write in-flight.json", metadata: ["error": "\(error)"])
-        }
-        published = Published(files: files, at: now)
-        return true
     }
 
     // MARK: - Outcomes
 
     private func finish(
         _ name: String, outcome: DeliveryOutcome, startedAt: Double, _ index: inout ForwardIndex
-    ) {
+    ) async {
+        // Forgotten meanwhile: the source lost the right to deliver it (a lease taken over).
         guard let event = index.claimed[name] else { return }
         let now = Date().timeIntervalSince1970
         let attempts = (event.record?.attempts ?? 0) + 1
@@ -337,39 +183,42 @@ public final class Forwarder: Service, Sendable {
         }
         switch outcome {
         case .delivered(let detail):
-            do {
-                try ForwardLayout.move(layout.cur + "/" + name, layout.done + "/" + name)
-                Self.touch(layout.done + "/" + name)
-                unlink(layout.stateFile(for: name))
+            switch await source.delivered(event) {
+            case .recorded:
                 metadata["result"] = "\(detail)"
                 logger.info("delivered", metadata: metadata)
                 index.remove(name)
-            } catch {
-                // Delivered but still in cur/: it will be delivered again (same webhook-id).
-                logger.error("delivered but could not be moved to done/", metadata: ["error": "\(error)"])
+            case .failed(let error):
+                // Delivered but not recorded: it will be delivered again (same webhook-id).
+                logger.error("delivered but the delivery could not be recorded", metadata: ["error": "\(error)"])
                 index.retryLater(
                     name,
                     record: event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt))
+            case .notOurs:
+                notOurs(name, metadata, &index)
             }
         case .gone(let detail):
             var record = failedRecord(detail)
             record.nextAttemptAt = nil
-            giveUp(name, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
+            await giveUp(event, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
             index.remove(name)
         case .failed(let detail):
             var record = failedRecord(detail)
             if settings.retry.isExhausted(firstAttemptAt: record.firstAttemptAt, now: now) {
                 record.nextAttemptAt = nil
-                giveUp(name, record: record, reason: "retries exhausted", detail: detail, metadata)
+                await giveUp(event, record: record, reason: "retries exhausted", detail: detail, metadata)
                 index.remove(name)
                 return
             }
             let delay = settings.retry.delay(afterFailures: attempts, jitter: Double.random(in: -1...1))
             record.nextAttemptAt = now + delay.seconds
-            do {
-                try record.write(to: layout.stateFile(for: name))
-            } catch {
+            switch await source.retryLater(event, record: record) {
+            case .recorded: break
+            case .failed(let error):
                 logger.warning("could not save the retry state", metadata: ["error": "\(error)"])
+            case .notOurs:
+                notOurs(name, metadata, &index)
+                return
             }
             index.retryLater(name, record: record)
             metadata["error"] = "\(detail)"
@@ -378,42 +227,27 @@ public final class Forwarder: Service, Sendable {
         }
     }
 
+    private func notOurs(_ name: String, _ metadata: Logger.Metadata, _ index: inout ForwardIndex) {
+        logger.warning("the outcome was not recorded: another forwarder holds the lease now", metadata: metadata)
+        index.remove(name)
+    }
+
     private func giveUp(
-        _ name: String, record: DeliveryRecord, reason: String, detail: String, _ metadata: Logger.Metadata
-    ) {
+        _ event: ForwardIndex.Claimed, record: DeliveryRecord, reason: String, detail: String,
+        _ metadata: Logger.Metadata
+    ) async {
         var metadata = metadata
         metadata["error"] = "\(detail)"
         metadata["reason"] = "\(reason)"
-        do {
-            try record.write(to: layout.stateFile(for: name))
-            try ForwardLayout.move(layout.cur + "/" + name, layout.failed + "/" + name)
-            logger.error(
-                "delivery given up: moved to failed/ (`pgnoti forward retry` brings it back)", metadata: metadata)
-        } catch {
-            logger.error("delivery given up but could not be moved to failed/", metadata: ["error": "\(error)"])
+        switch await source.giveUp(event, record: record) {
+        case .recorded:
+            logger.error("delivery given up (`pgnoti forward retry` brings it back)", metadata: metadata)
+        case .failed(let error):
+            metadata["write_error"] = "\(error)"
+            logger.error("delivery given up but could not be recorded as failed", metadata: metadata)
+        case .notOurs:
+            logger.warning("delivery given up, not recorded: another forwarder holds the lease now", metadata: metadata)
         }
-    }
-
-    /// Removes delivered events older than `keep_done_days`.
-    private func pruneDone() {
-        listings.add(1, ordering: .relaxed)
-        let cutoff = Date().timeIntervalSince1970 - settings.keepDone.seconds
-        var removed = 0
-        for name in ForwardLayout.names(in: layout.done) {
-            var info = stat()
-            let path = layout.done + "/" + name
-            if stat(path, &info) == 0, Double(info.st_mtim.tv_sec) < cutoff, unlink(path) == 0 { removed += 1 }
-        }
-        if removed > 0 {
-            logger.info(
-                "removed delivered events past keep_done_days", metadata: ["count": .stringConvertible(removed)])
-        }
-    }
-
-    /// Sets a file's modification time to now: a rename keeps the old one, and `done/` is
-    /// pruned and counted by when the event was delivered.
-    static func touch(_ path: String) {
-        _ = utimensat(AT_FDCWD, path, nil, 0)
     }
 
     static func monotonicNanos() -> Int64 {
@@ -424,13 +258,13 @@ public final class Forwarder: Service, Sendable {
 }
 
 /// What the consumer needs to know of an event: its id, its kind, and the order it belongs to.
-struct EventFacts {
-    let id: String
-    let kind: String
+public struct EventFacts: Sendable {
+    public let id: String
+    public let kind: String
     /// `provider/merchant/order_id`, else `provider/merchant/tid#`: events that must go out in order.
-    let lane: String
+    public let lane: String
 
-    init?(json data: Data) {
+    public init?(json data: Data) {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let id = object["id"] as? String, !id.isEmpty
         else { return nil }
