@@ -66,8 +66,9 @@ public final class Forwarder: Service, Sendable {
     }
 
     /// The forwarder of a queue directory.
-    public convenience init(layout: ForwardLayout, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger)
-    {
+    public convenience init(
+        layout: ForwardLayout, delivery: any EventDelivery, settings: ForwardSettings, logger: Logger
+    ) {
         self.init(
             source: DirectoryEventSource(layout: layout, settings: settings, logger: logger), delivery: delivery,
             settings: settings, logger: logger)
