@@ -59,7 +59,7 @@ let package = Package(
         .target(
             name: "PGNotiPostgres",
             dependencies: [
-                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool",
+                "PGNotiCore", "PGNotiConfig", "PGNotiStore", "PGNotiSpool", "PGNotiForward",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -150,7 +150,8 @@ let package = Package(
         .testTarget(
             name: "PGNotiStoreTests",
             dependencies: [
-                "PGNotiCore", "PGNotiStore", "PGNotiSpool", "PGNotiPostgres", "PGNotiConfig", "PGNotiTestSupport",
+                "PGNotiCore", "PGNotiStore", "PGNotiSpool", "PGNotiPostgres", "PGNotiConfig", "PGNotiForward",
+                "PGNotiTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

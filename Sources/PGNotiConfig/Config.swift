@@ -247,6 +247,7 @@ public struct ConfigLoader {
         if let payup = try reader.table("payup") { config.payup = try parsePayup(payup, &report) }
         if secretsRequired { try requireAuthentication(config) }
         try requireLoopbackAdmin(config)
+        try requireRenewableLease(config)
         config.notes = report.notes
         config.secretFiles = report.files
         config.unreadableSecrets = report.unreadable

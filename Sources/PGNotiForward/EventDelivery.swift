@@ -16,6 +16,13 @@ public struct PendingEvent: Sendable {
     public let kind: String
     /// The file's exact bytes: what the receiver gets and what the signature covers.
     public let body: [UInt8]
+
+    public init(name: String, id: String, kind: String, body: [UInt8]) {
+        self.name = name
+        self.id = id
+        self.kind = kind
+        self.body = body
+    }
 }
 
 /// What one attempt came to.

@@ -11,6 +11,11 @@ public struct ForwardStatus: Sendable {
     public struct Entry: Sendable {
         public let name: String
         public let record: DeliveryRecord?
+
+        public init(name: String, record: DeliveryRecord?) {
+            self.name = name
+            self.record = record
+        }
     }
 
     /// Waiting for a first attempt: in `new/`, or claimed into `cur/` and not tried yet.
@@ -27,6 +32,10 @@ public struct ForwardStatus: Sendable {
     /// Whether a consumer holds the queue's lock, and its pid when that can be told.
     public var running = false
     public var pid: Int32?
+    /// With a PostgreSQL database: the forwarder holding the lease (`host pid N …`).
+    public var holder: String?
+
+    public init() {}
 
     public static func read(_ layout: ForwardLayout, now: Date = Date()) -> ForwardStatus {
         var status = ForwardStatus()
@@ -71,6 +80,8 @@ public enum ForwardRetry {
     public struct Result: Sendable {
         public var moved: [String] = []
         public var notFound: [String] = []
+
+        public init() {}
     }
 
     /// `ids` are event ids or queue file names.
@@ -79,12 +90,18 @@ public enum ForwardRetry {
         var result = Result()
         let failed = ForwardLayout.names(in: layout.failed)
         for id in ids {
-            let matches = failed.filter { $0 == id || ForwardLayout.eventID(fromFileName: $0) == id }
+            let matches = failed.filter { Self.matches($0, id) }
             if matches.isEmpty { result.notFound.append(id) }
             for name in matches { try bringBack(name, layout) }
             result.moved += matches
         }
         return result
+    }
+
+    /// Whether `wanted`, as an operator typed it, names the event filed as `name`: its event id
+    /// or its whole file name.
+    public static func matches(_ name: String, _ wanted: String) -> Bool {
+        name == wanted || ForwardLayout.eventID(fromFileName: name) == wanted
     }
 
     public static func retryAllFailed(_ layout: ForwardLayout) throws -> Result {

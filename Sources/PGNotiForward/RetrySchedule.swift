@@ -34,7 +34,8 @@ public struct RetrySchedule: Sendable, Equatable {
 }
 
 extension Duration {
-    var seconds: Double {
+    /// In seconds, fractions included.
+    public var seconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

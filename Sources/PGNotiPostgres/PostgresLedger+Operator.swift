@@ -88,7 +88,10 @@ extension PostgresLedger {
         let conflicts: [ConflictRecord] = try await records(
             "SELECT row_to_json(c)::text FROM conflicts c WHERE event_id = \(notification.eventID) ORDER BY id")
         let queued = try await reader.query(
-            "SELECT count(*)::int FROM outbox WHERE file_name = \(notification.queueFileName)", logger: logger)
+            """
+            SELECT count(*)::int FROM outbox o
+            WHERE o.file_name = \(notification.queueFileName) AND \(unescaped: Self.undelivered)
+            """, logger: logger)
         var inOutbox = false
         for try await n in queued.decode(Int.self) { inOutbox = n > 0 }
         return EventHistory(retries: retries, conflicts: conflicts, inOutbox: inOutbox)

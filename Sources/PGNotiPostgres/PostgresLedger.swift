@@ -131,6 +131,7 @@ public final class PostgresLedger: LedgerStore, Sendable {
             """
             SELECT o.id, o.file_name, CASE WHEN length(o.payload) > 0 THEN o.payload ELSE n.event_json END
             FROM outbox o LEFT JOIN notifications n ON n.id = o.notification_id
+            WHERE \(unescaped: Self.undelivered)
             ORDER BY o.file_name, o.id LIMIT \(limit)
             """, logger: logger)
         var items: [OutboxItem] = []
@@ -148,8 +149,14 @@ public final class PostgresLedger: LedgerStore, Sendable {
         }
     }
 
+    /// An outbox row still to be delivered: neither delivered nor given up (schema 2 keeps
+    /// both, for `forward status` and until `keep_done_days` have passed).
+    static let undelivered = "o.delivered_at IS NULL AND o.failed_at IS NULL"
+
     public func outboxStatus() async throws -> (depth: Int, oldest: Date?) {
-        let rows = try await reader.query("SELECT count(*)::bigint, min(queued_at) FROM outbox", logger: logger)
+        let rows = try await reader.query(
+            "SELECT count(*)::bigint, min(queued_at) FROM outbox o WHERE \(unescaped: Self.undelivered)", logger: logger
+        )
         for try await (n, oldest) in rows.decode((Int64, Int64?).self) {
             return (Int(n), oldest.map(Date.init(unixMicroseconds:)))
         }
@@ -162,7 +169,8 @@ public final class PostgresLedger: LedgerStore, Sendable {
     public func counts() async throws -> LedgerCounts {
         let rows = try await reader.query(
             """
-            SELECT (SELECT count(*) FROM notifications)::bigint, (SELECT count(*) FROM outbox)::bigint,
+            SELECT (SELECT count(*) FROM notifications)::bigint,
+                (SELECT count(*) FROM outbox o WHERE \(unescaped: Self.undelivered))::bigint,
                 (SELECT count(*) FROM quarantine)::bigint, (SELECT coalesce(sum(size), 0) FROM quarantine)::bigint,
                 (SELECT count(*) FROM conflicts)::bigint
             """, logger: logger)

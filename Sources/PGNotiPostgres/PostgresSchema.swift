@@ -9,7 +9,7 @@ import PostgresNIO
 /// it; a binary that knows less refuses to start, with both versions named.
 enum PostgresSchema {
     /// The version this binary writes.
-    static let current = 1
+    static let current = 2
     /// The advisory lock migrations take. A newer database whose `oldest_usable_by` is at most
     /// `current` is still usable by this binary (an additive migration); beyond, it refuses.
     static let lockKey: Int64 = 0x7067_6e6f_7469  // "pgnoti"
@@ -36,11 +36,16 @@ enum PostgresSchema {
             let found = try await version(connection, logger: logger)
             if let (version, needs) = found, needs > current { throw TooNew(found: version, needs: needs) }
             let at = found?.version ?? 0
-            if at < 1 {
-                for statement in v1 { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+            for (offset, migration) in migrations.enumerated() where offset + 1 > at {
+                let (version, oldestUsableBy) = (offset + 1, migration.oldestUsableBy)
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
                 try await connection.query(
-                    "INSERT INTO pgnoti_schema (version, oldest_usable_by, migrated_at) VALUES (1, 1, now())",
-                    logger: logger)
+                    """
+                    INSERT INTO pgnoti_schema (version, oldest_usable_by, migrated_at)
+                    VALUES (\(version), \(oldestUsableBy), now())
+                    """, logger: logger)
             }
             return max(at, current)
         }
@@ -71,6 +76,11 @@ enum PostgresSchema {
         for try await (version, needs) in rows.decode((Int, Int).self) { return (version, needs) }
         return nil
     }
+
+    /// Each version's statements, and the oldest schema version a binary must know to use the
+    /// result. Version 2 only adds, so a binary that knows version 1 still takes notifications
+    /// on it: a cluster is upgraded one host at a time.
+    static let migrations: [(statements: [String], oldestUsableBy: Int)] = [(v1, 1), (v2, 1)]
 
     /// Timestamps are bigint unix microseconds, as in SQLite: exact round-trips and one code path
     /// for both engines.
@@ -128,5 +138,25 @@ enum PostgresSchema {
             created_at BIGINT NOT NULL, record JSONB NOT NULL)
         """,
         "CREATE INDEX payup_intents_state ON payup_intents (state, created_at)",
+    ]
+
+    /// Delivery from the database. The outbox keeps each event's delivery state (a row is
+    /// delivered or failed, not deleted, until `keep_done_days` have passed), and one lease row
+    /// says which forwarder of the cluster may claim and record: its holder, an epoch that grows
+    /// with each takeover (the fencing token) and its expiry by the database's clock.
+    static let v2: [String] = [
+        """
+        ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0, ADD COLUMN first_attempt_at BIGINT,
+            ADD COLUMN next_attempt_at BIGINT, ADD COLUMN last_attempt_at BIGINT, ADD COLUMN last_error TEXT,
+            ADD COLUMN delivered_at BIGINT, ADD COLUMN failed_at BIGINT, ADD COLUMN claimed_epoch BIGINT
+        """,
+        "CREATE INDEX outbox_undelivered ON outbox (file_name, id) WHERE delivered_at IS NULL AND failed_at IS NULL",
+        "CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL",
+        "CREATE INDEX outbox_failed ON outbox (id) WHERE failed_at IS NOT NULL",
+        """
+        CREATE TABLE forward_lease (
+            name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL, expires TIMESTAMPTZ NOT NULL,
+            acquired_at TIMESTAMPTZ NOT NULL, renewed_at TIMESTAMPTZ NOT NULL, in_flight INTEGER NOT NULL DEFAULT 0)
+        """,
     ]
 }

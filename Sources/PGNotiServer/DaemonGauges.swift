@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import PGNotiCore
 import PGNotiForward
+import PGNotiPostgres
 import PGNotiSpool
 import PGNotiStore
 
@@ -47,11 +48,20 @@ extension RunningDaemon {
             Gauge(label: "pgnoti_quarantine_bytes").record(counts.quarantineBytes)
         }
         if let logSink { Gauge(label: "pgnoti_log_lines_dropped").record(logSink.droppedLines) }
-        // The forwarder is a process of its own; its directories say how it is doing.
-        // Present at 0 before any forwarder ran, so the shipped alert rules have a series.
+        // The forwarder is a process of its own; its directories say how it is doing, or, in a
+        // cluster, the database, the same figures on every host. Present at 0 before any
+        // forwarder ran, so the shipped alert rules have a series.
         let forward = ForwardLayout(queue: config.queue)
-        let status =
-            local != nil && FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
+        let status: ForwardStatus?
+        if let cluster {
+            status = try? await cluster.forwardStatus()
+        } else {
+            status = FileManager.default.fileExists(atPath: forward.base) ? ForwardStatus.read(forward) : nil
+        }
+        // Which host delivers: in a cluster, the one whose forwarder holds the lease; on one
+        // host, this one while its forwarder holds the queue's lock.
+        let held = status.map { $0.running && ($0.holder.map(DatabaseEventSource.isOnThisHost) ?? true) } ?? false
+        Gauge(label: "pgnoti_forward_lease_held").record(held ? 1 : 0)
         Gauge(label: "pgnoti_forward_pending").record(status?.pending ?? 0)
         // Only what a running forwarder is sending right now (its forward/in-flight.json).
         Gauge(label: "pgnoti_forward_in_flight").record(status?.inFlight ?? 0)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PGNotiConfig
 import PGNotiIntake
+import PGNotiPostgres
 import PGNotiSpool
 import PGNotiStore
 import Synchronization
@@ -13,6 +14,8 @@ final class RunningDaemon: Sendable {
     /// The queue directory and its relay; nil with a PostgreSQL database, where events are
     /// delivered from the database.
     let local: LocalDelivery?
+    /// The database the hosts share, with a PostgreSQL database: where delivery stands.
+    let cluster: PostgresLedger?
     let intake: Intake
     let front: PublicFront
     let connections: ConnectionRegistry
@@ -28,6 +31,7 @@ final class RunningDaemon: Sendable {
         self.configBox = Mutex(config)
         self.ledger = ledger
         self.local = local
+        cluster = ledger as? PostgresLedger
         self.intake = intake
         self.front = front
         self.connections = connections

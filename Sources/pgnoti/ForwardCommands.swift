@@ -5,6 +5,7 @@ import PGNotiConfig
 import PGNotiCore
 import PGNotiForward
 import PGNotiLogging
+import PGNotiPostgres
 import PGNotiServer
 import PGNotiSpool
 
@@ -19,7 +20,9 @@ struct ForwardCommand: AsyncParsableCommand {
 struct ForwardRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Claim events from <queue>/new/ and POST each to [forward] url until it answers 2xx.")
+        abstract:
+            "Claim events from <queue>/new/ (or, with PostgreSQL, the database's outbox) and POST each to [forward] url until it answers 2xx."
+    )
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "The app's webhook URL (overrides forward.url).") var url: String?
@@ -28,7 +31,6 @@ struct ForwardRun: AsyncParsableCommand {
 
     func run() async throws {
         let config = try options.load()
-        try requireQueueDirectory(config)
         guard let target = url ?? config.forward.url else {
             // pgnoti-forward.service starts on the shipped config before the app's URL is known:
             // a configuration to finish, which systemd does not restart-loop on (78).
@@ -70,12 +72,49 @@ struct Consume: AsyncParsableCommand {
     }
 }
 
-/// Takes the queue's consumer lock, then runs the forwarder until SIGTERM.
+/// Runs the forwarder until SIGTERM: on the queue directory once it holds the consumer lock, or,
+/// with a PostgreSQL database, on the database's outbox, delivering while it holds the lease.
 func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger.Metadata) async throws {
-    try requireQueueDirectory(config)
     let sink = LogSink.standardOutput()
     let logger = Logger.json(level: config.logLevel, sink: sink)
     defer { sink.flush() }
+    let forward = config.forward
+    let settings = ForwardSettings(
+        concurrency: forward.concurrency,
+        retry: RetrySchedule(
+            initial: .milliseconds(Int64(forward.retryInitialSeconds * 1000)),
+            giveUpAfter: .milliseconds(Int64(forward.giveUpAfterHours * 3_600_000))),
+        keepDone: .seconds(Int64(forward.keepDoneDays * 86_400)))
+    var metadata = describing
+    metadata["concurrency"] = .stringConvertible(forward.concurrency)
+    metadata["timeout_seconds"] = .stringConvertible(forward.timeoutSeconds)
+    metadata["connect_timeout_seconds"] = .stringConvertible(forward.connectTimeoutSeconds)
+    metadata["give_up_after_hours"] = .stringConvertible(forward.giveUpAfterHours)
+    if let postgres = config.postgres {
+        metadata["database"] = .string(config.database)
+        metadata["lease_seconds"] = .stringConvertible(forward.leaseSeconds)
+        var session = PostgresSession(settings: postgres)
+        // The forwarder's statements are one at a time: the writer's session and one reader.
+        session.poolSize = 2
+        // Connects (and migrates) in the background: a forwarder started before its database
+        // waits for it, without the lease, instead of failing.
+        let ledger = PostgresLedger.starting(session, logger: logger)
+        let source = DatabaseEventSource(
+            ledger: ledger, leaseDuration: .milliseconds(Int64(forward.leaseSeconds * 1000)),
+            attemptTimeout: .milliseconds(Int64(forward.timeoutSeconds * 1000)), logger: logger)
+        logger.info("consumer starting", metadata: metadata)
+        let forwarder = Forwarder(source: source, delivery: delivery, settings: settings, logger: logger)
+        defer { logger.info("consumer stopped") }
+        do {
+            try await ConsumerRunner.run(forwarder, logger: logger)
+            try? await ledger.close()
+        } catch {
+            try? await ledger.close()
+            printError("\(error)")
+            throw ExitCode.failure
+        }
+        return
+    }
     let layout = ForwardLayout(queue: config.queue)
     do {
         try FileManager.default.createDirectory(atPath: config.queue + "/new", withIntermediateDirectories: true)
@@ -99,19 +138,7 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
         )
         throw ExitCode.failure
     }
-    let forward = config.forward
-    let settings = ForwardSettings(
-        concurrency: forward.concurrency,
-        retry: RetrySchedule(
-            initial: .milliseconds(Int64(forward.retryInitialSeconds * 1000)),
-            giveUpAfter: .milliseconds(Int64(forward.giveUpAfterHours * 3_600_000))),
-        keepDone: .seconds(Int64(forward.keepDoneDays * 86_400)))
-    var metadata = describing
     metadata["queue"] = .string(config.queue)
-    metadata["concurrency"] = .stringConvertible(forward.concurrency)
-    metadata["timeout_seconds"] = .stringConvertible(forward.timeoutSeconds)
-    metadata["connect_timeout_seconds"] = .stringConvertible(forward.connectTimeoutSeconds)
-    metadata["give_up_after_hours"] = .stringConvertible(forward.giveUpAfterHours)
     logger.info("consumer starting", metadata: metadata)
     let forwarder = Forwarder(layout: layout, delivery: delivery, settings: settings, logger: logger)
     do {
@@ -124,7 +151,7 @@ func runConsumer(config: Config, delivery: any EventDelivery, describing: Logger
     withExtendedLifetime(lock) {}
 }
 
-struct ForwardStatusCommand: ParsableCommand {
+struct ForwardStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract:
@@ -134,13 +161,20 @@ struct ForwardStatusCommand: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @Flag(help: "One JSON object instead of text.") var json = false
 
-    func run() throws {
+    func run() async throws {
         let config = try options.load()
-        try requireQueueDirectory(config)
-        let layout = ForwardLayout(queue: config.queue)
-        // Zeros from a queue no forwarder ever ran on would read as "all delivered".
-        let neverForwarded = !FileManager.default.fileExists(atPath: layout.base)
-        let status = ForwardStatus.read(layout)
+        let status: ForwardStatus
+        let neverForwarded: Bool
+        if let postgres = config.postgres {
+            // The whole cluster's: every host reads the same rows.
+            status = try await withPostgresLedger(postgres, config, migrating: false) { try await $0.forwardStatus() }
+            neverForwarded = false
+        } else {
+            let layout = ForwardLayout(queue: config.queue)
+            // Zeros from a queue no forwarder ever ran on would read as "all delivered".
+            neverForwarded = !FileManager.default.fileExists(atPath: layout.base)
+            status = ForwardStatus.read(layout)
+        }
         if json {
             var out = JSONWriter()
             out.beginObject()
@@ -151,6 +185,7 @@ struct ForwardStatusCommand: ParsableCommand {
             out.member("in_flight", status.inFlight)
             out.member("pending", status.pending)
             out.member("pending_claimed", status.pendingClaimed)
+            out.member("holder", status.holder)
             out.member("pid", status.pid.map { Int($0) })
             out.key("retrying")
             write(status.retrying, to: &out)
@@ -164,9 +199,8 @@ struct ForwardStatusCommand: ParsableCommand {
                 "never forwarded: no forwarder has run on \(config.queue) (pgnoti-forward.service, README \"Forwarding events to your app\")"
             )
         }
-        print(
-            "forwarder                   "
-                + (status.running ? "running" + (status.pid.map { " (pid \($0))" } ?? "") : "not running"))
+        let who = status.holder.map { " (\($0) holds the lease)" } ?? status.pid.map { " (pid \($0))" } ?? ""
+        print("forwarder                   " + (status.running ? "running" + who : "not running"))
         print(
             "pending                     \(status.pending)"
                 + (status.pendingClaimed > 0 ? " (\(status.pendingClaimed) claimed)" : ""))
@@ -217,7 +251,7 @@ struct ForwardStatusCommand: ParsableCommand {
     }
 }
 
-struct ForwardRetryCommand: ParsableCommand {
+struct ForwardRetryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "retry", abstract: "Send failed events again: back into forward/cur/ with a fresh retry budget.")
 
@@ -229,28 +263,26 @@ struct ForwardRetryCommand: ParsableCommand {
         guard allFailed != !ids.isEmpty else { throw ValidationError("give event ids or --all-failed (not both)") }
     }
 
-    func run() throws {
+    func run() async throws {
         let config = try options.load()
-        try requireQueueDirectory(config)
-        let layout = ForwardLayout(queue: config.queue)
-        let result = allFailed ? try ForwardRetry.retryAllFailed(layout) : try ForwardRetry.retry(layout, ids: ids)
+        let result: ForwardRetry.Result
+        let failedPlace: String
+        if let postgres = config.postgres {
+            result = try await withPostgresLedger(postgres, config, migrating: true) {
+                try await $0.retryFailed(ids: allFailed ? nil : ids)
+            }
+            failedPlace = "the database's failed events"
+        } else {
+            let layout = ForwardLayout(queue: config.queue)
+            result = allFailed ? try ForwardRetry.retryAllFailed(layout) : try ForwardRetry.retry(layout, ids: ids)
+            failedPlace = layout.failed
+        }
         for name in result.moved { print("retrying \(ForwardLayout.eventID(fromFileName: name) ?? name)") }
         OperatorLog.record(
             "retry", ids: allFailed ? ["--all-failed"] : ids,
             outcome: "retrying \(result.moved.count), not found \(result.notFound.count)")
-        for id in result.notFound { printError("\(id): not in \(layout.failed)") }
+        for id in result.notFound { printError("\(id): not in \(failedPlace)") }
         if result.moved.isEmpty && !allFailed { throw ExitCode.failure }
         if result.moved.isEmpty { print("nothing failed") }
     }
-}
-
-/// The forwarder and `consume` read the queue directory, which a PostgreSQL database does not
-/// have: its events wait in the database's outbox. Delivering from there is not in this version;
-/// say so rather than watch an empty directory.
-func requireQueueDirectory(_ config: Config) throws {
-    guard config.postgres != nil else { return }
-    printError(
-        "with a PostgreSQL database, events wait in the database's outbox; delivery from the database (pgnoti forward/consume claiming them) is not in this version of pgnoti"
-    )
-    throw ExitCode(78)
 }

@@ -42,6 +42,24 @@ func openLedgerReadOnly(_ config: Config) async throws -> any LedgerStore {
     return try Ledger.openReadOnly(config)
 }
 
+/// Runs `body` on the cluster's PostgreSQL ledger: for the commands that only a database
+/// shared by the hosts has (the lease, delivery state). Closed before returning.
+func withPostgresLedger<T>(
+    _ postgres: PostgresSettings, _ config: Config, migrating: Bool, _ body: (PostgresLedger) async throws -> T
+) async throws -> T {
+    let ledger = try await PostgresLedger.open(
+        PostgresSession(settings: postgres), quarantinePolicy: QuarantinePolicy(config: config), migrating: migrating,
+        logger: commandLogger)
+    do {
+        let result = try await body(ledger)
+        try? await ledger.close()
+        return result
+    } catch {
+        try? await ledger.close()
+        throw error
+    }
+}
+
 /// The PostgreSQL driver's own log lines stay out of a command's output.
 let commandLogger: Logger = {
     var logger = Logger(label: "pgnoti.command")

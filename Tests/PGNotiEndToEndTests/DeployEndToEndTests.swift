@@ -22,11 +22,15 @@ extension EndToEnd {
         }
 
         /// A Smartro approval for the published test MID, signed with `key`.
-        static func smartroPost(tid: String, key: String, port: Int, path: String = "/notify/smartro") -> [UInt8] {
-            let sign = SmartroSignature.make(tid: tid, resultCode: "3001", merchantKey: key, algorithm: .md5)
+        /// A signed Smartro approval (or, with `cancel`, its cancellation) of order `O-<tid>`.
+        static func smartroPost(
+            tid: String, key: String, port: Int, path: String = "/notify/smartro", cancel: Bool = false
+        ) -> [UInt8] {
+            let (result, state) = cancel ? ("2001", "1") : ("3001", "0")
+            let sign = SmartroSignature.make(tid: tid, resultCode: result, merchantKey: key, algorithm: .md5)
             let escaped = sign.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? sign
             let body =
-                "MID=SMTPAY001m&TID=\(tid)&ResultCode=3001&StateCd=0&Amt=1000&PayMethod=CARD&OID=O-\(tid)&SignValue=\(escaped)"
+                "MID=SMTPAY001m&TID=\(tid)&ResultCode=\(result)&StateCd=\(state)&Amt=1000&PayMethod=CARD&OID=O-\(tid)&SignValue=\(escaped)"
             return Array(
                 ("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
                     + "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: \(body.utf8.count)\r\n"

@@ -47,8 +47,9 @@ extension EndToEnd {
             return daemon
         }
 
-        static func post(_ tid: String, to daemon: DaemonProcess) async throws -> Int {
-            let bytes = DeployEndToEndTests.smartroPost(tid: tid, key: Config.smartroTestKey, port: daemon.port)
+        static func post(_ tid: String, to daemon: DaemonProcess, cancel: Bool = false) async throws -> Int {
+            let bytes = DeployEndToEndTests.smartroPost(
+                tid: tid, key: Config.smartroTestKey, port: daemon.port, cancel: cancel)
             return try await onOwnThread { try daemon.send(bytes).status }
         }
 
@@ -89,7 +90,9 @@ extension EndToEnd {
                     try await daemon.admin("/readyz").status == 200
                 }
                 #expect(try await Self.post("SMTPAY001m01012411270000000001", to: daemon) == 200)
-                #expect(try await Self.psql(url, "SELECT version FROM pgnoti_schema") == "1", "migrated when reachable")
+                #expect(
+                    try await Self.psql(url, "SELECT max(version) FROM pgnoti_schema") == "2", "migrated when reachable"
+                )
                 daemon.stop()
                 outcome = .success(())
             } catch {
@@ -240,20 +243,96 @@ extension EndToEnd {
             let redeliver = try await pgnoti("redeliver", "--since", "1h")
             #expect(redeliver.status == 0 && redeliver.stdout.contains("database's outbox"))
             let migrate = try await pgnoti("migrate")
-            #expect(migrate.status == 0 && migrate.stdout.contains("schema 1"))
+            #expect(migrate.status == 0 && migrate.stdout.contains("schema 2"))
 
             let backup = try await pgnoti("backup", daemon.directory.appendingPathComponent("copy.sqlite").path)
             #expect(backup.status != 0 && (backup.stderr + backup.stdout).contains("pg_dump"))
             // What pgnoti-backup.timer runs: off in this mode, and said so, not a failed unit.
             let timer = try await pgnoti("backup", "--dated", daemon.directory.appendingPathComponent("backups").path)
             #expect(timer.status == 0 && timer.stdout.contains("backup: off with a PostgreSQL database"))
-            let forward = try await runProcess(
-                DaemonProcess.binary, ["forward", "--config", config, "--url", "http://127.0.0.1:9/"],
-                in: daemon.directory)
-            #expect(forward.status == 78 && forward.stderr.contains("database's outbox"))
+            // Delivery state is the cluster's: the event and its redelivery wait, no forwarder yet.
+            let forward = try await pgnoti("forward", "status")
+            #expect(forward.status == 0, "\(forward.stderr)")
+            #expect(forward.stdout.contains("not running") && forward.stdout.contains("pending                     2"))
+            let retry = try await pgnoti("forward", "retry", "--all-failed")
+            #expect(retry.status == 0 && retry.stdout.contains("nothing failed"))
             // No state of its own on the host: no SQLite file, no queue directory.
             #expect(!FileManager.default.fileExists(atPath: daemon.directory.appendingPathComponent("state").path))
             daemon.stop()
+        }
+
+        /// A forwarder on another host of the cluster, delivering to `url` with a 3 s lease.
+        static func forwarder(_ name: String, database: String, url: String) async throws -> DaemonProcess {
+            let home = try DaemonProcess.makeDirectory(name)
+            let secret = home.appendingPathComponent("forward-secret")
+            try (WebhookReceiver.secret + "\n").write(to: secret, atomically: true, encoding: .utf8)
+            _ = try DaemonProcess.writeConfig(
+                in: home,
+                extra: """
+                    [forward]
+                    url = "\(url)"
+                    secret_file = "\(secret.path)"
+                    retry_initial_seconds = 0.2
+                    timeout_seconds = 2
+                    lease_seconds = 3
+                    """, postgres: database)
+            return try await Consumer.start(home)
+        }
+
+        static func holdsLease(_ forwarder: DaemonProcess) -> Bool {
+            forwarder.logObjects.contains { ($0["msg"] as? String)?.hasPrefix("took the forward lease") == true }
+        }
+
+        /// Two forwarders on one database; the active one is SIGKILLed in a burst. The other takes
+        /// over once the lease has run out, every event reaches the app, and each order's
+        /// approval still arrives before its cancellation.
+        @Test func twoForwardersAndTheActiveOneKilledDeliveryResumesInOrder() async throws {
+            let database = try await Self.scratchDatabase()
+            let daemon = try await Self.daemon("pg-fwd", database: database)
+            defer { daemon.stop() }
+            let receiver = try await WebhookReceiver(
+                in: try DaemonProcess.makeDirectory("pg-fwd-app"), ["--delay-all", "0.02"])
+            let a = try await Self.forwarder("pg-fwd-a", database: database, url: receiver.url)
+            try await waitUntil(timeout: .seconds(10), "A takes the lease") { Self.holdsLease(a) }
+            let b = try await Self.forwarder("pg-fwd-b", database: database, url: receiver.url)
+            defer { b.stop() }
+
+            let tids = (0..<16).map { "SMTPAY001m0101241201\(String(format: "%010d", $0))" }
+            func postOrders(_ tids: ArraySlice<String>) async throws {
+                for tid in tids {
+                    #expect(try await Self.post(tid, to: daemon) == 200)
+                    #expect(try await Self.post(tid, to: daemon, cancel: true) == 200)
+                }
+            }
+            try await postOrders(tids[..<8])
+            try await waitUntil(timeout: .seconds(10), "A delivers some") { receiver.acceptedIDs().count >= 4 }
+            try await a.killHard()
+            let killed = ContinuousClock.now
+            try await postOrders(tids[8...])
+            try await waitUntil(timeout: .seconds(15), "B takes over") { Self.holdsLease(b) }
+            #expect(ContinuousClock.now - killed <= .seconds(3 + 4), "within the lease and a few seconds")
+            try await waitUntil(timeout: .seconds(20), "every event delivered") {
+                Set(receiver.acceptedIDs()).count == 2 * tids.count
+            }
+            let accepted = receiver.records().filter { ($0["status"] as? Int) == 204 }
+            #expect(accepted.allSatisfy { $0["verified"] as? Bool == true })
+            // At most what A had in flight when it died is sent twice; nothing is lost.
+            #expect(accepted.count - 2 * tids.count <= 4)
+            for tid in tids {
+                let kinds = accepted.filter { $0["tid"] as? String == tid }.compactMap { $0["kind"] as? String }
+                #expect(kinds.first == "payment.approved" && kinds.last != "payment.approved", "\(tid): \(kinds)")
+            }
+            #expect(try await Self.psql(database, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == "0")
+            let status = try await runProcess(
+                DaemonProcess.binary,
+                [
+                    "forward", "status", "--json", "--config",
+                    daemon.directory.appendingPathComponent("pgnoti.toml").path,
+                ],
+                in: daemon.directory)
+            #expect(status.stdout.contains(#""running":true"#) && status.stdout.contains(#""pending":0"#))
+            let metrics = try await daemon.admin("/metrics")
+            #expect(String(decoding: metrics.body, as: UTF8.self).contains("pgnoti_forward_lease_held 1"))
         }
     }
 }

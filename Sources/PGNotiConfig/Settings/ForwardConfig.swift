@@ -17,6 +17,9 @@ public struct ForwardConfig: Sendable, Equatable {
     public var keepDoneDays = 7.0
     /// The first retry's delay; each later one is three times longer, up to four hours.
     public var retryInitialSeconds = 5.0
+    /// With a PostgreSQL database: how long the active forwarder's lease lasts without a
+    /// renewal (renewed every third of it), so how soon another host's forwarder takes over.
+    public var leaseSeconds = 15.0
 
     public init() {}
 }
@@ -47,7 +50,7 @@ extension ConfigLoader {
     func parseForward(_ table: TableReader, _ report: inout SecretReport) throws(ConfigError) -> ForwardConfig {
         try table.allow([
             "url", "secret_file", "timeout_seconds", "connect_timeout_seconds", "concurrency", "give_up_after_hours",
-            "keep_done_days", "retry_initial_seconds",
+            "keep_done_days", "retry_initial_seconds", "lease_seconds",
         ])
         var forward = ForwardConfig()
         forward.url = try table.httpURL("url", expected: "an http:// or https:// URL")
@@ -69,6 +72,21 @@ extension ConfigLoader {
         if let v = try positive("give_up_after_hours", 0.0001...8760) { forward.giveUpAfterHours = v }
         if let v = try positive("keep_done_days", 0...3650) { forward.keepDoneDays = v }
         if let v = try positive("retry_initial_seconds", 0.01...3600) { forward.retryInitialSeconds = v }
+        if let v = try positive("lease_seconds", 1...3600) { forward.leaseSeconds = v }
         return forward
+    }
+
+    /// The holder renews at a third of its lease and starts no attempt within `timeout_seconds`
+    /// of its end: with a lease under 1.5 × the timeout, it would stop delivering between
+    /// renewals. Only a PostgreSQL database has a lease.
+    func requireRenewableLease(_ config: Config) throws(ConfigError) {
+        guard config.postgres != nil else { return }
+        let forward = config.forward
+        guard forward.leaseSeconds >= forward.timeoutSeconds * 1.5 else {
+            throw ConfigError(
+                "forward.lease_seconds",
+                "must be at least 1.5 × forward.timeout_seconds (\(forward.timeoutSeconds * 1.5)): the active forwarder renews its lease every third of it and starts no delivery within timeout_seconds of its end"
+            )
+        }
     }
 }
