@@ -62,7 +62,7 @@ public final class DatabaseEventSource: EventSource {
     /// `host pid N xxxxxxxx`: the host first, which is how a daemon tells that the lease is held
     /// on its own host; the random part tells two runs of one pid apart.
     static func holderName() -> String {
-        "\(ProcessInfo.processInfo.hostName) pid \(getpid()) \(String(UInt32.random(in: .min ... .max), radix: 16))"
+        "\(hostName) pid \(getpid()) \(String(UInt32.random(in: .min ... .max), radix: 16))"
     }
 
     /// Whether this forwarder holds the lease now.
@@ -70,7 +70,15 @@ public final class DatabaseEventSource: EventSource {
 
     /// Whether a lease holder's name says it runs on this host.
     public static func isOnThisHost(holder: String) -> Bool {
-        holder.hasPrefix(ProcessInfo.processInfo.hostName + " pid ")
+        holder.hasPrefix(hostName + " pid ")
+    }
+
+    /// The kernel's host name, as `hostname` prints it. (Foundation's `hostName` may ask DNS,
+    /// which a unit that allows only loopback traffic cannot reach.)
+    public static var hostName: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown-host" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public var location: String { ledger.location }

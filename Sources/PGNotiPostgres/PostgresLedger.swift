@@ -153,10 +153,14 @@ public final class PostgresLedger: LedgerStore, Sendable {
     /// both, for `forward status` and until `keep_done_days` have passed).
     static let undelivered = "o.delivered_at IS NULL AND o.failed_at IS NULL"
 
+    /// Events no forwarder has tried yet: what waits for delivery as the outbox of one host
+    /// waits for its relay. Events being retried are `forward status`'s to report.
     public func outboxStatus() async throws -> (depth: Int, oldest: Date?) {
         let rows = try await reader.query(
-            "SELECT count(*)::bigint, min(queued_at) FROM outbox o WHERE \(unescaped: Self.undelivered)", logger: logger
-        )
+            """
+            SELECT count(*)::bigint, min(queued_at) FROM outbox o
+            WHERE \(unescaped: Self.undelivered) AND o.attempts = 0
+            """, logger: logger)
         for try await (n, oldest) in rows.decode((Int64, Int64?).self) {
             return (Int(n), oldest.map(Date.init(unixMicroseconds:)))
         }

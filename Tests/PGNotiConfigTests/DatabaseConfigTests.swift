@@ -30,6 +30,22 @@ import Testing
         #expect(asked.url.sslMode == .require)
     }
 
+    @Test func theForwardLeaseDefaultsTo15SecondsAndMustOutlastOneAttemptAndAHalf() throws {
+        let url = #"database = "postgresql://pgnoti@127.0.0.1/ledger""#
+        #expect(try Self.load(url).forward.leaseSeconds == 15)
+        #expect(try Self.load(url + "\n[forward]\nlease_seconds = 30\ntimeout_seconds = 20").forward.leaseSeconds == 30)
+        #expect {
+            try Self.load(url + "\n[forward]\ntimeout_seconds = 20")
+        } throws: { error in
+            let error = error as? ConfigError
+            return error?.key == "forward.lease_seconds" && "\(error!)".contains("1.5 × forward.timeout_seconds")
+        }
+        // One host has no lease: a long timeout stays allowed with SQLite.
+        #expect(
+            try Self.load(#"database = "/srv/pgnoti.sqlite""# + "\n[forward]\ntimeout_seconds = 60").forward
+                .timeoutSeconds == 60)
+    }
+
     @Test func thePasswordIsNeverShown() throws {
         let config = try Self.load(#"database = "postgresql://pgnoti:s3cr3t-pw@db.internal/ledger""#)
         #expect(config.database == "postgresql://pgnoti:***@db.internal:5432/ledger")

@@ -153,6 +153,12 @@ extension EndToEnd {
             #expect(try await Self.psql(database, "SELECT count(*) FROM notifications") == "30")
             #expect(try await Self.psql(database, "SELECT count(*) FROM outbox") == "30", "one event each")
             #expect(try await Self.psql(database, "SELECT sum(retries) FROM notifications") == "30")
+            // Delivery figures come from the shared database: the same on every host.
+            for host in [hostA, hostB] {
+                let metrics = String(decoding: try await host.admin("/metrics").body, as: UTF8.self)
+                #expect(metrics.contains("pgnoti_forward_pending 30") && metrics.contains("pgnoti_outbox_depth 30"))
+                #expect(metrics.contains("pgnoti_forward_lease_held 0") && metrics.contains("pgnoti_forward_running 0"))
+            }
             hostA.stop()
             hostB.stop()
         }
@@ -333,6 +339,40 @@ extension EndToEnd {
             #expect(status.stdout.contains(#""running":true"#) && status.stdout.contains(#""pending":0"#))
             let metrics = try await daemon.admin("/metrics")
             #expect(String(decoding: metrics.body, as: UTF8.self).contains("pgnoti_forward_lease_held 1"))
+        }
+
+        /// `consume --exec` claims from the database too, and, like the forwarder, keeps nothing
+        /// on its host: no queue directory, no local database.
+        @Test func consumeRunsTheCommandPerEventFromTheDatabase() async throws {
+            let database = try await Self.scratchDatabase()
+            let daemon = try await Self.daemon("pg-consume", database: database)
+            defer { daemon.stop() }
+            let home = try DaemonProcess.makeDirectory("pg-consume-host")
+            let config = try DaemonProcess.writeConfig(in: home, postgres: database)
+            let out = try DaemonProcess.makeDirectory("pg-consume-out")
+            let consumer = try await DaemonProcess.start(
+                home,
+                arguments: [
+                    "consume", "--config", config.path, "--exec", "cat > \(out.path)/$PGNOTI_EVENT_ID.json",
+                ])
+            defer { consumer.stop() }
+            let tids = (0..<3).map { "SMTPAY001m0101241202\(String(format: "%010d", $0))" }
+            for tid in tids { #expect(try await Self.post(tid, to: daemon) == 200) }
+            try await waitUntil(timeout: .seconds(15), "a file per event") {
+                ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).count == 3
+            }
+            for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
+                let event =
+                    try JSONSerialization.jsonObject(
+                        with: Data(contentsOf: out.appendingPathComponent(name))) as? [String: Any]
+                #expect(event?["id"] as? String == String(name.dropLast(5)), "the event's exact JSON on stdin")
+                #expect(tids.contains(event?["tid"] as? String ?? ""))
+            }
+            try await waitUntil(timeout: .seconds(5), "recorded as delivered") {
+                try await Self.psql(database, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == "3"
+            }
+            let kept = try FileManager.default.contentsOfDirectory(atPath: home.path).filter { $0 != "pgnoti.toml" }
+            #expect(!kept.contains("state"), "no state of its own on the host: \(kept)")
         }
     }
 }

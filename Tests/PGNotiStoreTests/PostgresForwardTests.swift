@@ -231,3 +231,13 @@ struct PostgresForwardTests {
         }
     }
 }
+
+/// How a daemon tells that the forward lease is held on its own host.
+@Suite struct LeaseHolderNameTests {
+    @Test func theHolderNamesItsHostFirst() {
+        let mine = DatabaseEventSource.hostName + " pid 4242 1a2b3c"
+        #expect(DatabaseEventSource.isOnThisHost(holder: mine))
+        #expect(!DatabaseEventSource.isOnThisHost(holder: "other-" + mine))
+        #expect(!DatabaseEventSource.isOnThisHost(holder: DatabaseEventSource.hostName + "2 pid 1 ff"))
+    }
+}
