@@ -56,26 +56,27 @@ final class PostgresConnections: Sendable {
     }
 
     var writer: PostgresConnection {
-        get throws {
-            switch state.withLock({ $0 }) {
-            case .ready(let writer, _) where !writer.isClosed: return writer
-            case .connecting(let error): throw Unavailable(reason: error ?? "connecting")
-            case .closed: throw Unavailable(reason: "the ledger is closed")
-            case .ready: throw Unavailable(reason: "the session was lost; reconnecting")
-            }
-        }
+        get throws { try open { writer, _ in writer } }
     }
 
     /// The readers in turn, so that operator queries and probes run side by side.
     var reader: PostgresConnection {
         get throws {
-            switch state.withLock({ $0 }) {
-            case .ready(_, let readers) where readers.allSatisfy({ !$0.isClosed }):
-                return readers[next.add(1, ordering: .relaxed).oldValue % readers.count]
-            case .connecting(let error): throw Unavailable(reason: error ?? "connecting")
-            case .closed: throw Unavailable(reason: "the ledger is closed")
-            case .ready: throw Unavailable(reason: "the session was lost; reconnecting")
-            }
+            try open { _, readers in readers[next.add(1, ordering: .relaxed).oldValue % readers.count] }
+        }
+    }
+
+    /// The session `pick` chooses while the sessions are up, or why they cannot be used.
+    private func open(
+        _ pick: (_ writer: PostgresConnection, _ readers: [PostgresConnection]) -> PostgresConnection
+    ) throws -> PostgresConnection {
+        switch state.withLock({ $0 }) {
+        case .ready(let writer, let readers):
+            let session = pick(writer, readers)
+            guard !session.isClosed else { throw Unavailable(reason: "the session was lost; reconnecting") }
+            return session
+        case .connecting(let error): throw Unavailable(reason: error ?? "connecting")
+        case .closed: throw Unavailable(reason: "the ledger is closed")
         }
     }
 

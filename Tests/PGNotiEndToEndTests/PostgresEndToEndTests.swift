@@ -53,53 +53,25 @@ extension EndToEnd {
             return try await onOwnThread { try daemon.send(bytes).status }
         }
 
-        static var serverScript: String {
-            DaemonProcess.packageRoot.appendingPathComponent("Tests/Support/postgres.sh").path
-        }
-
-        /// A PostgreSQL server of the test's own (its URL and data directory), to stop and start.
-        static func privateServer() async throws -> (url: String, data: String) {
-            let started = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [serverScript, "start"])
-            guard started.status == 0 else { throw HarnessError("postgres.sh start: \(started.stderr)") }
-            func value(_ name: String) -> String {
-                started.stdout.split(separator: "\n").first { $0.contains(name + "=") }.map {
-                    String($0.split(separator: "=", maxSplits: 1)[1])
-                } ?? ""
-            }
-            return (value("PGNOTI_TEST_DATABASE_URL"), value("PGNOTI_TEST_PGDATA"))
-        }
-
-        static func server(_ command: String, _ data: String) async throws {
-            let run = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [serverScript, command, data])
-            guard run.status == 0 else { throw HarnessError("postgres.sh \(command): \(run.stderr)") }
-        }
-
         @Test func aDaemonStartedBeforeItsDatabaseIsNotReadyThenMigratesAndACKs() async throws {
-            let (url, data) = try await Self.privateServer()
-            let outcome: Result<Void, any Error>
-            do {
-                try await Self.server("stop-server", data)
+            try await PostgresServer.with { server in
+                try await server.stopServer()
                 let dir = try DaemonProcess.makeDirectory("pg-late")
-                try DaemonProcess.writeConfig(in: dir, postgres: url)
+                try DaemonProcess.writeConfig(in: dir, postgres: server.url)
                 // The daemon starts (READY=1 with the listener) although the database is down.
                 let daemon = try await DaemonProcess.start(dir)
+                defer { daemon.stop() }
                 #expect(try await daemon.admin("/readyz").status == 503)
                 #expect(try await Self.post("SMTPAY001m01012411270000000001", to: daemon) == 500, "no ACK")
-                try await Self.server("start-server", data)
+                try await server.startServer()
                 try await waitUntil(timeout: .seconds(10), "ready once the database is up") {
                     try await daemon.admin("/readyz").status == 200
                 }
                 #expect(try await Self.post("SMTPAY001m01012411270000000001", to: daemon) == 200)
                 #expect(
-                    try await Self.psql(url, "SELECT max(version) FROM pgnoti_schema") == "2", "migrated when reachable"
-                )
-                daemon.stop()
-                outcome = .success(())
-            } catch {
-                outcome = .failure(error)
+                    try await Self.psql(server.url, "SELECT max(version) FROM pgnoti_schema") == "2",
+                    "migrated when reachable")
             }
-            _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [Self.serverScript, "stop", data])
-            try outcome.get()
         }
 
         @Test func thePasswordAppearsInNoLogLineErrorOrOutput() async throws {
@@ -189,15 +161,12 @@ extension EndToEnd {
 
         @Test func noACKWhileTheDatabaseIsDownAndACKsResumeWithoutARestart() async throws {
             // A server of its own, to stop and start under the daemon.
-            let (url, data) = try await Self.privateServer()
-            let script = Self.serverScript
-            // Stopped however the test ends (a defer cannot await).
-            let outcome: Result<Void, any Error>
-            do {
-                let daemon = try await Self.daemon("pg-outage", database: url)
+            try await PostgresServer.with { server in
+                let daemon = try await Self.daemon("pg-outage", database: server.url)
+                defer { daemon.stop() }
                 #expect(try await Self.post("SMTPAY001m01012411250000000001", to: daemon) == 200, "\(daemon.logText)")
 
-                try await Self.server("stop-server", data)
+                try await server.stopServer()
                 let before = ContinuousClock.now
                 let down = try await Self.post("SMTPAY001m01012411250000000002", to: daemon)
                 #expect(down == 500, "no ACK while the database is down")
@@ -205,7 +174,7 @@ extension EndToEnd {
                 let ready = try await daemon.admin("/readyz")
                 #expect(ready.status == 503 && String(decoding: ready.body, as: UTF8.self).contains("PostgreSQL"))
 
-                try await Self.server("start-server", data)
+                try await server.startServer()
                 let back = ContinuousClock.now
                 do {
                     try await waitUntil(timeout: .seconds(10), "ACKs again without a restart") {
@@ -215,14 +184,8 @@ extension EndToEnd {
                     Issue.record("\(error)\n\(daemon.logText.suffix(3000))")
                 }
                 #expect(ContinuousClock.now - back < .seconds(10))
-                #expect(try await Self.psql(url, "SELECT count(*) FROM notifications") == "2")
-                daemon.stop()
-                outcome = .success(())
-            } catch {
-                outcome = .failure(error)
+                #expect(try await Self.psql(server.url, "SELECT count(*) FROM notifications") == "2")
             }
-            _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [script, "stop", data])
-            try outcome.get()
         }
 
         @Test func operatorCommandsWorkOnTheSharedDatabase() async throws {

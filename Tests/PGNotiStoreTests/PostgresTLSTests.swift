@@ -34,18 +34,9 @@ struct PostgresTLSTests {
     }
 
     @Test func verifyFullChecksTheCertificateAndTheNameAndRequireChecksNothing() async throws {
-        let started = try await runProcess(URL(fileURLWithPath: "/bin/bash"), [Self.script, "start-tls"])
-        try #require(started.status == 0, "\(started.stderr)")
-        func value(_ name: String) -> String {
-            started.stdout.split(separator: "\n").first { $0.contains(name + "=") }.map {
-                String($0.split(separator: "=", maxSplits: 1)[1])
-            } ?? ""
-        }
-        let data = value("PGNOTI_TEST_PGDATA")
-        let ca = value("PGNOTI_TEST_CA_FILE")
-        let port = try #require(URLComponents(string: value("PGNOTI_TEST_DATABASE_URL"))?.port)
-        let outcome: Result<Void, any Error>
-        do {
+        try await PostgresServer.with(tls: true) { server in
+            let ca = try #require(server.caFile)
+            let port = try #require(URLComponents(string: server.url)?.port)
             let byName = "postgresql://postgres@localhost:\(port)/pgnoti_test"
             #expect(try await encrypted(byName + "?sslmode=verify-full", caFile: ca), "the CA file's roots")
             await #expect(throws: (any Error).self, "the system's roots do not know the test CA") {
@@ -57,11 +48,6 @@ struct PostgresTLSTests {
             }
             #expect(try await encrypted(byName + "?sslmode=require", caFile: nil), "encrypted, nothing checked")
             #expect(try await encrypted(byName + "?sslmode=disable", caFile: nil) == false)
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
         }
-        _ = try? await runProcess(URL(fileURLWithPath: "/bin/bash"), [Self.script, "stop", data])
-        try outcome.get()
     }
 }
