@@ -337,5 +337,44 @@ extension EndToEnd {
             let kept = try FileManager.default.contentsOfDirectory(atPath: home.path).filter { $0 != "pgnoti.toml" }
             #expect(!kept.contains("state"), "no state of its own on the host: \(kept)")
         }
+
+        /// PostgreSQL restarted in a burst, with a forwarder delivering: nothing is ACKed while it
+        /// is down, what the PG then retries is ACKed once it is back, and every ACKed
+        /// notification reaches the app, once per webhook-id.
+        @Test func aDatabaseRestartInABurstACKsNothingWhileDownAndLosesNothing() async throws {
+            try await PostgresServer.with { server in
+                let daemon = try await Self.daemon("pg-restart", database: server.url)
+                defer { daemon.stop() }
+                let receiver = try await WebhookReceiver(in: try DaemonProcess.makeDirectory("pg-restart-app"))
+                let forwarder = try await Self.forwarder("pg-restart-fwd", database: server.url, url: receiver.url)
+                defer { forwarder.stop() }
+                let tids = (0..<24).map { "SMTPAY001m0101241203\(String(format: "%010d", $0))" }
+                var refused: [String] = []
+                for (n, tid) in tids.enumerated() {
+                    if n == 8 { try await server.stopServer() }
+                    if n == 16 { try await server.startServer() }
+                    let status = try await Self.post(tid, to: daemon)
+                    if (8..<16).contains(n) {
+                        #expect(status == 500, "no ACK while the database is down")
+                        refused.append(tid)
+                    } else if status != 200 {
+                        refused.append(tid)  // just back: the PG retries it below
+                    }
+                }
+                // The PG's retries of what was refused.
+                for tid in refused {
+                    try await waitUntil(timeout: .seconds(15), "\(tid) ACKed on a retry") {
+                        try await Self.post(tid, to: daemon) == 200
+                    }
+                }
+                try await waitUntil(timeout: .seconds(30), "every notification delivered") {
+                    Set(receiver.records().filter { ($0["status"] as? Int) == 204 }.compactMap { $0["tid"] as? String })
+                        == Set(tids)
+                }
+                let ids = receiver.acceptedIDs()
+                #expect(Set(ids).count == tids.count, "one event per notification, counted by webhook-id")
+                #expect(try await Self.psql(server.url, "SELECT count(*) FROM notifications") == "\(tids.count)")
+            }
+        }
     }
 }
