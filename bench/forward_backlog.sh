@@ -7,7 +7,9 @@
 #
 # PGNOTI=path/to/pgnoti uses that binary instead of building a release one; STRACE=1 also counts
 # the forwarder's getdents64 calls (directory listings) with strace; CONCURRENCY (4) and
-# MAX_SECONDS (300) as named.
+# MAX_SECONDS (300) as named. DATABASE_URL=postgresql://… delivers from a PostgreSQL database
+# instead (a cluster's delivery queue): each size gets a database of its own on that server,
+# migrated by `pgnoti migrate`, its outbox seeded with the same events (`psql` needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,12 +30,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# N events in new/, named as the relay names them (<micros>-<id>.json, filing order); one in
-# ten is a second event (a cancel) of an earlier order, so lanes with two events are exercised.
+# N events in new/ (or, with a third argument, as COPY rows for the outbox on stdout), named as
+# the relay names them (<micros>-<id>.json, filing order); one in ten is a second event (a
+# cancel) of an earlier order, so lanes with two events are exercised.
 seed() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$@" <<'PY'
 import json, os, sys, uuid
 queue, n = sys.argv[1], int(sys.argv[2])
+copy = len(sys.argv) > 3
 new = os.path.join(queue, "new")
 os.makedirs(new, exist_ok=True)
 base = 1_700_000_000_000_000
@@ -50,6 +54,10 @@ for i in range(n):
         "schema": "v1", "test": True, "tid": f"T{order:019d}",
     }
     name = f"{base + i:017d}-{event['id']}.json"
+    if copy:
+        payload = json.dumps(event, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+        print(f"{name}\t\\\\x{payload.hex()}\t0\t{base + i}")
+        continue
     with open(os.path.join(queue, name), "w") as f:
         json.dump(event, f, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     os.rename(os.path.join(queue, name), os.path.join(new, name))
@@ -63,15 +71,26 @@ results=()
 for n in "${sizes[@]}"; do
     dir="$work/$n"
     mkdir -p "$dir/queue"
-    seed "$dir/queue" "$n"
+    storage="database = \"$dir/pgnoti.sqlite\"
+queue = \"$dir/queue\""
+    if [ -n "${DATABASE_URL:-}" ]; then
+        name="pgnoti_fwd_bench_$n"
+        url="${DATABASE_URL%/*}/$name"
+        psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >&2
+        storage="database = \"$url\""
+        printf '%s\nlog_level = "warning"\n' "$storage" > "$dir/migrate.toml"
+        "$PGNOTI" migrate --config "$dir/migrate.toml" >&2
+        seed "$dir/queue" "$n" copy | psql "$url" -qc "\\copy outbox (file_name, payload, notification_id, queued_at) FROM STDIN"
+    else
+        seed "$dir/queue" "$n"
+    fi
     python3 bench/forward_receiver.py --port-file "$dir/port" --expect "$n" --max-seconds "$max_seconds" \
         > "$dir/receiver.json" &
     receiver=$!
     pids+=("$receiver")
     for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.1; done
     cat > "$dir/pgnoti.toml" <<TOML
-database = "$dir/pgnoti.sqlite"
-queue = "$dir/queue"
+$storage
 log_level = "info"
 
 [forward]

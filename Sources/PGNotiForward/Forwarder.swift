@@ -83,7 +83,17 @@ public final class Forwarder: Service, Sendable {
 
     enum Wake: Sendable {
         case tick
-        case finished(name: String, startedAt: Double, outcome: DeliveryOutcome)
+        case finished(name: String, next: AfterAttempt)
+    }
+
+    /// What the index does with an event once its attempt's outcome is recorded.
+    enum AfterAttempt: Sendable {
+        /// Delivered or given up: it leaves the index, and its lane goes on.
+        case done
+        /// Tried again when the record says.
+        case retry(DeliveryRecord)
+        /// The source may no longer write for it (another forwarder took over): forgotten.
+        case forget
     }
 
     /// Runs until a graceful shutdown; then lets the deliveries in flight finish (each is
@@ -117,9 +127,13 @@ public final class Forwarder: Service, Sendable {
                             continue
                         }
                         running += 1
+                        // The outcome is recorded by the task itself, so that deliveries in
+                        // flight record theirs side by side (a database commits each); the lane
+                        // stays busy until it is, so an order's next event waits for it.
                         group.addTask {
                             let outcome = await delivery.deliver(pending)
-                            return .finished(name: event.name, startedAt: now, outcome: outcome)
+                            return .finished(
+                                name: event.name, next: await self.record(outcome, of: event, startedAt: now))
                         }
                     }
                     let stale = !(await source.publish(inFlight: index.inFlight, force: false))
@@ -149,9 +163,12 @@ public final class Forwarder: Service, Sendable {
                 switch wake {
                 case .tick:
                     ticking = false
-                case .finished(let name, let startedAt, let outcome):
+                case .finished(let name, let next):
                     running -= 1
-                    await finish(name, outcome: outcome, startedAt: startedAt, &index)
+                    switch next {
+                    case .done, .forget: index.remove(name)
+                    case .retry(let record): index.retryLater(name, record: record)
+                    }
                     if stopping { _ = await source.publish(inFlight: index.inFlight, force: false) }
                 }
             }
@@ -163,15 +180,13 @@ public final class Forwarder: Service, Sendable {
 
     // MARK: - Outcomes
 
-    private func finish(
-        _ name: String, outcome: DeliveryOutcome, startedAt: Double, _ index: inout ForwardIndex
-    ) async {
-        // Forgotten meanwhile: the source lost the right to deliver it (a lease taken over).
-        guard let event = index.claimed[name] else { return }
+    private func record(_ outcome: DeliveryOutcome, of event: ForwardIndex.Claimed, startedAt: Double) async
+        -> AfterAttempt
+    {
         let now = Date().timeIntervalSince1970
         let attempts = (event.record?.attempts ?? 0) + 1
         var metadata: Logger.Metadata = [
-            "event_id": "\(event.id)", "kind": "\(event.kind)", "file": "\(name)",
+            "event_id": "\(event.id)", "kind": "\(event.kind)", "file": "\(event.name)",
             "attempt": .stringConvertible(attempts),
         ]
         // The event's record with this attempt counted as failed.
@@ -188,28 +203,25 @@ public final class Forwarder: Service, Sendable {
             case .recorded:
                 metadata["result"] = "\(detail)"
                 logger.info("delivered", metadata: metadata)
-                index.remove(name)
+                return .done
             case .failed(let error):
                 // Delivered but not recorded: it will be delivered again (same webhook-id).
                 logger.error("delivered but the delivery could not be recorded", metadata: ["error": "\(error)"])
-                index.retryLater(
-                    name,
-                    record: event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt))
+                return .retry(
+                    event.record ?? DeliveryRecord(eventID: event.id, attempts: 0, firstAttemptAt: startedAt))
             case .notOurs:
-                notOurs(name, metadata, &index)
+                return notOurs(metadata)
             }
         case .gone(let detail):
             var record = failedRecord(detail)
             record.nextAttemptAt = nil
-            await giveUp(event, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
-            index.remove(name)
+            return await giveUp(
+                event, record: record, reason: "the receiver answered 410 Gone", detail: detail, metadata)
         case .failed(let detail):
             var record = failedRecord(detail)
             if settings.retry.isExhausted(firstAttemptAt: record.firstAttemptAt, now: now) {
                 record.nextAttemptAt = nil
-                await giveUp(event, record: record, reason: "retries exhausted", detail: detail, metadata)
-                index.remove(name)
-                return
+                return await giveUp(event, record: record, reason: "retries exhausted", detail: detail, metadata)
             }
             let delay = settings.retry.delay(afterFailures: attempts, jitter: Double.random(in: -1...1))
             record.nextAttemptAt = now + delay.seconds
@@ -218,25 +230,24 @@ public final class Forwarder: Service, Sendable {
             case .failed(let error):
                 logger.warning("could not save the retry state", metadata: ["error": "\(error)"])
             case .notOurs:
-                notOurs(name, metadata, &index)
-                return
+                return notOurs(metadata)
             }
-            index.retryLater(name, record: record)
             metadata["error"] = "\(detail)"
             metadata["retry_in_seconds"] = .stringConvertible((delay.seconds * 10).rounded() / 10)
             logger.warning("delivery failed; will retry", metadata: metadata)
+            return .retry(record)
         }
     }
 
-    private func notOurs(_ name: String, _ metadata: Logger.Metadata, _ index: inout ForwardIndex) {
+    private func notOurs(_ metadata: Logger.Metadata) -> AfterAttempt {
         logger.warning("the outcome was not recorded: another forwarder holds the lease now", metadata: metadata)
-        index.remove(name)
+        return .forget
     }
 
     private func giveUp(
         _ event: ForwardIndex.Claimed, record: DeliveryRecord, reason: String, detail: String,
         _ metadata: Logger.Metadata
-    ) async {
+    ) async -> AfterAttempt {
         var metadata = metadata
         metadata["error"] = "\(detail)"
         metadata["reason"] = "\(reason)"
@@ -248,7 +259,9 @@ public final class Forwarder: Service, Sendable {
             logger.error("delivery given up but could not be recorded as failed", metadata: metadata)
         case .notOurs:
             logger.warning("delivery given up, not recorded: another forwarder holds the lease now", metadata: metadata)
+            return .forget
         }
+        return .done
     }
 
     static func monotonicNanos() -> Int64 {

@@ -111,7 +111,9 @@ public final class DatabaseEventSource: EventSource {
         guard current.lease == lease else { return }
         var claimed: [String: ForwardRow] = [:]
         for row in rows {
-            let name = "\(row.fileName)#\(row.id)"
+            // Unique, in filing order, and never the same in two epochs: an attempt still in
+            // flight from before a lost lease cannot touch the event as claimed again.
+            let name = "\(row.fileName)#\(row.id)@\(lease.epoch)"
             guard let facts = EventFacts(json: Data(row.payload)) else {
                 await notAnEvent(row, lease)
                 continue

@@ -132,7 +132,7 @@ struct PostgresForwardTests {
             #expect(!a.mayStartDelivery())
 
             // B's write goes through.
-            let mine = try #require(indexB.claimed[claimed.name])
+            let mine = try #require(indexB.claimed.values.first { $0.id == claimed.id })
             #expect(await b.delivered(mine) == .recorded)
             #expect(try await outbox(session).delivered == 1)
         }
