@@ -50,14 +50,7 @@ func withPostgresLedger<T>(
     let ledger = try await PostgresLedger.open(
         PostgresSession(settings: postgres), quarantinePolicy: QuarantinePolicy(config: config), migrating: migrating,
         logger: commandLogger)
-    do {
-        let result = try await body(ledger)
-        try? await ledger.close()
-        return result
-    } catch {
-        try? await ledger.close()
-        throw error
-    }
+    return try await closing(ledger, body)
 }
 
 /// The PostgreSQL driver's own log lines stay out of a command's output.
@@ -73,6 +66,11 @@ func withLedger<T>(_ config: Config, readOnly: Bool = false, _ body: (any Ledger
     async throws -> T
 {
     let ledger = try await readOnly ? openLedgerReadOnly(config) : openLedger(config)
+    return try await closing(ledger, body)
+}
+
+/// `body`'s result, the ledger closed first, thrown or not.
+private func closing<Store: LedgerStore, T>(_ ledger: Store, _ body: (Store) async throws -> T) async throws -> T {
     do {
         let result = try await body(ledger)
         try? await ledger.close()
