@@ -1,0 +1,41 @@
+import Foundation
+import PGNotiCore
+import PGNotiStore
+
+/// Reads a stored version's raw body again, as the intake read it when it arrived, to give
+/// `copy-ledger` the conflict document the intake would have given it live (`Intake.read`,
+/// `Intake.event`, `Intake.conflictDocument`: the same three steps). Only the shape is read:
+/// the version was authenticated and verified when it was stored.
+public struct StoredVersionReader: Sendable {
+    let providers: [ProviderID: any PaymentProvider]
+
+    public init(policy: IntakePolicy) {
+        providers = policy.providers
+    }
+
+    /// For `PostgresLedgerCopy`.
+    public var conflictEvents: ConflictEventSource {
+        { version in self.conflictEvent(for: version) }
+    }
+
+    public func conflictEvent(for version: StoredVersion) -> (@Sendable (String, Int?, String?) -> (String, [UInt8]))? {
+        guard let id = ProviderID(rawValue: version.provider), let provider = providers[id],
+            !version.rawBody.isEmpty,
+            let (notification, fields) = try? Intake.read(
+                version.rawBody, contentType: version.contentType, with: provider)
+        else { return nil }
+        let flags = Self.flags(version.eventJSON)
+        let event = Intake.event(
+            notification, fields: fields, receivedAt: version.receivedAt, isTest: flags.test, sandbox: flags.sandbox)
+        return Intake.conflictDocument(event)
+    }
+
+    /// Whether the stored event said test or sandbox: the body alone does not tell (a sandbox
+    /// marks everything it files as a test).
+    static func flags(_ eventJSON: Data?) -> (test: Bool, sandbox: Bool) {
+        guard let eventJSON,
+            let object = try? JSONSerialization.jsonObject(with: eventJSON) as? [String: Any]
+        else { return (false, false) }
+        return ((object["test"] as? Bool) ?? false, (object["sandbox"] as? Bool) ?? false)
+    }
+}
