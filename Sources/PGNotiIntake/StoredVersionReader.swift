@@ -24,18 +24,23 @@ public struct StoredVersionReader: Sendable {
             let (notification, fields) = try? Intake.read(
                 version.rawBody, contentType: version.contentType, with: provider)
         else { return nil }
-        let flags = Self.flags(version.eventJSON)
+        let recorded = Self.recorded(version.eventJSON)
+        var verified = notification
+        verified.verifiedBy = recorded.verifiedBy
         let event = Intake.event(
-            notification, fields: fields, receivedAt: version.receivedAt, isTest: flags.test, sandbox: flags.sandbox)
+            verified, fields: fields, receivedAt: version.receivedAt, isTest: recorded.test, sandbox: recorded.sandbox)
         return Intake.conflictDocument(event)
     }
 
-    /// Whether the stored event said test or sandbox: the body alone does not tell (a sandbox
-    /// marks everything it files as a test).
-    static func flags(_ eventJSON: Data?) -> (test: Bool, sandbox: Bool) {
+    /// What the version's own stored document says and its body does not: whether it was a test
+    /// or a sandbox event, and which check verified it (verified again here it would need the
+    /// keys of the day it arrived).
+    static func recorded(_ eventJSON: Data?) -> (test: Bool, sandbox: Bool, verifiedBy: String?) {
         guard let eventJSON,
             let object = try? JSONSerialization.jsonObject(with: eventJSON) as? [String: Any]
-        else { return (false, false) }
-        return ((object["test"] as? Bool) ?? false, (object["sandbox"] as? Bool) ?? false)
+        else { return (false, false, nil) }
+        return (
+            (object["test"] as? Bool) ?? false, (object["sandbox"] as? Bool) ?? false, object["verified_by"] as? String
+        )
     }
 }

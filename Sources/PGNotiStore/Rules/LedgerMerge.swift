@@ -65,8 +65,9 @@ public struct StoredVersion: Sendable {
     public var rawBody: [UInt8]
     public var contentType: String?
     public var receivedAt: Date
-    /// The event document stored with it, if any: it says whether the version was a test or a
-    /// sandbox event, which the body alone does not.
+    /// The version's own stored event document (a notification's event, a conflict row's
+    /// conflict event), if any: it says what the body alone does not (test, sandbox, which check
+    /// verified it).
     public var eventJSON: Data?
 
     public init(provider: String, rawBody: [UInt8], contentType: String?, receivedAt: Date, eventJSON: Data?) {
