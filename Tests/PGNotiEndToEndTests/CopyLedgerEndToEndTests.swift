@@ -102,6 +102,7 @@ extension EndToEnd {
                 try JSONSerialization.jsonObject(with: Data(outbox.utf8)) as? [String: Any], "\(outbox)")
             #expect(event["kind"] as? String == "notification.conflict")
             #expect(event["amount"] as? Int == 1000 && event["sandbox"] as? Bool == true)
+            #expect(event["verified_by"] as? String == "signvalue-md5", "as A verified it when it arrived")
             let conflict = try #require(event["conflict"] as? [String: Any])
             #expect((conflict["stored"] as? [String: Any])?["amount"] as? Int == 2000)
 
