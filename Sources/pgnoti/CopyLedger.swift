@@ -3,7 +3,12 @@ import Foundation
 import PGNotiConfig
 import PGNotiIntake
 import PGNotiPostgres
+import PGNotiSpool
 import PGNotiStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `pgnoti copy-ledger`: moves a host's SQLite ledger into the cluster's PostgreSQL ledger.
 struct CopyLedger: AsyncParsableCommand {
@@ -54,6 +59,11 @@ struct CopyLedger: AsyncParsableCommand {
     func run() async throws {
         let url = try Self.target(to, passwordFile: passwordFile)
         let policy = IntakePolicy(config: try options.load())
+        if let pid = Self.daemonRunning(on: from) {
+            throw CommandFailure(
+                "a pgnoti daemon (pid \(pid)) still runs on \(from): stop it first (systemctl stop pgnoti), and let the consumer drain its queue, then copy"
+            )
+        }
         let source: Ledger
         do { source = try Ledger.openReadOnly(path: from) } catch {
             throw CommandFailure("cannot read \(from): \(error)")
@@ -80,6 +90,22 @@ struct CopyLedger: AsyncParsableCommand {
             throw CommandFailure("the check after the copy failed:\n  " + problems.joined(separator: "\n  "))
         }
         print("checked: the target holds every row of the source")
+    }
+
+    /// The pid of a daemon holding `<database>.lock`, or nil. Tested with a shared lock on a
+    /// read-only descriptor, let go at once: nothing is written, and a daemon starting meanwhile
+    /// is not held up.
+    static func daemonRunning(on database: String) -> Int32? {
+        let path = database + ".lock"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            return errno == EWOULDBLOCK ? (QueueLock.holder(path: path)?.pid ?? 0) : nil
+        }
+        flock(fd, LOCK_UN)
+        return nil
     }
 
     /// `--to` with its password from exactly one place, as the configuration takes it.

@@ -121,6 +121,21 @@ extension EndToEnd {
             #expect(try Data(contentsOf: URL(fileURLWithPath: hostA)) == sourceBytes, "the source is read only")
         }
 
+        @Test func aLedgerWhoseDaemonStillRunsIsRefused() async throws {
+            let dir = try DaemonProcess.makeDirectory("copy-running")
+            let daemon = try await DaemonProcess.start(
+                dir, arguments: ["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            let database = try await PG.scratchDatabase()
+            let run = try await runProcess(
+                DaemonProcess.binary,
+                ["copy-ledger", "--from", dir.appendingPathComponent("var/pgnoti.sqlite").path, "--to", database],
+                mergeOutput: true)
+            #expect(run.status == 1)
+            #expect(run.output.contains("still runs") && run.output.contains("stop it first"), "\(run.output)")
+            #expect(try await daemon.terminate() == 0)
+            #expect(try await PG.psql(database, "SELECT to_regclass('notifications') IS NULL") == "t", "nothing copied")
+        }
+
         @Test func aPasswordInTheURLAndInAFileIsRefusedWithoutShowingIt() async throws {
             let dir = try DaemonProcess.makeDirectory("copy-twice")
             let passwordFile = dir.appendingPathComponent("password")
