@@ -306,6 +306,26 @@ struct LedgerCopyTests {
         }
     }
 
+    @Test func aRowTheTargetDoesNotKeepFailsTheCheck() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.writeSource(at: dir.appendingPathComponent("host.sqlite").path)
+            try await Self.withTarget { session, _ in
+                // The database swallows quarantine rows without an error.
+                try await Self.execute(
+                    session,
+                    "CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+                try await Self.execute(
+                    session,
+                    "CREATE TRIGGER swallow BEFORE INSERT ON quarantine FOR EACH ROW EXECUTE FUNCTION swallow()")
+                let summary = try await Self.copy(source, into: session)
+                #expect(summary.missing == [.quarantine: 2])
+                #expect(
+                    summary.problems == ["quarantine: 2 row(s) of the source not found in the target after the copy"])
+            }
+            try await source.close()
+        }
+    }
+
     static func execute(_ session: PostgresSession, _ sql: String) async throws {
         let connection = try await session.connect(logger: logger)
         defer { Task { try? await connection.close() } }
