@@ -115,7 +115,11 @@ struct LedgerCopyTests {
     }
 
     static func withTarget<R>(_ body: (PostgresSession, PostgresLedger) async throws -> R) async throws -> R {
-        try await PostgresScratch.withDatabase { session in
+        try await PostgresScratch.withDatabase { scratch in
+            // A whole test run forks many backends on two cores: give connecting time, so a slow
+            // fork is not mistaken for the failure a test provokes.
+            var session = scratch
+            session.connectTimeout = .seconds(30)
             let target = try await PostgresLedger.open(session, logger: logger)
             do {
                 let result = try await body(session, target)
@@ -290,7 +294,12 @@ struct LedgerCopyTests {
                 try await Self.execute(
                     session,
                     "CREATE TRIGGER refuse BEFORE INSERT ON notifications FOR EACH ROW EXECUTE FUNCTION refuse_t3()")
-                await #expect(throws: (any Error).self) { try await Self.copy(source, into: session, pageSize: 2) }
+                do {
+                    _ = try await Self.copy(source, into: session, pageSize: 2)
+                    Issue.record("the copy went through")
+                } catch {
+                    #expect(PostgresFailure.describe(error).contains("refused"), "\(String(reflecting: error))")
+                }
                 #expect(
                     try await target.counts().notifications == 2, "the pages before T3's committed, its own did not")
                 #expect(try await target.counts().outbox == 2)
