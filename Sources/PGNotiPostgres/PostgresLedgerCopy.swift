@@ -233,13 +233,15 @@ private struct Run {
             summary[.notifications].copied += 1
             return
         }
-        let version = StoredVersion(
+        let stored = StoredVersion(
             provider: n.provider, rawBody: Array(n.rawBody), contentType: n.contentType, receivedAt: n.receivedAt,
             eventJSON: n.eventJSON)
-        var held = PostgresCommitter.ConflictVersion(key: key, fingerprint: n.fingerprint, version: version)
-        held.peer = n.peer
-        held.client = n.client
-        try await mergeHeld(held, recorded: .notification, table: .notifications, original: nil)
+        var version = PostgresCommitter.ConflictVersion(key: key, fingerprint: n.fingerprint, version: stored)
+        version.peer = n.peer
+        version.client = n.client
+        // Filed as a conflict, the PG's retries of this version are that conflict's retries.
+        version.retries = n.retries
+        try await mergeHeld(version, recorded: .notification, table: .notifications, original: nil)
     }
 
     private mutating func merge(_ exported: ExportedConflict) async throws {

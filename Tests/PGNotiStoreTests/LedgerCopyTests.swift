@@ -254,6 +254,41 @@ struct LedgerCopyTests {
         }
     }
 
+    @Test func aConflictTheHostFiledAgainstItsOwnVersionIsFiledAgainstTheClusters() async throws {
+        try await withTemporaryDirectory { dir in
+            let source = try await Self.writeSource(at: dir.appendingPathComponent("host.sqlite").path)
+            try await Self.withTarget { session, target in
+                // The cluster holds T1 with a third amount: both of the host's versions contradict it.
+                _ = try await target.record(makeEntry(tid: "T1", amount: 7))
+                let summary = try await Self.copy(source, into: session)
+                #expect(summary.problems.isEmpty, "\(summary.problems)")
+                #expect(summary[.notifications] == tally(source: 2, copied: 1, conflicts: 1))
+                #expect(summary[.conflicts] == tally(source: 1, conflicts: 1))
+                #expect(summary.conflictEventsQueued == 2 && summary.notes.map(\.kind) == [.conflict, .conflict])
+
+                let stored = try #require(try await target.lookup("T1").first)
+                let conflicts = try await target.history(of: stored).conflicts
+                #expect(
+                    Set(conflicts.map(\.newFingerprint)) == ["amount=1000;result=3001", "amount=5;result=3001"])
+                #expect(conflicts.allSatisfy { $0.storedFingerprint == "amount=7;result=3001" })
+                #expect(
+                    conflicts.first { $0.newFingerprint == "amount=1000;result=3001" }?.retries == 1,
+                    "the PG's retry of the host's version")
+                // Each conflict event names the cluster's version as the one it contradicts.
+                let documents = try await target.pendingOutbox(limit: 10).filter { $0.fileName.contains("conflict-") }
+                #expect(documents.count == 2)
+                #expect(documents.allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains(#""stored":7"#) })
+
+                let before = try await target.counts()
+                let again = try await Self.copy(source, into: session)
+                #expect(again[.notifications] == tally(source: 2, alreadyThere: 2))
+                #expect(again[.conflicts] == tally(source: 1, alreadyThere: 1))
+                #expect(try await target.counts() == before)
+            }
+            try await source.close()
+        }
+    }
+
     @Test func aV1LedgerIsCopiedAndItsFileIsNotChangedByAByte() async throws {
         try await withTemporaryDirectory { dir in
             let path = dir.appendingPathComponent("v1.sqlite").path
