@@ -87,8 +87,10 @@ struct LedgerMergeTests {
 
 /// `PostgresLedgerCopy` from a SQLite ledger written by the real `Ledger` into a scratch
 /// PostgreSQL database. Skipped (with the conformance suite's message) without
-/// `PGNOTI_TEST_DATABASE_URL`.
+/// `PGNOTI_TEST_DATABASE_URL`. One test at a time, each with the smallest pool: the whole run
+/// shares the test server's `max_connections` with the other PostgreSQL suites.
 @Suite(
+    .serialized,
     .enabled(
         if: Engine.postgresURL != nil,
         "PGNOTI_TEST_DATABASE_URL is not set: the PostgreSQL half of the copy-ledger tests is skipped"))
@@ -120,6 +122,7 @@ struct LedgerCopyTests {
             // fork is not mistaken for the failure a test provokes.
             var session = scratch
             session.connectTimeout = .seconds(30)
+            session.poolSize = 2
             let target = try await PostgresLedger.open(session, logger: logger)
             do {
                 let result = try await body(session, target)

@@ -324,18 +324,25 @@ enum Engine: String, CaseIterable, Sendable, CustomTestStringConvertible {
             try await replay(into: source)
             try await engine.withStore { live in
                 try await replay(into: live)
-                try await PostgresScratch.withDatabase { session in
+                try await PostgresScratch.withDatabase { scratch in
+                    var session = scratch
+                    session.poolSize = 2
                     let summary = try await PostgresLedgerCopy(
                         source: source, session: session, conflictEvents: { _ in nil }, logger: PostgresScratch.logger
                     ).run()
                     #expect(summary.problems.isEmpty, "\(summary.problems)")
                     let copied = try await PostgresLedger.open(session, logger: PostgresScratch.logger)
-                    let (fromCopy, fromLive) = (try await answers(copied), try await answers(live))
-                    #expect(fromCopy == fromLive)
-                    for entry in history {
-                        #expect(try await copied.record(entry) == (try await live.record(entry)), "\(entry.key)")
+                    do {
+                        let (fromCopy, fromLive) = (try await answers(copied), try await answers(live))
+                        #expect(fromCopy == fromLive)
+                        for entry in history {
+                            #expect(try await copied.record(entry) == (try await live.record(entry)), "\(entry.key)")
+                        }
+                        try await copied.close()
+                    } catch {
+                        try? await copied.close()
+                        throw error
                     }
-                    try await copied.close()
                 }
             }
             try await source.close()
