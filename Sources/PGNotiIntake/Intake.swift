@@ -218,8 +218,35 @@ public final class Intake: Sendable {
     static func read(_ submission: Submission, with provider: any PaymentProvider) throws(Rejection) -> (
         PaymentNotification, Fields
     ) {
-        let fields = try provider.fields(from: submission.body, contentType: submission.contentType)
+        try read(submission.body, contentType: submission.contentType, with: provider)
+    }
+
+    static func read(_ body: [UInt8], contentType: String?, with provider: any PaymentProvider) throws(Rejection) -> (
+        PaymentNotification, Fields
+    ) {
+        let fields = try provider.fields(from: body, contentType: contentType)
         return (try provider.interpret(fields), fields)
+    }
+
+    /// The event filed for a notification, as the daemon files it.
+    static func event(
+        _ notification: PaymentNotification, fields: Fields, receivedAt: Date, isTest: Bool, sandbox: Bool
+    ) -> Event {
+        var event = Event(
+            notification: notification, receivedAt: receivedAt, isTest: isTest, charset: fields.charset,
+            lossyFields: fields.lossyFieldNames)
+        event.isSandbox = sandbox
+        return event
+    }
+
+    /// `LedgerEntry.conflictEvent` for an event: its `notification.conflict` document, given the
+    /// stored version it contradicts.
+    static func conflictDocument(_ event: Event) -> @Sendable (String, Int?, String?) -> (String, [UInt8]) {
+        { storedEventID, storedAmount, storedResult in
+            let conflict = event.asConflict(
+                with: storedEventID, storedAmount: storedAmount, storedResultCode: storedResult)
+            return (conflict.id, conflict.jsonBytes())
+        }
     }
 
     private func refuse(
@@ -253,22 +280,15 @@ public final class Intake: Sendable {
         ack: String
     ) -> Commit {
         let masked = logger.logLevel <= .debug ? Masking.fields(fields.all) : nil
-        var filed = Event(
-            notification: notification, receivedAt: submission.receivedAt, isTest: isTest, charset: fields.charset,
-            lossyFields: fields.lossyFieldNames)
-        filed.isSandbox = sandbox
-        let event = filed
+        let event = Self.event(
+            notification, fields: fields, receivedAt: submission.receivedAt, isTest: isTest, sandbox: sandbox)
         let entry = LedgerEntry(
             key: notification.key, fingerprint: notification.fingerprint, eventID: event.id,
             kind: notification.kind.rawValue, orderID: notification.orderID, amount: notification.amount,
             resultCode: notification.resultCode, rawBody: submission.body, contentType: submission.contentType,
             peer: submission.address.peer, client: submission.address.client, receivedAt: submission.receivedAt,
             eventJSON: { event.jsonBytes() },
-            conflictEvent: { storedEventID, storedAmount, storedResult in
-                let conflict = event.asConflict(
-                    with: storedEventID, storedAmount: storedAmount, storedResultCode: storedResult)
-                return (conflict.id, conflict.jsonBytes())
-            })
+            conflictEvent: Self.conflictDocument(event))
         return Commit(entry: entry, ack: ack, facts: .init(notification), maskedFields: masked)
     }
 

@@ -183,43 +183,14 @@ final class PostgresCommitter: BatchCommitter, Sendable {
     private func applyHeld(_ entry: LedgerEntry, fileName: String, on connection: PostgresConnection) async throws
         -> RecordOutcome
     {
-        let k = entry.key
         let now = Date().unixMicroseconds
-        let storedRows = try await connection.query(
-            """
-            SELECT id, event_id, fingerprint, amount, result_code, retries FROM notifications
-            WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
-                AND state = \(k.state)
-            FOR UPDATE
-            """, logger: logger)
-        var found: (id: Int64, eventID: String, fingerprint: String, amount: Int64?, result: String?, retries: Int)?
-        for try await row in storedRows.decode((Int64, String, String, Int64?, String?, Int).self) { found = row }
-        guard let stored = found else {
+        guard
+            let (stored, held, filedConflictRowID) = try await Self.lockHeld(
+                entry.key, fingerprint: entry.fingerprint, on: connection, logger: logger)
+        else {
             // ON CONFLICT skipped it, so a committed row held the key; rows are never deleted.
             throw PostgresLedgerError("notification \(entry.eventID) held by a row that cannot be read")
         }
-        var held = LedgerRules.Held(eventID: stored.eventID, fingerprint: stored.fingerprint)
-        var filedConflictRowID: Int64?
-        if stored.fingerprint != entry.fingerprint {
-            let filed = try await connection.query(
-                """
-                SELECT id, conflict_event_id FROM conflicts
-                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
-                    AND state = \(k.state) AND new_fingerprint = \(entry.fingerprint) AND conflict_event_id IS NOT NULL
-                """, logger: logger)
-            for try await (id, eventID) in filed.decode((Int64, String).self) {
-                filedConflictRowID = id
-                held.filedConflictEventID = eventID
-            }
-            let count = try await connection.query(
-                """
-                SELECT count(*)::int FROM conflicts
-                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
-                    AND state = \(k.state) AND conflict_event_id IS NOT NULL
-                """, logger: logger)
-            for try await n in count.decode(Int.self) { held.filedConflicts = n }
-        }
-
         switch LedgerRules.decide(
             fingerprint: entry.fingerprint, held: held, canBuildConflictEvent: entry.conflictEvent != nil)
         {
@@ -254,25 +225,141 @@ final class PostgresCommitter: BatchCommitter, Sendable {
                 conflictsWith: conflictsWith, storedFingerprint: storedFingerprint, ignored: ignored)
         case .fileConflict(let conflictsWith, let storedFingerprint):
             let (conflictID, json) = entry.conflictEvent!(stored.eventID, stored.amount.map(Int.init), stored.result)
-            try await connection.query(
-                """
-                INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, conflict_event_id,
-                    stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, peer, client,
-                    received_at, event_json, queue_file_name)
-                VALUES (\(k.provider.rawValue), \(k.merchantID), \(k.tid), \(k.state), \(conflictsWith),
-                    \(conflictID), \(storedFingerprint), \(entry.fingerprint), \(Data(entry.rawBody)),
-                    \(entry.contentType), \(entry.peer), \(entry.peer), \(entry.client),
-                    \(entry.receivedAt.unixMicroseconds), \(Data(json)), \(fileName))
-                """, logger: logger)
-            try await connection.query(
-                """
-                INSERT INTO outbox (file_name, payload, notification_id, queued_at)
-                VALUES (\(fileName), \(Data(json)), \(stored.id), \(now))
-                """, logger: logger)
+            let filed = try await Self.fileConflict(
+                ConflictVersion(entry), conflictsWith: conflictsWith, storedFingerprint: storedFingerprint,
+                conflictEventID: conflictID, json: json, fileName: fileName, queued: true, storedRowID: stored.id,
+                on: connection, logger: logger)
+            // The rules saw no filed conflict for this version, so nothing can hold its place.
+            guard filed else { throw PostgresLedgerError("conflict \(conflictID) could not be filed") }
             return .conflict(
                 eventID: conflictID, conflictsWith: conflictsWith, storedFingerprint: storedFingerprint,
                 queueFileName: fileName)
         }
+    }
+
+    /// The row stored under a key, as the rules read it.
+    struct HeldRow: Sendable {
+        var id: Int64
+        var eventID: String
+        var fingerprint: String
+        var amount: Int64?
+        var result: String?
+        var retries: Int
+    }
+
+    /// Locks the row under `key` (`FOR UPDATE`: two hosts counting or filing for one key take
+    /// turns, so the per-key cap holds) and reads what `LedgerRules` needs about it for a version
+    /// with `fingerprint`. The conflict rows are read only when the version differs. Nil when the
+    /// key holds nothing. Shared by the live path and `copy-ledger`'s merge.
+    static func lockHeld(
+        _ k: NotificationKey, fingerprint: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> (row: HeldRow, rule: LedgerRules.Held, filedConflictRowID: Int64?)? {
+        let storedRows = try await connection.query(
+            """
+            SELECT id, event_id, fingerprint, amount, result_code, retries FROM notifications
+            WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                AND state = \(k.state)
+            FOR UPDATE
+            """, logger: logger)
+        var found: HeldRow?
+        for try await (id, eventID, stored, amount, result, retries) in storedRows.decode(
+            (Int64, String, String, Int64?, String?, Int).self)
+        {
+            found = HeldRow(
+                id: id, eventID: eventID, fingerprint: stored, amount: amount, result: result, retries: retries)
+        }
+        guard let stored = found else { return nil }
+        var held = LedgerRules.Held(eventID: stored.eventID, fingerprint: stored.fingerprint)
+        var filedConflictRowID: Int64?
+        if stored.fingerprint != fingerprint {
+            let filed = try await connection.query(
+                """
+                SELECT id, conflict_event_id FROM conflicts
+                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                    AND state = \(k.state) AND new_fingerprint = \(fingerprint) AND conflict_event_id IS NOT NULL
+                """, logger: logger)
+            for try await (id, eventID) in filed.decode((Int64, String).self) {
+                filedConflictRowID = id
+                held.filedConflictEventID = eventID
+            }
+            let count = try await connection.query(
+                """
+                SELECT count(*)::int FROM conflicts
+                WHERE provider = \(k.provider.rawValue) AND merchant_id = \(k.merchantID) AND tid = \(k.tid)
+                    AND state = \(k.state) AND conflict_event_id IS NOT NULL
+                """, logger: logger)
+            for try await n in count.decode(Int.self) { held.filedConflicts = n }
+        }
+        return (stored, held, filedConflictRowID)
+    }
+
+    /// A version that contradicts the stored one, as a conflict row keeps it.
+    struct ConflictVersion: Sendable {
+        var key: NotificationKey
+        var fingerprint: String
+        var rawBody: Data
+        var contentType: String?
+        var peer: String?
+        var client: String?
+        var receivedAtMicros: Int64
+        var retries = 0
+        /// The event document stored with the version (a merge reads its test flags from it).
+        var storedEventJSON: Data?
+
+        init(_ entry: LedgerEntry) {
+            key = entry.key
+            fingerprint = entry.fingerprint
+            rawBody = Data(entry.rawBody)
+            contentType = entry.contentType
+            peer = entry.peer
+            client = entry.client
+            receivedAtMicros = entry.receivedAt.unixMicroseconds
+        }
+
+        init(_ record: ConflictRecord, key: NotificationKey) {
+            self.key = key
+            fingerprint = record.newFingerprint
+            rawBody = record.rawBody
+            contentType = record.contentType
+            peer = record.peer
+            client = record.client
+            receivedAtMicros = record.receivedAt.unixMicroseconds
+            retries = record.retries
+        }
+    }
+
+    /// Files a conflict row and, when `queued`, its event in the outbox (which names only the
+    /// columns every schema version has, so later columns keep their defaults). Returns whether a
+    /// row went in: a row already there under the key and fingerprint (one from before conflict
+    /// events, which the rules do not count) is left alone.
+    static func fileConflict(
+        _ version: ConflictVersion, conflictsWith: String, storedFingerprint: String, conflictEventID: String,
+        json: [UInt8]?, fileName: String?, queued: Bool, storedRowID: Int64, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> Bool {
+        let k = version.key
+        let inserted = try await connection.query(
+            """
+            INSERT INTO conflicts (provider, merchant_id, tid, state, event_id, conflict_event_id,
+                stored_fingerprint, new_fingerprint, raw_body, content_type, remote_address, peer, client,
+                received_at, event_json, queue_file_name, retries)
+            VALUES (\(k.provider.rawValue), \(k.merchantID), \(k.tid), \(k.state), \(conflictsWith),
+                \(conflictEventID), \(storedFingerprint), \(version.fingerprint), \(version.rawBody),
+                \(version.contentType), \(version.peer), \(version.peer), \(version.client),
+                \(version.receivedAtMicros), \(json.map { Data($0) }), \(fileName), \(version.retries))
+            ON CONFLICT (provider, merchant_id, tid, state, new_fingerprint) DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        var went = false
+        for try await _ in inserted.decode(Int64.self) { went = true }
+        if went, queued, let json, let fileName {
+            try await connection.query(
+                """
+                INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                VALUES (\(fileName), \(Data(json)), \(storedRowID), \(Date().unixMicroseconds))
+                """, logger: logger)
+        }
+        return went
     }
 
     // MARK: - The quarantine

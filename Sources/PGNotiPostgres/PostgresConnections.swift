@@ -187,8 +187,8 @@ final class PostgresConnections: Sendable {
 
 /// Errors in words an operator can act on, without the query or its values (they may hold
 /// personal data): postgres-nio's own description hides everything on purpose.
-enum PostgresFailure {
-    static func describe(_ error: any Error) -> String {
+public enum PostgresFailure {
+    public static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] {
                 let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""

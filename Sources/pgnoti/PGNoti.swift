@@ -11,7 +11,7 @@ struct PGNoti: AsyncParsableCommand {
         subcommands: [
             Serve.self, CheckConfig.self, Send.self, EventsCommand.self, QuarantineCommand.self, Redeliver.self,
             Stats.self, Backup.self, Purge.self, Retention.self, Migrate.self, ForwardCommand.self, Consume.self,
-            TossCommand.self, PayupCommand.self,
+            TossCommand.self, PayupCommand.self, CopyLedger.self,
         ],
         defaultSubcommand: Serve.self)
 }

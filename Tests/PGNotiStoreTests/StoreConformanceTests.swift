@@ -279,4 +279,73 @@ enum Engine: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(try await store.quarantined(id: other) == nil)
         }
     }
+
+    /// `copy-ledger`: a host's SQLite ledger copied into PostgreSQL answers every operator query
+    /// as the engine that recorded the same history live does, and goes on deduplicating it.
+    @Test(
+        .enabled(
+            if: Engine.postgresURL != nil,
+            "PGNOTI_TEST_DATABASE_URL is not set: copy-ledger, which writes to PostgreSQL, is skipped"),
+        arguments: Engine.available)
+    func aLedgerCopiedIntoPostgreSQLAnswersAsTheEngineThatRecordedItLive(engine: Engine) async throws {
+        let history = [
+            makeEntry(tid: "T1", amount: 1000), makeEntry(tid: "T1", amount: 1000), makeEntry(tid: "T1", amount: 5),
+            makeEntry(tid: "T2", provider: .innopay), makeEntry(tid: "T3", state: "1"),
+        ]
+        func replay(into store: any ConformingStore) async throws {
+            for entry in history { _ = try await store.record(entry) }
+            _ = try await store.quarantine(makeQuarantineEntry(reason: "invalid_field"))
+            try await store.saveTossProgress(
+                TossFileProgress(
+                    fileName: "toss_AUTH_20250101.dat", ingestedBytes: 1, ingestedLines: 1, prefixSHA256: [9],
+                    size: 1, rows: 1, updatedAt: fixedDate))
+        }
+        func answers(_ store: any ConformingStore) async throws -> [String] {
+            var out: [String] = []
+            for n in try await store.events(EventFilter()) {
+                let h = try await store.history(of: n)
+                out.append(
+                    "\(n.provider) \(n.tid) \(n.state) \(n.eventID) \(n.fingerprint) \(n.retries) \(n.queueFileName.isEmpty)"
+                        + " retries=\(h.retries.count) conflicts=\(h.conflicts.map(\.newFingerprint)) outbox=\(h.inOutbox)"
+                )
+            }
+            // Sorted: the list is newest first by row id, and a copy assigns ids in key order
+            // within a page (the order every host locks keys in), not in the source's.
+            out.sort()
+            let conflicts = try await store.events(EventFilter(kind: EventKind.notificationConflict.rawValue))
+            out.append("conflict events \(conflicts.map(\.eventID))")
+            let counts = try await store.counts()
+            out.append("\(counts.notifications) \(counts.outbox) \(counts.conflicts) \(counts.quarantine)")
+            out.append("toss \(try await store.tossFiles().map(\.fileName))")
+            return out
+        }
+        try await withTemporaryDirectory { dir in
+            let source = try Ledger(path: dir.appendingPathComponent("host.sqlite").path)
+            try await replay(into: source)
+            try await engine.withStore { live in
+                try await replay(into: live)
+                try await PostgresScratch.withDatabase { scratch in
+                    var session = scratch
+                    session.poolSize = 2
+                    let summary = try await PostgresLedgerCopy(
+                        source: source, session: session, conflictEvents: { _ in nil }, logger: PostgresScratch.logger
+                    ).run()
+                    #expect(summary.problems.isEmpty, "\(summary.problems)")
+                    let copied = try await PostgresLedger.open(session, logger: PostgresScratch.logger)
+                    do {
+                        let (fromCopy, fromLive) = (try await answers(copied), try await answers(live))
+                        #expect(fromCopy == fromLive)
+                        for entry in history {
+                            #expect(try await copied.record(entry) == (try await live.record(entry)), "\(entry.key)")
+                        }
+                        try await copied.close()
+                    } catch {
+                        try? await copied.close()
+                        throw error
+                    }
+                }
+            }
+            try await source.close()
+        }
+    }
 }
