@@ -53,9 +53,10 @@ start | start-tls)
         chmod 0755 "$data/tls" && chmod 0644 "$data/tls/ca.pem"
         tls="-c ssl=on -c ssl_cert_file=$data/tls/server.pem -c ssl_key_file=$data/tls/server.key"
     fi
-    # Loopback only, and the socket in the data directory rather than /var/run/postgresql.
+    # Loopback only, and the socket in the data directory rather than /var/run/postgresql. The
+    # suites run in parallel, each ledger with a pool of its own: 100 connections is too few.
     as_postgres "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on $tls" start >&2
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on -c max_connections=300 $tls" start >&2
     as_postgres "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE pgnoti_test" >&2
     echo "$port" > "$data/port"
     echo "export PGNOTI_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:$port/pgnoti_test"
@@ -71,7 +72,7 @@ start-server)
     data=${2:?the data directory start printed}
     port=$(cat "$data/port")
     as_postgres "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on" start >&2
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on -c max_connections=300" start >&2
     ;;
 stop)
     data=${2:?the data directory start printed}
