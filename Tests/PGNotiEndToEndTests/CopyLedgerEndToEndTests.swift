@@ -119,6 +119,15 @@ extension EndToEnd {
             #expect(!again.output.contains("merged:"))
             #expect(try await PG.psql(database, counts) == before)
             #expect(try Data(contentsOf: URL(fileURLWithPath: hostA)) == sourceBytes, "the source is read only")
+
+            // The cluster's forwarder sends the merge's conflict event, and nothing of the history.
+            let receiver = try await WebhookReceiver(in: try DaemonProcess.makeDirectory("copy-app"))
+            let forwarder = try await PG.forwarder("copy-fwd", database: database, url: receiver.url)
+            defer { forwarder.stop() }
+            try await waitUntil(timeout: .seconds(15), "the outbox delivered") {
+                try await PG.psql(database, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL") == "0"
+            }
+            #expect(receiver.acceptedIDs() == [event["id"] as? String], "\(receiver.records())")
         }
 
         @Test func aLedgerWhoseDaemonStillRunsIsRefused() async throws {
