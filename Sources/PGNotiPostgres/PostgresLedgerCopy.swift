@@ -126,50 +126,48 @@ private struct Run {
     }
 
     private mutating func notifications() async throws {
-        var after: Int64 = 0
-        while true {
-            let page = try await source.exportNotifications(afterRowID: after, limit: copy.pageSize)
-            guard let last = page.last else { return }
-            let ordered = page.sorted {
-                let a = $0.notification
-                let b = $1.notification
-                return [a.provider, a.merchantID, a.tid, a.state].lexicographicallyPrecedes(
-                    [b.provider, b.merchantID, b.tid, b.state])
+        let (source, size) = (self.source, copy.pageSize)
+        try await byPages(
+            { try await source.exportNotifications(afterRowID: $0, limit: size) }, id: \.notification.rowID,
+            keyedBy: {
+                [$0.notification.provider, $0.notification.merchantID, $0.notification.tid, $0.notification.state]
             }
-            try await inTransaction { run in
-                for exported in ordered { try await run.merge(exported) }
-            }
-            after = last.notification.rowID
-        }
+        ) { run, exported in try await run.merge(exported) }
     }
 
     private mutating func conflicts() async throws {
-        var after: Int64 = 0
-        while true {
-            let page = try await source.exportConflicts(afterID: after, limit: copy.pageSize)
-            guard let last = page.last else { return }
-            let ordered = page.sorted {
-                let a = $0.record
-                let b = $1.record
-                return [a.provider, a.merchantID, a.tid, a.state, a.newFingerprint].lexicographicallyPrecedes(
-                    [b.provider, b.merchantID, b.tid, b.state, b.newFingerprint])
+        let (source, size) = (self.source, copy.pageSize)
+        try await byPages(
+            { try await source.exportConflicts(afterID: $0, limit: size) }, id: \.record.id,
+            keyedBy: {
+                [$0.record.provider, $0.record.merchantID, $0.record.tid, $0.record.state, $0.record.newFingerprint]
             }
-            try await inTransaction { run in
-                for exported in ordered { try await run.merge(exported) }
-            }
-            after = last.record.id
-        }
+        ) { run, exported in try await run.merge(exported) }
     }
 
     private mutating func quarantine() async throws {
+        let (source, size) = (self.source, copy.pageSize)
+        try await byPages({ try await source.exportQuarantine(afterID: $0, limit: size) }, id: \.id) { run, item in
+            try await run.copy(item)
+        }
+    }
+
+    /// Reads the source a page at a time, after the last row's id, and applies each page in one
+    /// transaction. With `keyedBy`, a page is applied in key order, as the live path locks keys,
+    /// so a copy and the running daemons cannot deadlock.
+    private mutating func byPages<Item>(
+        _ read: (Int64) async throws -> [Item], id: (Item) -> Int64, keyedBy key: ((Item) -> [String])? = nil,
+        _ apply: (inout Run, Item) async throws -> Void
+    ) async throws {
         var after: Int64 = 0
         while true {
-            let page = try await source.exportQuarantine(afterID: after, limit: copy.pageSize)
+            let page = try await read(after)
             guard let last = page.last else { return }
+            let ordered = key.map { key in page.sorted { key($0).lexicographicallyPrecedes(key($1)) } } ?? page
             try await inTransaction { run in
-                for item in page { try await run.copy(item) }
+                for item in ordered { try await apply(&run, item) }
             }
-            after = last.id
+            after = id(last)
         }
     }
 
