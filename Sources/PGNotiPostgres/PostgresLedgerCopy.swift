@@ -131,8 +131,7 @@ private struct Run {
             { try await source.exportNotifications(afterRowID: $0, limit: size) }, id: \.notification.rowID,
             keyedBy: {
                 [$0.notification.provider, $0.notification.merchantID, $0.notification.tid, $0.notification.state]
-            }
-        ) { run, exported in try await run.merge(exported) }
+            }, apply: { run, exported in try await run.merge(exported) })
     }
 
     private mutating func conflicts() async throws {
@@ -141,15 +140,14 @@ private struct Run {
             { try await source.exportConflicts(afterID: $0, limit: size) }, id: \.record.id,
             keyedBy: {
                 [$0.record.provider, $0.record.merchantID, $0.record.tid, $0.record.state, $0.record.newFingerprint]
-            }
-        ) { run, exported in try await run.merge(exported) }
+            }, apply: { run, exported in try await run.merge(exported) })
     }
 
     private mutating func quarantine() async throws {
         let (source, size) = (self.source, copy.pageSize)
-        try await byPages({ try await source.exportQuarantine(afterID: $0, limit: size) }, id: \.id) { run, item in
-            try await run.copy(item)
-        }
+        try await byPages(
+            { try await source.exportQuarantine(afterID: $0, limit: size) }, id: \.id,
+            apply: { run, item in try await run.copy(item) })
     }
 
     /// Reads the source a page at a time, after the last row's id, and applies each page in one
@@ -157,7 +155,7 @@ private struct Run {
     /// so a copy and the running daemons cannot deadlock.
     private mutating func byPages<Item>(
         _ read: (Int64) async throws -> [Item], id: (Item) -> Int64, keyedBy key: ((Item) -> [String])? = nil,
-        _ apply: (inout Run, Item) async throws -> Void
+        apply: (inout Run, Item) async throws -> Void
     ) async throws {
         var after: Int64 = 0
         while true {
