@@ -10,6 +10,7 @@
 # at work when well under 1).
 #
 #   bash bench/cluster.sh [seconds=10] [connections=16]
+#   PGNOTI=path PGNOTI_BENCH=path bash bench/cluster.sh    # given binaries, nothing built
 #
 # Needs wrk and Debian's postgresql (15); starts its own throwaway cluster
 # (Tests/Support/postgres.sh) and stops it at the end.
@@ -20,11 +21,13 @@ CONNS=${2:-16}
 PORT=${PORT:-18280}
 PORT2=$((PORT + 1))
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-swift build -c release --product pgnoti >/dev/null
-swift build -c release --product pgnoti-bench >/dev/null
+# PGNOTI=path runs a given pgnoti (e.g. the .deb's static release build) instead of building one;
+# PGNOTI_BENCH=path likewise for pgnoti-bench, which only writes the request bodies.
 BIN_DIR=$(swift build -c release --show-bin-path)
-PG=$BIN_DIR/pgnoti
-BENCH=$BIN_DIR/pgnoti-bench
+if [ -z "${PGNOTI:-}" ]; then swift build -c release --product pgnoti >/dev/null; fi
+if [ -z "${PGNOTI_BENCH:-}" ]; then swift build -c release --product pgnoti-bench >/dev/null; fi
+PG=${PGNOTI:-$BIN_DIR/pgnoti}
+BENCH=${PGNOTI_BENCH:-$BIN_DIR/pgnoti-bench}
 WORK=$(mktemp -d "${BENCH_DIR:-/tmp}/pgnoti-cluster.XXXXXX")
 PIDS=()
 eval "$(bash Tests/Support/postgres.sh start)"
