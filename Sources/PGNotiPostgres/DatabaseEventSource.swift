@@ -29,6 +29,9 @@ public final class DatabaseEventSource: EventSource {
     let logger: Logger
     private let holdsLease = Atomic<Bool>(false)
     private let state = Mutex(State())
+    /// The claimed rows by index name. Apart from `State`, which is copied whole to be read:
+    /// a copy alive while a delivery removes its row would copy every claimed row.
+    private let rows = Mutex<[String: ForwardRow]>([:])
 
     struct State: Sendable {
         var lease: ForwardLease?
@@ -37,14 +40,20 @@ public final class DatabaseEventSource: EventSource {
         var lastAcquireAttempt = ContinuousClock.now - .seconds(3600)
         var lastClaim = ContinuousClock.now - .seconds(3600)
         var lastClaimWasFull = false
-        /// The claimed rows by index name.
-        var rows: [String: ForwardRow] = [:]
+        /// The last row claimed in filing order: the next claim looks past it.
+        var claimedUpTo: ForwardPosition?
+        /// When a claim last looked from the start.
+        var lastSweep = ContinuousClock.now - .seconds(3600)
         var published: Int?
         var publishedAt = ContinuousClock.now - .seconds(3600)
         var renewalFailing = false
     }
 
     static let claimBatch = 512
+    static let claimWhenRoomFor = 128
+    /// How often a claim looks from the start of the outbox, for rows the claims past the last
+    /// one skip (committed late by another host, brought back by `forward retry`).
+    static let sweepInterval = Duration.seconds(2)
     static let publishInterval = Duration.seconds(1)
 
     public init(
@@ -94,12 +103,17 @@ public final class DatabaseEventSource: EventSource {
         var current = state.withLock { $0 }
         guard let lease = current.lease, mayStart(current) else { return }
         let now = ContinuousClock.now
-        guard room > 0, current.lastClaimWasFull || now - current.lastClaim >= scanInterval else { return }
+        // A claim is a commit: while a backlog lasts, claim again once a batch's worth of room
+        // has been made, not after every delivery.
+        let backlogClaim = current.lastClaimWasFull && room >= Self.claimWhenRoomFor
+        guard room > 0, backlogClaim || now - current.lastClaim >= scanInterval else { return }
         let limit = min(room, Self.claimBatch)
+        let sweep = now - current.lastSweep >= Self.sweepInterval
+        let after = sweep ? nil : current.claimedUpTo
         let rows: [ForwardRow]
         do {
             rows = try await withTimeout(leaseDuration / 3) { [ledger] in
-                try await ledger.claimForward(lease, limit: limit)
+                try await ledger.claimForward(lease, limit: limit, after: after)
             }
         } catch {
             logger.warning("could not claim events from the database", metadata: ["error": "\(error)"])
@@ -122,10 +136,13 @@ public final class DatabaseEventSource: EventSource {
                 ForwardIndex.Claimed(name: name, id: facts.id, kind: facts.kind, lane: facts.lane, record: row.record))
             claimed[name] = row
         }
+        let last = rows.map { ForwardPosition(fileName: $0.fileName, id: $0.id) }.max()
+        self.rows.withLock { $0.merge(claimed) { _, new in new } }
         state.withLock {
-            $0.rows.merge(claimed) { _, new in new }
             $0.lastClaim = now
             $0.lastClaimWasFull = rows.count == limit
+            if let last, $0.claimedUpTo.map({ last > $0 }) ?? true { $0.claimedUpTo = last }
+            if sweep { $0.lastSweep = now }
         }
     }
 
@@ -138,7 +155,7 @@ public final class DatabaseEventSource: EventSource {
     }
 
     public func pending(_ event: ForwardIndex.Claimed) async -> PendingEvent? {
-        guard let row = state.withLock({ $0.rows[event.name] }) else { return nil }
+        guard let row = rows.withLock({ $0[event.name] }) else { return nil }
         return PendingEvent(name: row.fileName, id: event.id, kind: event.kind, body: row.payload)
     }
 
@@ -155,17 +172,18 @@ public final class DatabaseEventSource: EventSource {
     }
 
     private func record(_ event: ForwardIndex.Claimed, _ outcome: ForwardOutcome, done: Bool) async -> SourceWrite {
-        let (lease, row) = state.withLock { ($0.lease, $0.rows[event.name]) }
+        let lease = state.withLock { $0.lease }
+        let row = rows.withLock { $0[event.name] }
         guard let lease, let row else { return .notOurs }
         do {
             let written = try await withTimeout(leaseDuration / 3) { [ledger] in
                 try await ledger.recordForward(lease, id: row.id, outcome: outcome)
             }
             guard written else {
-                state.withLock { _ = $0.rows.removeValue(forKey: event.name) }
+                rows.withLock { _ = $0.removeValue(forKey: event.name) }
                 return .notOurs
             }
-            if done { state.withLock { _ = $0.rows.removeValue(forKey: event.name) } }
+            if done { rows.withLock { _ = $0.removeValue(forKey: event.name) } }
             return .recorded
         } catch {
             return .failed(PostgresFailure.describe(error))
@@ -283,6 +301,7 @@ public final class DatabaseEventSource: EventSource {
                 })
         else { return }
         index.removeAll()
+        rows.withLock { $0 = [:] }
         state.withLock {
             $0 = State()
             $0.lease = ForwardLease(holder: holder, epoch: epoch)
@@ -295,6 +314,7 @@ public final class DatabaseEventSource: EventSource {
 
     private func lose(_ index: inout ForwardIndex, _ lease: ForwardLease, _ why: String) {
         index.removeAll()
+        rows.withLock { $0 = [:] }
         state.withLock {
             $0 = State()
             $0.lastAcquireAttempt = ContinuousClock.now

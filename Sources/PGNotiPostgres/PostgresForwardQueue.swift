@@ -11,6 +11,14 @@ public struct ForwardLease: Sendable, Equatable {
     public var epoch: Int64
 }
 
+/// Where an outbox row falls in filing order.
+struct ForwardPosition: Sendable, Comparable {
+    var fileName: String
+    var id: Int64
+
+    static func < (a: ForwardPosition, b: ForwardPosition) -> Bool { (a.fileName, a.id) < (b.fileName, b.id) }
+}
+
 /// One outbox row as the active forwarder claims it.
 struct ForwardRow: Sendable {
     var id: Int64
@@ -86,14 +94,20 @@ extension PostgresLedger {
     /// Claims up to `limit` undelivered rows this epoch has not claimed yet, oldest filing first:
     /// rows that arrived since the last claim, rows `forward retry` brought back, and after a
     /// takeover every undelivered row (the new epoch has claimed none). Marking the claim keeps
-    /// the next one from returning the same rows; a row committed late by another host, with an
-    /// older file name, is still found, since nothing skips past it.
-    func claimForward(_ lease: ForwardLease, limit: Int) async throws -> [ForwardRow] {
+    /// the next one from returning the same rows.
+    ///
+    /// `after` starts the look past the last row claimed, so that a backlog's claims do not walk
+    /// again over every row claimed (and every dead row version delivery left) before it. A look
+    /// from the start (`after` nil, now and then) finds what such looks skip: a row committed late
+    /// by another host with an older file name, a row `forward retry` brought back.
+    func claimForward(_ lease: ForwardLease, limit: Int, after: ForwardPosition?) async throws -> [ForwardRow] {
+        let from = after ?? ForwardPosition(fileName: "", id: 0)
         let rows = try await connections.writer.query(
             """
             WITH picked AS (
                 SELECT o.id FROM outbox o
-                WHERE \(unescaped: Self.undelivered) AND o.claimed_epoch IS DISTINCT FROM \(lease.epoch)
+                WHERE \(unescaped: Self.undelivered) AND (o.file_name, o.id) > (\(from.fileName), \(from.id))
+                    AND o.claimed_epoch IS DISTINCT FROM \(lease.epoch)
                     AND EXISTS (SELECT 1 FROM forward_lease
                         WHERE name = \(Self.leaseName) AND holder = \(lease.holder) AND epoch = \(lease.epoch)
                             AND expires > clock_timestamp())

@@ -198,6 +198,37 @@ struct PostgresForwardTests {
         }
     }
 
+    /// Claims look past the last row claimed; a row committed late by another host, its file
+    /// name older than that, is found by the look from the start that comes every few seconds.
+    @Test func aRowCommittedLateWithAnOlderFileNameIsStillDelivered() async throws {
+        try await PostgresScratch.withDatabase { session in
+            let ledger = try await PostgresLedger.open(session, logger: logger)
+            defer { Task { try? await ledger.close() } }
+            _ = try await fileOrders(ledger, orders: 2)
+            let recorder = Recorder()
+            let forwarder = Forwarder(
+                source: source(ledger), delivery: recorder, settings: Self.settings(), logger: logger)
+            let run = Task { try await forwarder.run() }
+            try await waitUntil(timeout: .seconds(10), "the first four delivered") {
+                try await outbox(session).delivered == 4
+            }
+            let connection = try await session.connect(logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO outbox (file_name, payload, notification_id, queued_at)
+                VALUES ('00000000000000001-late.json', convert_to('{"id":"late","kind":"payment.approved"}', 'UTF8'),
+                    0, 1)
+                """, logger: logger)
+            try await connection.close()
+            try await waitUntil(timeout: .seconds(10), "the late one delivered") {
+                try await outbox(session).delivered == 5
+            }
+            run.cancel()
+            try await run.value
+            #expect(recorder.ids.last == "late" && recorder.ids.count == 5)
+        }
+    }
+
     @Test func aGivenUpEventIsListedClusterWideAndRetryBringsItBack() async throws {
         try await PostgresScratch.withDatabase { session in
             let ledger = try await PostgresLedger.open(session, logger: logger)
