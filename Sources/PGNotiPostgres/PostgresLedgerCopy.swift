@@ -121,6 +121,21 @@ private struct Run {
         }
     }
 
+    /// The row's key, or nil, the row left out and listed, when this pgnoti does not know its
+    /// provider.
+    private mutating func knownKey(
+        _ provider: String, _ merchantID: String, _ tid: String, _ state: String, table: LedgerCopySummary.Table
+    ) -> NotificationKey? {
+        if let key = Self.key(provider, merchantID, tid, state) { return key }
+        summary[table].ignored += 1
+        absent[table, default: 0] += 1
+        summary.notes.append(
+            .init(
+                kind: .skipped, table: table, row: "\(provider) \(merchantID) \(tid) \(state)",
+                detail: "provider \(provider) is unknown to this pgnoti"))
+        return nil
+    }
+
     private static func describe(_ k: NotificationKey) -> String {
         "\(k.provider.rawValue) \(k.merchantID) \(k.tid) \(k.state)"
     }
@@ -193,15 +208,7 @@ private struct Run {
 
     private mutating func merge(_ exported: ExportedNotification) async throws {
         let n = exported.notification
-        guard let key = Self.key(n.provider, n.merchantID, n.tid, n.state) else {
-            summary[.notifications].ignored += 1
-            absent[.notifications, default: 0] += 1
-            summary.notes.append(
-                .init(
-                    kind: .skipped, table: .notifications, row: "\(n.provider) \(n.merchantID) \(n.tid) \(n.state)",
-                    detail: "provider \(n.provider) is unknown to this pgnoti"))
-            return
-        }
+        guard let key = knownKey(n.provider, n.merchantID, n.tid, n.state, table: .notifications) else { return }
         let inserted = try await connection.query(
             """
             INSERT INTO notifications (provider, merchant_id, tid, state, fingerprint, event_id, event_json,
@@ -242,15 +249,7 @@ private struct Run {
 
     private mutating func merge(_ exported: ExportedConflict) async throws {
         let c = exported.record
-        guard let key = Self.key(c.provider, c.merchantID, c.tid, c.state) else {
-            summary[.conflicts].ignored += 1
-            absent[.conflicts, default: 0] += 1
-            summary.notes.append(
-                .init(
-                    kind: .skipped, table: .conflicts, row: "\(c.provider) \(c.merchantID) \(c.tid) \(c.state)",
-                    detail: "provider \(c.provider) is unknown to this pgnoti"))
-            return
-        }
+        guard let key = knownKey(c.provider, c.merchantID, c.tid, c.state, table: .conflicts) else { return }
         var version = PostgresCommitter.ConflictVersion(c, key: key)
         version.storedEventJSON = exported.eventJSON
         try await mergeHeld(
