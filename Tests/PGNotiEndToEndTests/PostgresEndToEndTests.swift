@@ -321,18 +321,17 @@ extension EndToEnd {
             defer { consumer.stop() }
             let tids = (0..<3).map { "SMTPAY001m0101241202\(String(format: "%010d", $0))" }
             for tid in tids { #expect(try await Self.post(tid, to: daemon) == 200) }
-            try await waitUntil(timeout: .seconds(15), "a file per event") {
-                ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).count == 3
+            // Recorded once the command has exited: its file is complete by then.
+            try await waitUntil(timeout: .seconds(15), "recorded as delivered") {
+                try await Self.psql(database, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == "3"
             }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).count == 3, "a file per event")
             for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
                 let event =
                     try JSONSerialization.jsonObject(
                         with: Data(contentsOf: out.appendingPathComponent(name))) as? [String: Any]
                 #expect(event?["id"] as? String == String(name.dropLast(5)), "the event's exact JSON on stdin")
                 #expect(tids.contains(event?["tid"] as? String ?? ""))
-            }
-            try await waitUntil(timeout: .seconds(5), "recorded as delivered") {
-                try await Self.psql(database, "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == "3"
             }
             let kept = try FileManager.default.contentsOfDirectory(atPath: home.path).filter { $0 != "pgnoti.toml" }
             #expect(!kept.contains("state"), "no state of its own on the host: \(kept)")
