@@ -141,7 +141,7 @@ public final class Forwarder: Service, Sendable {
                         ticking = true
                         var wait = settings.scanInterval.seconds
                         if let next = index.nextRetryAt { wait = min(wait, max(0.01, next - now)) }
-                        if stale { wait = min(wait, DirectoryEventSource.publishInterval.seconds) }
+                        if stale { wait = min(wait, Self.publishRetry.seconds) }
                         let timeout = Duration.milliseconds(Int64(wait * 1000))
                         group.addTask {
                             await source.waitForWork(upTo: timeout)
@@ -263,6 +263,9 @@ public final class Forwarder: Service, Sendable {
         }
         return .done
     }
+
+    /// How soon the loop looks again when its source left the in-flight list out of date.
+    static let publishRetry = Duration.milliseconds(100)
 
     static func monotonicNanos() -> Int64 {
         var now = timespec()

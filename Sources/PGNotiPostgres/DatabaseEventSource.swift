@@ -100,7 +100,7 @@ public final class DatabaseEventSource: EventSource {
 
     public func refresh(_ index: inout ForwardIndex, room: Int) async {
         await keepLease(&index)
-        var current = state.withLock { $0 }
+        let current = state.withLock { $0 }
         guard let lease = current.lease, mayStart(current) else { return }
         let now = ContinuousClock.now
         // A claim is a commit: while a backlog lasts, claim again once a batch's worth of room
@@ -120,9 +120,6 @@ public final class DatabaseEventSource: EventSource {
             state.withLock { $0.lastClaim = now }
             return
         }
-        current = state.withLock { $0 }
-        // Lost meanwhile (another refresh cannot run, but a takeover can be noticed by a write).
-        guard current.lease == lease else { return }
         var claimed: [String: ForwardRow] = [:]
         for row in rows {
             // Unique, in filing order, and never the same in two epochs: an attempt still in
